@@ -1,7 +1,12 @@
-"""Architecture search spaces: architectures as data, built into ``nn.Module`` s."""
+"""Architecture search spaces: architectures as data, built into ``nn.Module`` s.
+
+Importing this package is light (no torch): a space's builder module is imported
+the first time the space is constructed, so configs validate in milliseconds.
+"""
 
 from __future__ import annotations
 
+from search_spaces._configs import LENET5, LENET_300_100, MBConvSpaceConfig, TinySpaceConfig
 from search_spaces._registry import (
     Arch,
     InputSpec,
@@ -16,8 +21,12 @@ from search_spaces._registry import (
 __all__ = [
     "Arch",
     "InputSpec",
+    "LENET5",
+    "LENET_300_100",
+    "MBConvSpaceConfig",
     "SearchSpace",
     "Suggest",
+    "TinySpaceConfig",
     "get_search_space",
     "list_search_spaces",
     "register_search_space",

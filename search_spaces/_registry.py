@@ -9,11 +9,15 @@ an ``optuna.Trial`` satisfies, as does any object with the three methods.
 from __future__ import annotations
 
 import abc
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
-from torch import nn
+from search_spaces._configs import BUILTIN_MODULES
+
+if TYPE_CHECKING:  # torch is imported by the spaces' modules, on first use
+    from torch import nn
 
 __all__ = [
     "Arch",
@@ -74,7 +78,6 @@ class SearchSpace(abc.ABC):
         raise NotImplementedError(f"search space {self.name!r} does not define extremes()")
 
 
-ConfigT = TypeVar("ConfigT")
 _SPACES: dict[str, tuple[type[Any], Callable[[Any], SearchSpace]]] = {}
 
 
@@ -99,12 +102,18 @@ def register_search_space(
 
 
 def list_search_spaces() -> list[str]:
-    """Names of every registered space, sorted."""
-    return sorted(_SPACES)
+    """Names of every registered space (built-in ones included), sorted."""
+    return sorted(set(_SPACES) | set(BUILTIN_MODULES))
 
 
 def search_space_config(name: str) -> type[Any]:
-    """The config dataclass of space ``name``."""
+    """The config dataclass of space ``name`` (built-ins resolve without importing torch)."""
+    from search_spaces import _configs
+
+    if name not in _SPACES and name in BUILTIN_MODULES:
+        cls = getattr(_configs, "BUILTIN_CONFIGS", {}).get(name)
+        if cls is not None:
+            return cls
     _check(name)
     return _SPACES[name][0]
 
@@ -119,6 +128,8 @@ def get_search_space(name: str, cfg: Any | None = None) -> SearchSpace:
 
 
 def _check(name: str) -> None:
+    if name not in _SPACES and name in BUILTIN_MODULES:
+        importlib.import_module(BUILTIN_MODULES[name])
     if name not in _SPACES:
         raise KeyError(
             f"unknown search space {name!r}; registered: {', '.join(list_search_spaces())}"

@@ -1,0 +1,121 @@
+"""Hardware profiles at run time: how to get a candidate's latency and peak memory.
+
+A profile config (the Hydra ``hw`` group) names a latency *method* from the
+registry below — ``"measure"`` times the model here, ``"predict"`` uses a fitted
+``LatencyPredictor``, ``"none"`` has no latency — plus the budgets and deployment
+facts (bit-widths with kernels, bytes per activation element, threads).
+``HardwareModel`` turns such a config into the two numbers a trial needs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from torch import nn
+
+from nas.hw._measure import measure_latency_ms
+from nas.hw._memory import peak_activation_bytes
+from nas.hw._predictor import LatencyPredictor
+
+__all__ = [
+    "HardwareModel",
+    "HardwareProfile",
+    "LatencyMethod",
+    "list_latency_methods",
+    "register_latency_method",
+]
+
+
+class HardwareProfile(Protocol):
+    """What ``HardwareModel`` reads from a profile config (a dataclass or DictConfig)."""
+
+    name: str
+    latency: str
+    predictor: str | None
+    latency_budget_ms: float | None
+    size_budget_bytes: int | None
+    peak_memory_budget_bytes: int | None
+    bits: list[int]
+    activation_bytes: int
+    threads: int
+
+
+LatencyMethod = Callable[["HardwareModel", nn.Module, Sequence[int]], float]
+_METHODS: dict[str, LatencyMethod] = {}
+
+
+def register_latency_method(name: str) -> Callable[[LatencyMethod], LatencyMethod]:
+    """Register a latency method under ``name`` (the profile's ``latency`` value)."""
+
+    def deco(fn: LatencyMethod) -> LatencyMethod:
+        if name in _METHODS:
+            raise ValueError(f"latency method {name!r} is already registered")
+        _METHODS[name] = fn
+        return fn
+
+    return deco
+
+
+def list_latency_methods() -> list[str]:
+    """Names of the registered latency methods, sorted."""
+    return sorted(_METHODS)
+
+
+class HardwareModel:
+    """Latency and peak memory of models on one hardware profile.
+
+    Built once per search from the profile config; the predictor, if any, is
+    loaded here so a bad device name fails at start-up, not in a trial.
+    """
+
+    def __init__(self, profile: HardwareProfile) -> None:
+        if profile.latency not in _METHODS:
+            raise ValueError(
+                f"hw profile {profile.name!r}: latency={profile.latency!r} unknown; "
+                f"allowed: {', '.join(list_latency_methods())}"
+            )
+        if profile.activation_bytes < 1 or profile.threads < 1:
+            raise ValueError(
+                f"hw profile {profile.name!r}: activation_bytes={profile.activation_bytes} and "
+                f"threads={profile.threads} must both be >= 1"
+            )
+        self.profile = profile
+        self.predictor: LatencyPredictor | None = None
+        if profile.latency == "predict":
+            if not profile.predictor:
+                raise ValueError(
+                    f"hw profile {profile.name!r}: latency='predict' needs predictor= a device key"
+                )
+            try:
+                self.predictor = LatencyPredictor.load(profile.predictor)
+            except KeyError as err:
+                raise ValueError(f"hw profile {profile.name!r}: {err.args[0]}") from None
+
+    def latency_ms(self, model: nn.Module, input_shape: Sequence[int]) -> float:
+        """Batch-1 latency in ms, measured or predicted; ``nan`` when the profile has none."""
+        return _METHODS[self.profile.latency](self, model, input_shape)
+
+    def peak_memory_bytes(self, model: nn.Module, input_shape: Sequence[int]) -> int:
+        """Peak activation memory at the profile's bytes per activation element."""
+        return peak_activation_bytes(
+            model, input_shape, bytes_per_element=self.profile.activation_bytes
+        )
+
+
+@register_latency_method("measure")
+def _measure(hw: HardwareModel, model: nn.Module, input_shape: Sequence[int]) -> float:
+    median_ms, _ = measure_latency_ms(model, input_shape, threads=hw.profile.threads)
+    return median_ms
+
+
+@register_latency_method("predict")
+def _predict(hw: HardwareModel, model: nn.Module, input_shape: Sequence[int]) -> float:
+    assert hw.predictor is not None  # set in __init__ for this method
+    return hw.predictor.predict_ms(model, input_shape)
+
+
+@register_latency_method("none")
+def _none(hw: HardwareModel, model: nn.Module, input_shape: Sequence[int]) -> float:
+    return math.nan
