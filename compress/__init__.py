@@ -1,0 +1,81 @@
+"""Model compression: pruning, quantization-aware fine-tuning, distillation, and an
+honest single-file artifact whose size is what a compressed model really takes.
+
+Typical use::
+
+    cfgs = [PruneConfig(sparsity=0.5), QuantConfig(bits=4)]
+    if estimate_size_bytes(model, cfgs, meta=arch) > budget:
+        ...  # reject before training
+    apply(model, cfgs)  # in place; then fine-tune as usual
+    size = export(model, "model.dsz", meta=arch)
+    plain = load("model.dsz", build_fn)  # same outputs, no parametrizations
+
+The package knows nothing of search or tracking; it works on any ``nn.Module``
+and compresses the weights of its ``Conv2d`` and ``Linear`` layers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from compress._bits import BITS
+
+if TYPE_CHECKING:
+    from compress._distill import distillation_loss
+    from compress._format import export, load, read_meta, size_bytes
+    from compress._prune import PruneConfig
+    from compress._quant import QuantConfig
+    from compress._registry import (
+        apply,
+        get_technique_config,
+        list_techniques,
+        register_technique,
+    )
+    from compress._size import estimate_size_bytes, stats
+
+# Public name -> private module. Loaded on first access (PEP 562), so that importing
+# `compress` for BITS does not import torch; the command line validates in ~1 s.
+_LAZY = {
+    "distillation_loss": "compress._distill",
+    "export": "compress._format",
+    "load": "compress._format",
+    "read_meta": "compress._format",
+    "size_bytes": "compress._format",
+    "PruneConfig": "compress._prune",
+    "QuantConfig": "compress._quant",
+    "apply": "compress._registry",
+    "get_technique_config": "compress._registry",
+    "list_techniques": "compress._registry",
+    "register_technique": "compress._registry",
+    "estimate_size_bytes": "compress._size",
+    "stats": "compress._size",
+}
+
+__all__ = [
+    "BITS",
+    "PruneConfig",
+    "QuantConfig",
+    "apply",
+    "distillation_loss",
+    "estimate_size_bytes",
+    "export",
+    "get_technique_config",
+    "list_techniques",
+    "load",
+    "read_meta",
+    "register_technique",
+    "size_bytes",
+    "stats",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        # Importing the techniques registers them; do all at once so the registry is full.
+        for module in dict.fromkeys(_LAZY.values()):
+            importlib.import_module(module)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'compress' has no attribute {name!r}")

@@ -1,0 +1,120 @@
+"""Contract tests every registered technique passes on every model kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from compress_models import FAST_KINDS, MODEL_KINDS, example_input, fine_tune, make
+from torch import nn
+
+import compress
+from compress import BITS, PruneConfig, QuantConfig
+
+EXAMPLES: dict[str, Any] = {"prune": PruneConfig(sparsity=0.5), "quant": QuantConfig(bits=4)}
+
+
+def _targets(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+def test_every_technique_has_an_example() -> None:
+    assert set(compress.list_techniques()) == set(EXAMPLES)
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+@pytest.mark.parametrize("name", compress.list_techniques())
+def test_apply_keeps_a_working_model(name: str, kind: str) -> None:
+    model, x = make(kind), example_input(kind)
+    out = compress.apply(model, [EXAMPLES[name]])
+    assert out is model
+    fine_tune(model, x, steps=1)
+    with torch.no_grad():
+        y = model(x)
+    assert y.shape == (x.shape[0], 10) and torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("kind", MODEL_KINDS)
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_pruned_weights_stay_zero_while_fine_tuning(kind: str, scope: str) -> None:
+    model, x = make(kind), example_input(kind)
+    compress.apply(model, [PruneConfig(sparsity=0.7, scope=scope), QuantConfig(bits=8)])
+    layers = _targets(model)
+    masks = [m.parametrizations.weight[0].mask.clone() for m in layers]
+    n = sum(int(mask.numel()) for mask in masks)
+    pruned = sum(int((mask == 0).sum()) for mask in masks)
+    if scope == "global":
+        assert pruned == round(0.7 * n)
+    else:
+        assert all(int((mk == 0).sum()) == round(0.7 * mk.numel()) for mk in masks)
+    fine_tune(model, x, steps=3)
+    for m, mask in zip(layers, masks, strict=True):
+        assert torch.equal(m.parametrizations.weight[0].mask, mask)
+        assert (m.weight[mask == 0] == 0).all()
+    assert compress.stats(model)["nonzero_params"] <= compress.stats(model)["params"] - pruned
+
+
+@pytest.mark.parametrize("kind", FAST_KINDS)
+@pytest.mark.parametrize("bits", [b for b in BITS if b <= 8])
+def test_quantized_weights_take_few_values_per_channel(kind: str, bits: int) -> None:
+    model, x = make(kind), example_input(kind)
+    compress.apply(model, [QuantConfig(bits=bits)])
+    fine_tune(model, x, steps=2)
+    with torch.no_grad():
+        for m in _targets(model):
+            w = m.weight.flatten(1)
+            assert max(len(torch.unique(row)) for row in w) <= 2**bits - 1
+
+
+def test_fp16_and_fp32() -> None:
+    model = make("mlp")
+    before = [m.weight.detach().clone() for m in _targets(model)]
+    compress.apply(model, [QuantConfig(bits=32)])
+    assert all(torch.equal(m.weight, w) for m, w in zip(_targets(model), before, strict=True))
+    compress.apply(model, [QuantConfig(bits=16)])
+    for m, w in zip(_targets(model), before, strict=True):
+        assert m.weight.dtype == torch.float32
+        assert torch.equal(m.weight, w.half().float())
+
+
+def test_prune_after_quant_still_masks_first() -> None:
+    model = make("cnn")
+    compress.apply(model, [QuantConfig(bits=4), PruneConfig(sparsity=0.5)])
+    for m in _targets(model):
+        kinds = [type(p).__name__ for p in m.parametrizations.weight]
+        assert kinds == ["WeightMask", "FakeQuant"]
+
+
+def test_gradients_flow_through_fake_quant() -> None:
+    model, x = make("mlp"), example_input("mlp")
+    compress.apply(model, [QuantConfig(bits=2)])
+    model(x).sum().backward()
+    grads = [m.parametrizations.weight.original.grad for m in _targets(model)]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_stats_counts_effective_weights() -> None:
+    model = nn.Linear(100, 10)
+    assert compress.stats(model) == {"params": 1010, "nonzero_params": 1010}
+    compress.apply(model, [PruneConfig(sparsity=0.9)])
+    s = compress.stats(model)
+    assert s["params"] == 1010 and s["nonzero_params"] <= 1010 - 900
+
+
+def test_distillation_loss() -> None:
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(8, 10, generator=g), torch.randn(8, 10, generator=g)
+    y = torch.randint(0, 10, (8,), generator=g)
+    ce = nn.functional.cross_entropy(s, y)
+    assert torch.allclose(compress.distillation_loss(s, t, y, temperature=3.0, alpha=0.0), ce)
+    assert compress.distillation_loss(t, t, y, temperature=2.0, alpha=1.0).abs() < 1e-6
+    kl = nn.functional.kl_div(
+        torch.log_softmax(s / 4, -1), torch.softmax(t / 4, -1), reduction="batchmean"
+    )
+    mixed = compress.distillation_loss(s, t, y, temperature=4.0, alpha=0.3)
+    assert torch.allclose(mixed, 0.3 * kl * 16 + 0.7 * ce)
+    with pytest.raises(ValueError, match="alpha=1.5"):
+        compress.distillation_loss(s, t, y, temperature=1.0, alpha=1.5)
+    with pytest.raises(ValueError, match="temperature=0"):
+        compress.distillation_loss(s, t, y, temperature=0, alpha=0.5)
