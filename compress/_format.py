@@ -1,14 +1,14 @@
 """The artifact format: one file, no pickle, every byte of a compressed model counted.
 
-Layout: ``MAGIC`` (8 bytes), the header length as a little-endian ``u32``, the
-header (compact ASCII JSON), then the payload. The header is
-``{"format": "downsize", "version": 1, "meta": {...}, "tensors": [...]}`` where
-``meta`` is the caller's dict (e.g. the architecture, to rebuild the model) and
-each tensor record is ``{"name", "shape", "kind", "bits", "enc", "count", "off",
-"len"}``: ``kind`` is ``"int"`` (k-bit codes ``q + qmax`` preceded by one fp32
-scale per output channel), ``"f16"`` or ``"f32"`` (raw IEEE bits); ``enc`` and
-``count`` say how the words are stored (see ``_packing``); ``off``/``len`` locate
-the bytes in the payload.
+Layout: ``MAGIC`` (8 bytes), the JSON length as a little-endian ``u32``, a compact
+ASCII JSON object ``{"format": "downsize", "version": 2, "meta": {...}}`` (``meta``
+is the caller's dict, e.g. the architecture to rebuild the model), the binary
+tensor table (``_table``: a few bytes per tensor, names and shapes implied by the
+built model and checked by a crc32), then the payload: each tensor's bytes in
+table order, optionally raw-deflate compressed as a whole (a table flag) when that
+is smaller. An ``"int"`` tensor is one fp16 scale per output channel followed by
+its k-bit codes ``q + qmax``; ``"f16"``/``"f32"`` tensors are raw IEEE bits. The
+codes or bits are stored in one of the encodings of ``_packing``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,22 +25,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from compress._bits import INT_BITS
-from compress._packing import ENCODINGS, decode, encode, encoded_len
+from compress._packing import decode, encode, encoded_len
 from compress._params import plain_tensors
 from compress._quant import dequantize, effective_weight
+from compress._table import FLAG_DEFLATE, Record, parse_table, signature, table_bytes
 
-__all__ = ["MAGIC", "export", "header_bytes", "load", "read_meta", "size_bytes"]
+__all__ = ["MAGIC", "VERSION", "export", "header_bytes", "load", "read_meta", "size_bytes"]
 
 MAGIC = b"DWNSZ\x00\x01\n"
+VERSION = 2
 _PREFIX = len(MAGIC) + 4
-_KIND_BITS = {"f16": (16,), "f32": (32,), "int": INT_BITS}
-_FIELDS = ("name", "shape", "kind", "bits", "enc", "count", "off", "len")
+_SCALE_BYTES = 2  # fp16 per output channel: the fake-quant forward rounds scales to fp16
 
 
-def header_bytes(meta: dict[str, Any], records: list[dict[str, Any]]) -> bytes:
-    """The serialized header; shared with the size estimate so both agree byte for byte."""
-    header = {"format": "downsize", "version": 1, "meta": meta, "tensors": records}
+def header_bytes(meta: dict[str, Any]) -> bytes:
+    """The serialized JSON header; shared with the size estimate so both agree byte for byte."""
+    header = {"format": "downsize", "version": VERSION, "meta": meta}
     try:
         return json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode("ascii")
     except (TypeError, ValueError) as err:
@@ -59,28 +60,30 @@ def export(model: nn.Module, path: str | os.PathLike[str], *, meta: dict[str, An
     Returns:
         The number of bytes written (the artifact's size).
     """
-    records: list[dict[str, Any]] = []
+    header = header_bytes(meta or {})
+    records: list[Record] = []
     blobs: list[bytes] = []
-    offset = 0
-    for entry in plain_tensors(model):
+    tensors = plain_tensors(model)
+    for entry in tensors:
         if entry.module is not None:
             bits, values, scale = effective_weight(entry.module)
         else:
             bits, values, scale = 32, entry.tensor.detach().float(), None
         kind, words, zero, head = _to_words(bits, values, scale)
         enc = encode(words, zero, bits)
-        blob = head + enc.data
-        records.append(dict(zip(_FIELDS, (
-            entry.name, list(entry.tensor.shape), kind, bits, enc.enc, enc.count, offset, len(blob)
-        ), strict=True)))
-        blobs.append(blob)
-        offset += len(blob)
-    header = header_bytes(meta or {}, records)
+        records.append(Record(kind, bits, enc.enc, enc.count))
+        blobs.append(head + enc.data)
+    payload = b"".join(blobs)
+    packed = _deflate(payload)
+    flags = FLAG_DEFLATE if len(packed) < len(payload) else 0
+    if flags:
+        payload = packed
+    sig = signature([(t.name, tuple(t.tensor.shape)) for t in tensors])
+    data = (MAGIC + struct.pack("<I", len(header)) + header
+            + table_bytes(records, sig=sig, flags=flags) + payload)
     with open(path, "wb") as f:
-        f.write(MAGIC + struct.pack("<I", len(header)) + header)
-        for blob in blobs:
-            f.write(blob)
-    return _PREFIX + len(header) + offset
+        f.write(data)
+    return len(data)
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -89,8 +92,8 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
         ValueError: If the file is not a valid artifact.
     """
-    header, _ = _read(path, header_only=True)
-    return dict(header["meta"])
+    meta, _ = _read(path, header_only=True)
+    return meta
 
 
 def load(path: str | os.PathLike[str], build_fn: Callable[[dict[str, Any]], nn.Module]
@@ -108,25 +111,37 @@ def load(path: str | os.PathLike[str], build_fn: Callable[[dict[str, Any]], nn.M
     Raises:
         ValueError: If the file is not a valid artifact, or does not fit the model.
     """
-    header, payload = _read(path, header_only=False)
-    model = build_fn(dict(header["meta"]))
-    expected = {t.name: tuple(t.tensor.shape) for t in plain_tensors(model)}
-    names = [r["name"] for r in header["tensors"]]
-    if sorted(names) != sorted(expected) or len(set(names)) != len(names):
-        missing = sorted(set(expected) - set(names))[:3]
-        extra = sorted(set(names) - set(expected))[:3]
-        raise ValueError(f"{path}: tensors do not match the built model "
-                         f"(missing {missing}, unexpected {extra})")
+    meta, rest = _read(path, header_only=False)
+    model = build_fn(dict(meta))
+    tensors = [(t.name, tuple(t.tensor.shape)) for t in plain_tensors(model)]
+    sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape in tensors]
+    try:
+        flags, sig, records, used = parse_table(rest, sizes)
+    except ValueError as err:
+        raise ValueError(f"{path}: invalid tensor table: {err}") from None
+    if sig != signature(tensors):
+        raise ValueError(f"{path}: the tensor names and shapes do not match the built model "
+                         f"(table crc32 {sig:08x}, model {signature(tensors):08x}); "
+                         "is build_fn the one the artifact was exported with?")
+    lengths = []
+    for (name, shape), r, n in zip(tensors, records, sizes, strict=True):
+        if r.kind == "int" and not shape:
+            raise ValueError(f"{path}: {name}: a quantized tensor needs an output channel")
+        head = shape[0] * _SCALE_BYTES if r.kind == "int" else 0
+        lengths.append(head + encoded_len(r.enc, r.count, n, r.bits))
+    payload = _payload(rest[used:], flags, sum(lengths), str(path))
     state: dict[str, torch.Tensor] = {}
-    for r in header["tensors"]:
-        if tuple(r["shape"]) != expected[r["name"]]:
-            raise ValueError(f"{path}: {r['name']} has shape {r['shape']}, "
-                             f"the built model has {list(expected[r['name']])}")
-        state[r["name"]] = _decode_record(r, payload[r["off"] : r["off"] + r["len"]])
+    offset = 0
+    for (name, shape), r, length in zip(tensors, records, lengths, strict=True):
+        try:
+            state[name] = _decode(r, shape, payload[offset : offset + length])
+        except ValueError as err:
+            raise ValueError(f"{path}: {name}: {err}") from None
+        offset += length
     missing_keys, _ = model.load_state_dict(state, strict=False)
     left = [k for k in missing_keys if not k.endswith("num_batches_tracked")]
-    if left:
-        raise ValueError(f"{path}: the built model has tensors the artifact lacks: {left[:3]}")
+    if left:  # plain_tensors lists every such key, so a bug of ours
+        raise RuntimeError(f"{path}: tensors left unset: {left[:3]}")
     return model
 
 
@@ -146,7 +161,9 @@ def _to_words(bits: int, values: torch.Tensor, scale: torch.Tensor | None
     if scale is not None:
         qmax = 2 ** (bits - 1) - 1
         words = (values.cpu().numpy().astype(np.int64) + qmax).astype(np.uint64)
-        return "int", words.ravel(), qmax, scale.float().cpu().numpy().astype("<f4").tobytes()
+        # Exact: quantize_weight already rounded the scales to fp16.
+        head = scale.to(torch.float16).cpu().numpy().astype("<f2").tobytes()
+        return "int", words.ravel(), qmax, head
     # -0.0 + 0.0 == +0.0, so a pruned weight always has the all-zero bit pattern.
     if bits == 16:
         arr = (values.to(torch.float16) + 0.0).cpu().numpy().astype("<f2")
@@ -155,31 +172,52 @@ def _to_words(bits: int, values: torch.Tensor, scale: torch.Tensor | None
     return "f32", arr.view("<u4").ravel(), 0, b""
 
 
-def _decode_record(r: dict[str, Any], data: bytes) -> torch.Tensor:
-    shape, bits = tuple(r["shape"]), r["bits"]
+def _decode(r: Record, shape: tuple[int, ...], data: bytes) -> torch.Tensor:
     n = int(np.prod(shape, dtype=np.int64))
-    head = shape[0] * 4 if r["kind"] == "int" else 0
-    words = decode(r["enc"], r["count"], data[head:], n, bits, _zero_word(r["kind"], bits))
-    if r["kind"] == "f16":
+    head = shape[0] * _SCALE_BYTES if r.kind == "int" else 0
+    zero = 2 ** (r.bits - 1) - 1 if r.kind == "int" else 0
+    words = decode(r.enc, r.count, data[head:], n, r.bits, zero)
+    if r.kind == "f16":
         arr = words.astype("<u2").view("<f2").astype(np.float32)
         return torch.from_numpy(arr.reshape(shape))
-    if r["kind"] == "f32":
+    if r.kind == "f32":
         return torch.from_numpy(words.astype("<u4").view("<f4").reshape(shape).copy())
-    qmax = 2 ** (bits - 1) - 1
-    if n and int(words.max()) > 2 * qmax:
-        raise ValueError(f"{r['name']}: code {int(words.max())} exceeds {bits}-bit range")
-    codes = torch.from_numpy((words.astype(np.int64) - qmax).astype(np.float32).reshape(shape))
-    scale = np.frombuffer(data[:head], dtype="<f4").astype(np.float32)
+    if n and int(words.max()) > 2 * zero:
+        raise ValueError(f"code {int(words.max())} exceeds the {r.bits}-bit range")
+    codes = torch.from_numpy((words.astype(np.int64) - zero).astype(np.float32).reshape(shape))
+    scale = np.frombuffer(data[:head], dtype="<f2").astype(np.float32)
     view = (shape[0],) + (1,) * (len(shape) - 1)
     return dequantize(codes, torch.from_numpy(scale.reshape(view)))
 
 
-def _zero_word(kind: str, bits: int) -> int:
-    return 2 ** (bits - 1) - 1 if kind == "int" else 0
+def _deflate(data: bytes) -> bytes:
+    c = zlib.compressobj(9, zlib.DEFLATED, -15, 9)  # raw deflate: no header or checksum
+    return c.compress(data) + c.flush()
+
+
+def _payload(data: bytes, flags: int, raw_len: int, where: str) -> bytes:
+    """The raw payload, exactly ``raw_len`` bytes; inflating never allocates more."""
+    if not flags & FLAG_DEFLATE:
+        if len(data) != raw_len:
+            raise ValueError(f"{where}: the payload has {len(data)} bytes, "
+                             f"the tensor table implies {raw_len}")
+        return data
+    if len(data) >= raw_len:
+        raise ValueError(f"{where}: a compressed payload of {len(data)} bytes is not "
+                         f"smaller than the {raw_len} it holds")
+    d = zlib.decompressobj(-15)
+    try:
+        raw = d.decompress(data, raw_len)
+    except zlib.error as err:
+        raise ValueError(f"{where}: the compressed payload is corrupt ({err})") from None
+    if len(raw) != raw_len or not d.eof or d.unconsumed_tail or d.unused_data:
+        raise ValueError(f"{where}: the compressed payload does not hold exactly the "
+                         f"{raw_len} bytes the tensor table implies")
+    return raw
 
 
 def _read(path: str | os.PathLike[str], *, header_only: bool) -> tuple[dict[str, Any], bytes]:
-    """Parse and validate the header; the payload is returned unless ``header_only``."""
+    """``(meta, the bytes after the JSON header)``; those are empty if ``header_only``."""
     with open(path, "rb") as f:
         prefix = f.read(_PREFIX)
         if len(prefix) < _PREFIX or prefix[: len(MAGIC)] != MAGIC:
@@ -189,48 +227,17 @@ def _read(path: str | os.PathLike[str], *, header_only: bool) -> tuple[dict[str,
         if hlen > total - _PREFIX:
             raise ValueError(f"{path}: header length {hlen} exceeds the file size {total}")
         raw = f.read(hlen)
-        payload = b"" if header_only else f.read()
+        rest = b"" if header_only else f.read()
     try:
         header = json.loads(raw.decode("ascii"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: the header is not valid JSON ({err})") from None
-    _validate(header, total - _PREFIX - hlen, str(path))
-    return header, payload
-
-
-def _validate(header: Any, payload_len: int, where: str) -> None:
-    """Check every field so decoding can only read inside the payload."""
-    def bad(msg: str) -> ValueError:
-        return ValueError(f"{where}: invalid artifact header: {msg}")
-
-    def is_int(x: Any) -> bool:
-        return isinstance(x, int) and not isinstance(x, bool) and x >= 0
-
     if not isinstance(header, dict) or header.get("format") != "downsize":
-        raise bad("not a downsize header")
-    if header.get("version") != 1:
-        raise bad(f"version={header.get('version')!r} is not supported (expected 1)")
-    if not isinstance(header.get("meta"), dict) or not isinstance(header.get("tensors"), list):
-        raise bad("'meta' must be an object and 'tensors' a list")
-    for r in header["tensors"]:
-        if not isinstance(r, dict) or set(r) != set(_FIELDS):
-            raise bad(f"a tensor record must have exactly the fields {_FIELDS}")
-        if not isinstance(r["name"], str):
-            raise bad("a tensor name is not a string")
-        shape = r["shape"]
-        if not isinstance(shape, list) or not all(is_int(d) for d in shape):
-            raise bad(f"{r['name']}: shape={shape!r} is not a list of sizes")
-        if r["kind"] not in _KIND_BITS or r["bits"] not in _KIND_BITS[r["kind"]]:
-            raise bad(f"{r['name']}: kind={r['kind']!r} with bits={r['bits']!r} is not allowed")
-        if r["kind"] == "int" and not shape:
-            raise bad(f"{r['name']}: a quantized tensor needs an output-channel dimension")
-        if r["enc"] not in ENCODINGS:
-            raise bad(f"{r['name']}: enc={r['enc']!r} is not one of {ENCODINGS}")
-        if not (is_int(r["count"]) and is_int(r["off"]) and is_int(r["len"])):
-            raise bad(f"{r['name']}: count, off and len must be non-negative integers")
-        n = int(np.prod(shape, dtype=object))
-        if r["count"] > n or r["off"] + r["len"] > payload_len:
-            raise bad(f"{r['name']}: count or byte range is out of bounds")
-        head = shape[0] * 4 if r["kind"] == "int" else 0
-        if r["len"] != head + encoded_len(r["enc"], r["count"], n, r["bits"]):
-            raise bad(f"{r['name']}: len={r['len']} does not match its encoding")
+        raise ValueError(f"{path}: invalid artifact header: not a downsize header")
+    if header.get("version") != VERSION:
+        raise ValueError(f"{path}: invalid artifact header: version={header.get('version')!r} "
+                         f"is not supported (expected {VERSION})")
+    if set(header) != {"format", "version", "meta"} or not isinstance(header["meta"], dict):
+        raise ValueError(f"{path}: invalid artifact header: expected exactly "
+                         "'format', 'version' and an object 'meta'")
+    return header["meta"], rest

@@ -10,8 +10,9 @@ whichever of these is smallest:
   nonzero word with the gap to the previous one in ``GG`` bits; a gap that
   overflows is bridged with filler entries holding the zero word.
 
-Every encoding name has the same length, so the header length of an artifact
-does not depend on which one a tensor ends up using (see ``_size``).
+16- and 32-bit words (fp16/fp32 bits) are packed as byte planes, which leaves
+their size unchanged but lets the artifact's deflate stage find the repetitive
+sign and exponent bytes.
 """
 
 from __future__ import annotations
@@ -55,8 +56,12 @@ def packed_len(count: int, k: int) -> int:
 def pack(words: np.ndarray, k: int) -> bytes:
     """Pack unsigned words (each ``< 2**k``) at exactly ``k`` bits each, little-endian."""
     words = np.asarray(words, dtype=np.uint64).ravel()
-    if k in (8, 16, 32):
-        return words.astype(f"<u{k // 8}").tobytes()
+    if k == 8:
+        return words.astype("<u1").tobytes()
+    if k in (16, 32):
+        # Byte planes (all low bytes, then the next...): the same bytes, ordered so
+        # that the payload's deflate stage sees the similar exponent bytes together.
+        return words.astype(f"<u{k // 8}").view(np.uint8).reshape(-1, k // 8).T.tobytes()
     shifts = np.arange(k, dtype=np.uint64)
     parts = []
     for start in range(0, words.size, _CHUNK):  # _CHUNK * k bits is whole bytes
@@ -69,8 +74,11 @@ def unpack(data: bytes, k: int, count: int) -> np.ndarray:
     """Inverse of :func:`pack`: ``count`` words as ``uint64``."""
     if len(data) != packed_len(count, k):
         raise ValueError(f"{len(data)} bytes cannot hold exactly {count} words of {k} bits")
-    if k in (8, 16, 32):
-        return np.frombuffer(data, dtype=f"<u{k // 8}", count=count).astype(np.uint64)
+    if k == 8:
+        return np.frombuffer(data, dtype="<u1", count=count).astype(np.uint64)
+    if k in (16, 32):
+        planes = np.frombuffer(data, dtype=np.uint8).reshape(k // 8, count)
+        return planes.T.copy().view(f"<u{k // 8}").ravel().astype(np.uint64)
     raw = np.frombuffer(data, dtype=np.uint8)
     shifts = np.arange(k, dtype=np.uint64)
     out = np.empty(count, dtype=np.uint64)

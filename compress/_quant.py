@@ -2,7 +2,9 @@
 fine-tuning (Jacob et al., 2018; Bengio et al., 2013 for the estimator).
 
 Integer bit-widths use per-output-channel symmetric min-max scales,
-``scale_c = max|w_c| / (2^(bits-1) - 1)``; 16 bits rounds to fp16; 32 is a no-op.
+``scale_c = max|w_c| / (2^(bits-1) - 1)``, rounded to fp16 (clamped to its normal
+range) so the artifact stores them in two bytes, exactly; 16 bits rounds the
+weights to fp16; 32 is a no-op.
 :func:`quantize_weight` and :func:`dequantize` are the single definition used by
 both the forward pass and the exporter, so an exported model reloads bit-exactly.
 """
@@ -29,6 +31,9 @@ __all__ = [
     "quantize_weight",
 ]
 
+_F16_NORMAL_MIN = 2.0**-14
+_F16_MAX = 65504.0
+
 
 @dataclass(frozen=True)
 class QuantConfig:
@@ -50,10 +55,13 @@ def quantize_weight(weight: torch.Tensor, bits: int) -> tuple[torch.Tensor, torc
     """Integer codes (as floats in ``[-qmax, qmax]``) and per-output-channel scales.
 
     An all-zero channel (fully pruned) gets scale 1 so its codes are 0, not NaN.
+    Scales are fp16 values (held in ``weight``'s dtype): clamped to fp16's normal
+    range first, so none overflows to inf or loses precision as a subnormal.
     """
     qmax = 2 ** (bits - 1) - 1
     amax = weight.abs().amax(dim=tuple(range(1, weight.dim())), keepdim=True)
     scale = torch.where(amax > 0, amax / qmax, torch.ones_like(amax))
+    scale = scale.clamp(_F16_NORMAL_MIN, _F16_MAX).to(torch.float16).to(weight.dtype)
     codes = torch.clamp(torch.round(weight / scale), -qmax, qmax)
     return codes, scale
 

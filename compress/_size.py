@@ -4,9 +4,11 @@
 budget before spending any training on it. It must never be below what
 :func:`compress.export` will write, whatever values training gives the weights:
 
-- The header is serialized with every number replaced by an upper bound of
-  itself (integers have no more digits when smaller), and all encoding names
-  have the same length, so the real header is never longer.
+- The JSON header depends only on ``meta``, so its length is exact. The binary
+  tensor table takes two bytes per tensor plus a varint entry count that never
+  exceeds the tensor's size, so its length is bounded by the sizes alone.
+- The payload is stored deflated only when that is smaller, so the raw
+  payload bounds it.
 - Each compressed weight stores the cheapest of several encodings; its size is
   bounded by a concave, piecewise-linear function of its nonzero count ``x``
   (``_packing`` explains the encodings; relative indexing needs at most
@@ -24,11 +26,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from compress._format import _PREFIX, header_bytes
+from compress._format import _PREFIX, _SCALE_BYTES, header_bytes
 from compress._packing import GAP_BITS, packed_len
 from compress._params import plain_tensors, weight
 from compress._prune import PruneConfig, pruned_count
 from compress._quant import QuantConfig
+from compress._table import table_len_bound
 
 __all__ = ["estimate_size_bytes", "stats"]
 
@@ -57,24 +60,17 @@ def estimate_size_bytes(model: nn.Module, cfgs: Sequence[Any], *,
             prune = cfg  # masks only tighten, so the last config's sparsity holds
         else:
             raise ValueError(f"estimate_size_bytes does not model {type(cfg).__name__}")
-    kind = "int" if bits <= 8 else f"f{bits}"
-
-    records: list[dict[str, Any]] = []
+    sizes: list[int] = []
     fixed = 0  # bytes known exactly or bounded without the nonzero counts
     layers: list[tuple[int, int]] = []  # (n, k) of each compressed weight
     for entry in plain_tensors(model):
         n = entry.tensor.numel()
+        sizes.append(n)
         if entry.module is None:
-            k, head, length, rkind = 32, 0, packed_len(n, 32), "f32"
-            fixed += length
+            fixed += packed_len(n, 32)
         else:
-            k, rkind = bits, kind
-            head = entry.tensor.shape[0] * 4 if kind == "int" else 0
-            length = head + packed_len(n, k)
-            fixed += head
-            layers.append((n, k))
-        records.append({"name": entry.name, "shape": list(entry.tensor.shape), "kind": rkind,
-                        "bits": k, "enc": "dense", "count": n, "off": 0, "len": length})
+            fixed += entry.tensor.shape[0] * _SCALE_BYTES if bits <= 8 else 0
+            layers.append((n, bits))
 
     if prune is None:
         weights = sum(_bound(n, k)(n) for n, k in layers)
@@ -84,9 +80,7 @@ def estimate_size_bytes(model: nn.Module, cfgs: Sequence[Any], *,
         total = sum(n for n, _ in layers)
         weights = _worst_split(layers, total - pruned_count(prune.sparsity, total))
     payload = fixed + math.ceil(weights)
-    for r in records:
-        r["off"] = payload  # no offset exceeds the payload's size
-    return _PREFIX + len(header_bytes(meta or {}, records)) + payload
+    return _PREFIX + len(header_bytes(meta or {})) + table_len_bound(sizes) + payload
 
 
 def stats(model: nn.Module) -> dict[str, int]:

@@ -9,19 +9,34 @@ import torch
 from compress_models import FAST_KINDS, example_input, fine_tune, make
 
 import compress
-from compress import BITS, PruneConfig, QuantConfig
+from compress import BITS, PruneConfig, QuantConfig, _format
 
 SPARSITIES = (0.0, 0.5, 0.9, 0.99)
+
+
+def _tightness(sparsity: float, scope: str) -> float:
+    """Allowed estimate/raw ratio. Global pruning at >= 90% is bounded by the worst split
+    of the survivors across layers; that slack (in bytes) is what it was when headers
+    were large JSON, but the now-small header no longer dilutes it."""
+    return 1.5 if scope == "global" and sparsity >= 0.9 else 1.3
 META = {"kind": "placeholder", "arch": {"widths": [16, 32], "depth": 2}}
 
 
-def _actual(kind: str, cfgs: list, path: Path, steps: int) -> int:  # type: ignore[type-arg]
+def _actual(kind: str, cfgs: list, path: Path, steps: int) -> tuple[int, int]:  # type: ignore[type-arg]
+    """(bytes written, bytes written without the deflate stage)."""
     model, x = make(kind), example_input(kind)
     compress.apply(model, cfgs)
     if steps:
         fine_tune(model, x, steps=steps, lr=0.5)  # a large step moves weights a lot
     compress.export(model, path, meta=META)
-    return compress.size_bytes(path)
+    actual = compress.size_bytes(path)
+    with pytest.MonkeyPatch.context() as mp:
+        # Deflate gains depend on the values (BatchNorm at init deflates well), which no
+        # estimate made before training can know; tightness is judged on the raw layout.
+        mp.setattr(_format, "_deflate", lambda data: data)
+        raw = compress.export(model, path, meta=META)
+    assert actual <= raw
+    return actual, raw
 
 
 @pytest.mark.parametrize("kind", FAST_KINDS)
@@ -32,10 +47,10 @@ def test_estimate_bounds_export_over_the_grid(tmp_path: Path, kind: str, scope: 
             cfgs = [PruneConfig(sparsity=sparsity, scope=scope), QuantConfig(bits=bits)]
             est = compress.estimate_size_bytes(make(kind), cfgs, meta=META)
             for steps in (0, 2):
-                actual = _actual(kind, cfgs, tmp_path / "m.dsz", steps)
-                assert actual <= est, (sparsity, bits, steps)
+                actual, raw = _actual(kind, cfgs, tmp_path / "m.dsz", steps)
+                assert actual <= raw <= est, (sparsity, bits, steps)
                 if bits > 2:  # 2-bit rounds many weights to zero, which no estimate can foresee
-                    assert est <= 1.3 * actual, (sparsity, bits, steps, est / actual)
+                    assert est <= _tightness(sparsity, scope) * raw, (sparsity, bits, est / raw)
 
 
 @pytest.mark.parametrize("kind", ["mobilenetv3", "resnet10t"])
@@ -48,8 +63,8 @@ def test_estimate_bounds_timm_models(tmp_path: Path, kind: str, sparsity: float,
                                      scope: str) -> None:
     cfgs = [PruneConfig(sparsity=sparsity, scope=scope), QuantConfig(bits=bits)]
     est = compress.estimate_size_bytes(make(kind), cfgs, meta=META)
-    actual = _actual(kind, cfgs, tmp_path / "m.dsz", steps=1)
-    assert actual <= est <= 1.3 * actual
+    actual, raw = _actual(kind, cfgs, tmp_path / "m.dsz", steps=1)
+    assert actual <= raw <= est <= _tightness(sparsity, scope) * raw
 
 
 def test_estimate_holds_for_adversarial_weights(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from torch import nn
 
 import compress
 from compress import BITS, PruneConfig, QuantConfig
+from compress._quant import quantize_weight
 
 EXAMPLES: dict[str, Any] = {"prune": PruneConfig(sparsity=0.5), "quant": QuantConfig(bits=4)}
 
@@ -65,6 +66,19 @@ def test_quantized_weights_take_few_values_per_channel(kind: str, bits: int) -> 
         for m in _targets(model):
             w = m.weight.flatten(1)
             assert max(len(torch.unique(row)) for row in w) <= 2**bits - 1
+
+
+def test_scales_are_fp16_values_in_the_normal_range() -> None:
+    w = torch.randn(6, 9)
+    w[1] *= 1e-9  # would be a subnormal (or zero) fp16 scale
+    w[2] *= 1e9  # would overflow fp16
+    w[3] = 0.0  # fully pruned
+    for bits in (2, 4, 8):
+        codes, scale = quantize_weight(w, bits)
+        assert torch.equal(scale, scale.half().float())
+        assert (scale >= 2.0**-14).all() and (scale <= 65504).all()
+        assert scale[3].item() == 1.0 and (codes[3] == 0).all()
+        assert codes.abs().max() <= 2 ** (bits - 1) - 1
 
 
 def test_fp16_and_fp32() -> None:

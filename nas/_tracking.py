@@ -1,0 +1,191 @@
+"""MLflow records of a search: one parent run per study, one child run per trial.
+
+Uses ``MlflowClient`` with explicit run ids rather than the fluent API's global
+"active run", so a resumed search reattaches to the same parent and a worker on
+another node can log a child run by id.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import subprocess
+import time
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+__all__ = ["Tracker", "flatten"]
+
+_PACKAGES = ("downsize", "torch", "torchvision", "timm", "optuna", "mlflow", "hydra-core", "ray")
+
+
+class Tracker:
+    """The parent run of one study and the child runs of its trials."""
+
+    def __init__(self, *, tracking_uri: str, experiment: str, artifact_root: Path | None) -> None:
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.tracking_uri = tracking_uri
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            location = artifact_root.resolve().as_uri() if artifact_root is not None else None
+            self.experiment_id = self.client.create_experiment(
+                experiment, artifact_location=location
+            )
+        else:
+            self.experiment_id = exp.experiment_id
+        self.parent_id = ""
+
+    # -- parent ---------------------------------------------------------------------
+    def open_parent(
+        self, *, study_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+    ) -> bool:
+        """Create the study's parent run, or reattach to it; True when resumed."""
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`nas.study_name` = '{study_name}' and tags.`nas.role` = 'search'",
+            max_results=1,
+        )
+        if found:
+            self.parent_id = found[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+            known = found[0].data.params
+            new = {k: v for k, v in params.items() if k not in known}
+            self._log(self.parent_id, params=new, tags=tags)
+            return True
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=study_name,
+            tags={"nas.role": "search", "nas.study_name": study_name, **tags, **_provenance()},
+        )
+        self.parent_id = run.info.run_id
+        self._log(self.parent_id, params=params)
+        return False
+
+    def close_parent(self, status: str) -> None:
+        if self.parent_id:
+            self.client.set_terminated(self.parent_id, status=status)
+
+    def log_parent(
+        self,
+        *,
+        metrics: Mapping[str, float] | None = None,
+        step: int = 0,
+        artifacts: list[Path] | None = None,
+    ) -> None:
+        self._log(self.parent_id, metrics=metrics, step=step)
+        for path in artifacts or []:
+            self.client.log_artifact(self.parent_id, str(path))
+
+    # -- trials -----------------------------------------------------------------------
+    def start_trial(self, number: int, study_name: str) -> str:
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"trial-{number:04d}",
+            tags={
+                "mlflow.parentRunId": self.parent_id,
+                "nas.role": "trial",
+                "nas.study_name": study_name,
+                "nas.trial": str(number),
+            },
+        )
+        return run.info.run_id
+
+    def finish_trial(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        self._log(run_id, params=params, metrics=metrics, tags=tags)
+        self.client.set_terminated(run_id, status=status)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        self._log(run_id, tags=tags)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
+        self._log(run_id, metrics=metrics, step=step)
+
+    def log_artifact(self, run_id: str, path: Path) -> None:
+        self.client.log_artifact(run_id, str(path))
+
+    def run_status(self, run_id: str) -> str:
+        return str(self.client.get_run(run_id).info.status)
+
+    def _log(
+        self,
+        run_id: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        step: int = 0,
+    ) -> None:
+        now = int(time.time() * 1000)
+        ps = [Param(k, _param_str(v)) for k, v in (params or {}).items()]
+        ms = [
+            Metric(k, float(v), now, step)
+            for k, v in (metrics or {}).items()
+            if v is not None and math.isfinite(float(v))
+        ]
+        ts = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        # MLflow caps one batch at 100 params / 1000 metrics; configs stay below that per call.
+        for i in range(0, max(len(ps), 1), 100):
+            chunk = ps[i : i + 100]
+            self.client.log_batch(
+                run_id, params=chunk, metrics=ms if i == 0 else [], tags=ts if i == 0 else []
+            )
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts and lists to flat scalar keys: {"a": {"b": [1, 2]}} -> a.b_1, a.b_2."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj, 1):
+            out.update(flatten(v, f"{prefix}_{i}"))
+    else:
+        out[prefix] = obj
+    return out
+
+
+def _param_str(v: Any) -> str:
+    s = "null" if v is None else str(v)
+    return s[:6000]
+
+
+def _provenance() -> dict[str, str]:
+    tags = {"python": platform.python_version()}
+    for pkg in _PACKAGES:
+        try:
+            tags[f"version.{pkg}"] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        root = Path(__file__).resolve().parent.parent
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
+        tags["git.commit"] = commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        tags["git.commit"] = "unknown"
+    return tags

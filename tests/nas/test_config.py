@@ -1,0 +1,81 @@
+"""Config composition: every group option composes; bad input gives one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from nas._config import ConfigError, compose, conf_dir
+
+GROUPS = ["dataset", "search_space", "sampler", "train", "compress", "runner"]
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "group,option", [(g, o) for g in GROUPS for o in _options(g)], ids=lambda v: str(v)
+)
+def test_every_group_option_composes(group: str, option: str, tmp_path) -> None:
+    extra = [f"dataset.root={tmp_path}"] if option in ("cifar10", "imagefolder") else []
+    cfg = compose([f"{group}={option}", *extra])
+    assert cfg[group].get("name", option) == option
+    assert cfg.hw is None
+
+
+@pytest.mark.parametrize("profile", _options("hw"))
+def test_every_hw_profile_composes(profile: str) -> None:
+    cfg = compose([f"+hw={profile}"])
+    assert cfg.hw.name == profile
+    assert cfg.hw.latency in ("measure", "predict", "none")
+
+
+def test_defaults() -> None:
+    cfg = compose([])
+    assert cfg.dataset.name == "mnist5k"
+    assert (cfg.dataset.n_test, cfg.dataset.n_val) == (1000, 500)
+    assert cfg.search_space.name == "mbconv"
+    assert cfg.runner.name == "local"
+    assert cfg.mlflow.tracking_uri is None
+
+
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        (["+hw=nosuch"], "hw=nosuch"),
+        (["dataset=nosuch"], "dataset=nosuch"),
+        (["search_space=nosuch"], "search_space=nosuch"),
+        (["search.n_trail=3"], "search.n_trail"),
+        (["compress.bits=[5]"], "5"),
+        (["compress.sparsity_max=1.5"], "1.5"),
+        (["search.n_trials=0"], "n_trials=0"),
+        (["dataset=imagefolder", "dataset.root=/no/such/dir"], "/no/such/dir"),
+        (["train.epochs=abc"], "train.epochs"),
+    ],
+)
+def test_bad_input_is_one_clear_line(overrides: list[str], needle: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        compose(overrides)
+    msg = str(e.value)
+    assert needle in msg
+    assert "\n" not in msg
+
+
+def test_cli_rejects_bad_input_fast_without_traceback() -> None:
+    start = time.monotonic()
+    r = subprocess.run(
+        [sys.executable, "-m", "nas.search", "compress.sparsity_max=1.5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    elapsed = time.monotonic() - start
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert lines == ["error: compress.sparsity_max=1.5 is outside [0, 1)"]
+    assert "torch" not in sys.modules or True  # the subprocess is what matters:
+    assert elapsed < 10, f"config error took {elapsed:.1f} s; torch must not be imported first"
