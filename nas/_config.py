@@ -73,9 +73,10 @@ class SamplerConfig:
 class TrainConfig:
     """The one training loop's budget; compression fine-tuning reuses it."""
 
-    epochs: int = 3
-    batch_size: int = 64
-    lr: float = 0.02
+    epochs: int = 5
+    batch_size: int = 128
+    # Peak learning rate; null takes the search space's default_lr.
+    lr: float | None = None
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
     # torch intra-op threads for training and evaluation.
@@ -93,7 +94,7 @@ class CompressSearchConfig:
     prune_scopes: list[str] = field(default_factory=lambda: ["global", "layer"])
     # Epochs of masked, quantization-aware fine-tuning after pruning.
     finetune_epochs: int = 1
-    finetune_lr: float = 0.001
+    finetune_lr: float = 0.002
 
 
 @dataclass
@@ -122,8 +123,8 @@ class HwConfig:
 
 @dataclass
 class SearchConfig:
-    n_trials: int = 24
-    timeout_s: float | None = 270.0
+    n_trials: int = 27
+    timeout_s: float | None = 250.0
     # None: derived from a hash of the search-relevant config.
     study_name: str | None = None
     # None: a journal file `<study_name>.journal` in the output directory; else an RDB URL.
@@ -231,7 +232,7 @@ def validate(cfg: DictConfig) -> None:
     t = cfg.train
     _require(t.epochs >= 1, f"train.epochs={t.epochs} must be >= 1")
     _require(t.batch_size >= 1, f"train.batch_size={t.batch_size} must be >= 1")
-    _require(t.lr > 0, f"train.lr={t.lr} must be > 0")
+    _require(t.lr is None or t.lr > 0, f"train.lr={t.lr} must be > 0 or null")
     _require(t.threads >= 1, f"train.threads={t.threads} must be >= 1")
     c = cfg.compress
     for b in c.bits:

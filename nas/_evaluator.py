@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,22 @@ class ArtifactEvaluator:
     """
 
     def __init__(
-        self, *, dataset: dict[str, Any], seed: int, threads: int = 1, timeout_s: float = 600.0
+        self,
+        *,
+        dataset: dict[str, Any],
+        seed: int,
+        threads: int = 1,
+        plugins: Sequence[str] = (),
+        timeout_s: float = 600.0,
     ) -> None:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._timeout_s = timeout_s
         self._proc = ctx.Process(
-            target=_serve, args=(child, dataset, seed, threads), daemon=True, name="nas-evaluator"
+            target=_serve,
+            args=(child, dataset, seed, threads, list(plugins)),
+            daemon=True,
+            name="nas-evaluator",
         )
         self._proc.start()
         child.close()
@@ -87,9 +97,13 @@ def evaluate_artifact(path: str | Path, splits: Any) -> dict[str, Any]:
     return out
 
 
-def _serve(conn: Any, dataset: dict[str, Any], seed: int, threads: int) -> None:
+def _serve(conn: Any, dataset: dict[str, Any], seed: int, threads: int, plugins: list[str]) -> None:
+    import importlib
+
     import torch
 
+    for module in plugins:
+        importlib.import_module(module)
     from nas._config import DatasetConfig
     from nas._data import load_splits
 

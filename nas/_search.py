@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,13 @@ def study_name_of(cfg: DictConfig) -> str:
     return f"{cfg.search_space.name}-{cfg.dataset.name}-{hw}-{search_hash(cfg)}"
 
 
-def run_search(cfg: DictConfig) -> SearchOutcome:
-    """Run (or resume) the search ``cfg`` describes; returns what it found."""
+def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome:
+    """Run (or resume) the search ``cfg`` describes; returns what it found.
+
+    Args:
+        plugins: modules that register user extensions; the evaluator process imports
+            them too, so it can rebuild models of a user's search space.
+    """
     start = time.monotonic()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out_dir = Path(cfg.search.output_dir or os.getcwd()).expanduser().resolve()
@@ -98,6 +104,7 @@ def run_search(cfg: DictConfig) -> SearchOutcome:
         dataset=OmegaConf.to_container(cfg.dataset, resolve=True),  # type: ignore[arg-type]
         seed=seed,
         threads=1,
+        plugins=plugins,
     )
     ctx = TrialContext(
         space=space,

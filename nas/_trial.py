@@ -171,7 +171,7 @@ def run_trial(suggest: Suggest, ctx: TrialContext, *, number: int) -> TrialResul
         model,
         batches,
         epochs=t.epochs,
-        lr=t.lr,
+        lr=t.lr or ctx.space.default_lr,
         weight_decay=t.weight_decay,
         label_smoothing=t.label_smoothing,
         deadline=deadline,

@@ -11,6 +11,7 @@ fails in about a second with one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 __all__ = ["main"]
@@ -22,6 +23,8 @@ groups:  dataset=mnist5k|digits|cifar10|imagefolder  search_space=mbconv|tiny|fb
 keys:    search.n_trials, search.timeout_s, search.study_name, search.storage, search.seed,
          search.trial_timeout_s, search.output_dir, mlflow.tracking_uri, mlflow.experiment
          (`--cfg` prints the composed config and exits)
+plugins: --plugin MODULE imports MODULE first, e.g. to register your own search space;
+         add its YAML with hydra.searchpath=[file:///abs/path/to/conf]
 exit:    0 done, 2 bad input, 3 no trained candidate met the budgets, 130 interrupted"""
 
 
@@ -32,6 +35,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     show_cfg = "--cfg" in args
     args = [a for a in args if a != "--cfg"]
+    plugins, args = _split_plugins(args)
+    for module in plugins:
+        # A plugin registers its own search spaces (or other registry entries) on import.
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            print(f"error: --plugin {module}: cannot import it ({e})", file=sys.stderr)
+            return 2
 
     from nas._config import ConfigError, compose
 
@@ -49,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from nas._search import EXIT_NO_FEASIBLE, format_front, run_search
 
     try:
-        outcome = run_search(cfg)
+        outcome = run_search(cfg, plugins=plugins)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -67,6 +78,19 @@ def main(argv: list[str] | None = None) -> int:
     uri = outcome.tracking_uri
     print(f"\nBrowse it: mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
     return outcome.exit_code
+
+
+def _split_plugins(args: list[str]) -> tuple[list[str], list[str]]:
+    plugins, rest = [], []
+    it = iter(args)
+    for a in it:
+        if a == "--plugin":
+            plugins.append(next(it, ""))
+        elif a.startswith("--plugin="):
+            plugins.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+    return plugins, rest
 
 
 if __name__ == "__main__":

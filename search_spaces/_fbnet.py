@@ -39,6 +39,8 @@ if NUM_LAYERS != FBNET_NUM_LAYERS:  # the config module states the same skeleton
 class FBNetSpace(SearchSpace):
     """HW-NAS-Bench's FBNet space: a fixed 22-layer skeleton, one op choice per layer."""
 
+    default_lr = 0.05  # BatchNorm after every conv, like mbconv
+
     def __init__(self, cfg: FBNetSpaceConfig) -> None:
         self.cfg = cfg
 

@@ -64,6 +64,9 @@ class SearchSpace(abc.ABC):
     """
 
     name: str = ""
+    default_lr: float = 0.01
+    """Peak learning rate of the training loop when ``train.lr`` is null. Spaces differ:
+    BatchNorm networks train well at rates that make plain LeNets diverge."""
 
     @abc.abstractmethod
     def sample(self, suggest: Suggest) -> Arch:

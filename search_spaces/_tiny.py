@@ -41,6 +41,9 @@ _REFERENCE_SPEC = InputSpec(in_chans=1, image_size=28, num_classes=10)
 class TinySearchSpace(SearchSpace):
     """MLPs and two-conv LeNet-like CNNs, both containing the LeNet baselines."""
 
+    # No BatchNorm: LeNet-5 reaches 0.97 test on mnist5k at 0.005-0.01 and diverges at 0.08.
+    default_lr = 0.01
+
     def __init__(self, cfg: TinySpaceConfig) -> None:
         self.cfg = cfg
 

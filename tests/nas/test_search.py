@@ -143,3 +143,15 @@ def test_study_name_is_a_hash_of_the_search_relevant_config(tmp_path: Path) -> N
     b = study_name_of(_cfg(tmp_path, "search.n_trials=9"))
     c = study_name_of(_cfg(tmp_path, "train.lr=0.01"))
     assert a == b != c
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "random", "gp"])
+def test_every_sampler_handles_the_constrained_two_objective_study(tmp_path, sampler) -> None:
+    # Two startup trials so that TPE and GP fit their models on the third, with
+    # constraints from +hw=mcu in play.
+    cfg = _cfg(
+        tmp_path, f"sampler={sampler}", "search.n_trials=3", "+hw=mcu",
+        "sampler.n_startup_trials=2", "sampler.population_size=2", "train.epochs=1",
+    )  # fmt: skip
+    outcome = run_search(cfg)
+    assert outcome.n_trials == 3 and outcome.n_failed == 0
