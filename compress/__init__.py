@@ -24,6 +24,8 @@ from compress._bits import BITS
 if TYPE_CHECKING:
     from compress._distill import distillation_loss
     from compress._format import export, load, read_meta, size_bytes
+    from compress._lowrank import LowRankConfig
+    from compress._onnx import OnnxInt8Config, export_onnx, int8_mac_share, measure_onnx_latency_ms
     from compress._prune import PruneConfig
     from compress._quant import QuantConfig
     from compress._registry import (
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
         register_technique,
     )
     from compress._size import estimate_size_bytes, stats
+    from compress._structured import ChannelPruneConfig
 
 # Public name -> private module. Loaded on first access (PEP 562), so that importing
 # `compress` for BITS does not import torch; the command line validates in ~1 s.
@@ -42,6 +45,11 @@ _LAZY = {
     "load": "compress._format",
     "read_meta": "compress._format",
     "size_bytes": "compress._format",
+    "LowRankConfig": "compress._lowrank",
+    "OnnxInt8Config": "compress._onnx",
+    "export_onnx": "compress._onnx",
+    "int8_mac_share": "compress._onnx",
+    "measure_onnx_latency_ms": "compress._onnx",
     "PruneConfig": "compress._prune",
     "QuantConfig": "compress._quant",
     "apply": "compress._registry",
@@ -50,19 +58,26 @@ _LAZY = {
     "register_technique": "compress._registry",
     "estimate_size_bytes": "compress._size",
     "stats": "compress._size",
+    "ChannelPruneConfig": "compress._structured",
 }
 
 __all__ = [
     "BITS",
+    "ChannelPruneConfig",
+    "LowRankConfig",
+    "OnnxInt8Config",
     "PruneConfig",
     "QuantConfig",
     "apply",
     "distillation_loss",
     "estimate_size_bytes",
     "export",
+    "export_onnx",
     "get_technique_config",
+    "int8_mac_share",
     "list_techniques",
     "load",
+    "measure_onnx_latency_ms",
     "read_meta",
     "register_technique",
     "size_bytes",

@@ -2,13 +2,16 @@
 
 Layout: ``MAGIC`` (8 bytes), the JSON length as a little-endian ``u32``, a compact
 ASCII JSON object ``{"format": "downsize", "version": 2, "meta": {...}}`` (``meta``
-is the caller's dict, e.g. the architecture to rebuild the model), the binary
-tensor table (``_table``: a few bytes per tensor, names and shapes implied by the
-built model and checked by a crc32), then the payload: each tensor's bytes in
-table order, optionally raw-deflate compressed as a whole (a table flag) when that
-is smaller. An ``"int"`` tensor is one fp16 scale per output channel followed by
-its k-bit codes ``q + qmax``; ``"f16"``/``"f32"`` tensors are raw IEEE bits. The
-codes or bits are stored in one of the encodings of ``_packing``.
+is the caller's dict, e.g. the architecture to rebuild the model; a ``"structure"``
+object follows when the model's layers differ from what ``build_fn`` gives: the
+``"lowrank"`` rank of each factorized layer and the ``"groups"`` of each
+convolution that structured pruning changed), the binary tensor table (``_table``:
+a few bytes per tensor, names and shapes implied by the built model and checked by
+a crc32), then the payload: each tensor's bytes in table order, optionally
+raw-deflate compressed as a whole (a table flag) when that is smaller. An ``"int"``
+tensor is one fp16 scale per output channel followed by its k-bit codes ``q + qmax``;
+``"f16"``/``"f32"`` tensors are raw IEEE bits. The codes or bits are stored in one
+of the encodings of ``_packing``.
 """
 
 from __future__ import annotations
@@ -25,12 +28,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from compress._lowrank import factorize, factorized_rank, reduces, replace
 from compress._packing import decode, encode, encoded_len
-from compress._params import plain_tensors
+from compress._params import PlainTensor, built_shapes, plain_tensors
 from compress._quant import dequantize, effective_weight
+from compress._structured import resize
 from compress._table import FLAG_DEFLATE, Record, parse_table, signature, table_bytes
 
-__all__ = ["MAGIC", "VERSION", "export", "header_bytes", "load", "read_meta", "size_bytes"]
+__all__ = [
+    "MAGIC",
+    "VERSION",
+    "export",
+    "header_bytes",
+    "load",
+    "read_meta",
+    "shape_overrides",
+    "size_bytes",
+    "structure_of",
+]
 
 MAGIC = b"DWNSZ\x00\x01\n"
 VERSION = 2
@@ -38,9 +53,11 @@ _PREFIX = len(MAGIC) + 4
 _SCALE_BYTES = 2  # fp16 per output channel: the fake-quant forward rounds scales to fp16
 
 
-def header_bytes(meta: dict[str, Any]) -> bytes:
+def header_bytes(meta: dict[str, Any], structure: dict[str, Any] | None = None) -> bytes:
     """The serialized JSON header; shared with the size estimate so both agree byte for byte."""
     header = {"format": "downsize", "version": VERSION, "meta": meta}
+    if structure:
+        header["structure"] = structure
     try:
         return json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode("ascii")
     except (TypeError, ValueError) as err:
@@ -60,10 +77,11 @@ def export(model: nn.Module, path: str | os.PathLike[str], *, meta: dict[str, An
     Returns:
         The number of bytes written (the artifact's size).
     """
-    header = header_bytes(meta or {})
+    tensors = plain_tensors(model)
+    header = header_bytes(meta or {}, structure_of(model))
+    shapes = shape_overrides(model, tensors)
     records: list[Record] = []
     blobs: list[bytes] = []
-    tensors = plain_tensors(model)
     for entry in tensors:
         if entry.module is not None:
             bits, values, scale = effective_weight(entry.module)
@@ -71,7 +89,7 @@ def export(model: nn.Module, path: str | os.PathLike[str], *, meta: dict[str, An
             bits, values, scale = 32, entry.tensor.detach().float(), None
         kind, words, zero, head = _to_words(bits, values, scale)
         enc = encode(words, zero, bits)
-        records.append(Record(kind, bits, enc.enc, enc.count))
+        records.append(Record(kind, bits, enc.enc, enc.count, shapes.get(entry.name)))
         blobs.append(head + enc.data)
     payload = b"".join(blobs)
     packed = _deflate(payload)
@@ -92,7 +110,7 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
         ValueError: If the file is not a valid artifact.
     """
-    meta, _ = _read(path, header_only=True)
+    meta, _, _ = _read(path, header_only=True)
     return meta
 
 
@@ -105,24 +123,35 @@ def load(path: str | os.PathLike[str], build_fn: Callable[[dict[str, Any]], nn.M
         build_fn: Builds the uncompressed model from the stored ``meta``.
 
     Returns:
-        ``build_fn(meta)`` with the dequantized weights loaded: its outputs equal
-        those of the compressed model that was exported.
+        ``build_fn(meta)`` with the dequantized weights loaded, its factorized
+        layers rebuilt and its pruned layers resized: its outputs equal those of
+        the compressed model that was exported.
 
     Raises:
         ValueError: If the file is not a valid artifact, or does not fit the model.
     """
-    meta, rest = _read(path, header_only=False)
+    meta, structure, rest = _read(path, header_only=False)
     model = build_fn(dict(meta))
-    tensors = [(t.name, tuple(t.tensor.shape)) for t in plain_tensors(model)]
-    sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape in tensors]
     try:
-        flags, sig, records, used = parse_table(rest, sizes)
+        model = _factorize_as(model, structure.get("lowrank", {}))
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    built = [(t.name, tuple(t.tensor.shape)) for t in plain_tensors(model)]
+    try:
+        flags, sig, records, used = parse_table(rest, [shape for _, shape in built])
     except ValueError as err:
         raise ValueError(f"{path}: invalid tensor table: {err}") from None
+    tensors = [(name, r.shape or shape) for (name, shape), r in zip(built, records, strict=True)]
+    sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape in tensors]
     if sig != signature(tensors):
         raise ValueError(f"{path}: the tensor names and shapes do not match the built model "
                          f"(table crc32 {sig:08x}, model {signature(tensors):08x}); "
                          "is build_fn the one the artifact was exported with?")
+    try:
+        resize(model, {name: shape for (name, shape), (_, old) in zip(tensors, built, strict=True)
+                       if shape != old}, structure.get("groups", {}))
+    except (ValueError, AttributeError) as err:
+        raise ValueError(f"{path}: the stored structure does not fit the model: {err}") from None
     lengths = []
     for (name, shape), r, n in zip(tensors, records, sizes, strict=True):
         if r.kind == "int" and not shape:
@@ -143,6 +172,34 @@ def load(path: str | os.PathLike[str], build_fn: Callable[[dict[str, Any]], nn.M
     if left:  # plain_tensors lists every such key, so a bug of ours
         raise RuntimeError(f"{path}: tensors left unset: {left[:3]}")
     return model
+
+
+def structure_of(model: nn.Module) -> dict[str, Any]:
+    """The header's ``"structure"``: how ``model``'s layers differ from the built ones."""
+    out: dict[str, Any] = {}
+    ranks = factorized_rank(model)
+    if ranks:
+        out["lowrank"] = ranks
+    built = built_shapes(model)
+    if built is not None:
+        groups = {name: m.groups for name, m in model.named_modules()
+                  if isinstance(m, nn.Conv2d) and m.groups != built.groups.get(name, 1)}
+        if groups:
+            out["groups"] = groups
+    return out
+
+
+def shape_overrides(model: nn.Module, tensors: list[PlainTensor]) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of the tensors that structured pruning changed (stored in the table).
+
+    A tensor created after pruning (a low-rank factor) is always stored: what it
+    would be as built is not recorded, and storing its own shape is always valid.
+    """
+    built = built_shapes(model)
+    if built is None:
+        return {}
+    return {t.name: tuple(t.tensor.shape) for t in tensors
+            if t.tensor.dim() and built.tensors.get(t.name) != tuple(t.tensor.shape)}
 
 
 def size_bytes(path: str | os.PathLike[str]) -> int:
@@ -216,8 +273,36 @@ def _payload(data: bytes, flags: int, raw_len: int, where: str) -> bytes:
     return raw
 
 
-def _read(path: str | os.PathLike[str], *, header_only: bool) -> tuple[dict[str, Any], bytes]:
-    """``(meta, the bytes after the JSON header)``; those are empty if ``header_only``."""
+def _factorize_as(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
+    """Replace the layers at ``ranks``' paths by (unset) factors of those ranks."""
+    for path, rank in ranks.items():
+        try:
+            module = model.get_submodule(path)
+        except AttributeError:
+            raise ValueError(f"lowrank layer {path!r} is not in the built model") from None
+        if not reduces(module, rank):
+            raise ValueError(f"lowrank rank {rank} does not fit the layer {path!r} "
+                             f"({type(module).__name__})")
+        model = replace(model, path, factorize(module, rank, init=False))
+    return model
+
+
+def _check_structure(structure: object) -> dict[str, dict[str, int]]:
+    ok = isinstance(structure, dict) and set(structure) <= {"lowrank", "groups"} and all(
+        isinstance(v, dict) and v and all(
+            isinstance(k, str) and isinstance(n, int) and not isinstance(n, bool)
+            for k, n in v.items())
+        for v in structure.values())
+    if not ok:
+        raise ValueError("'structure' must map 'lowrank' and/or 'groups' to "
+                         "objects of layer paths and integers")
+    return structure  # type: ignore[return-value]
+
+
+def _read(path: str | os.PathLike[str], *, header_only: bool
+          ) -> tuple[dict[str, Any], dict[str, dict[str, int]], bytes]:
+    """``(meta, structure, the bytes after the JSON header)``; those are empty if
+    ``header_only``."""
     with open(path, "rb") as f:
         prefix = f.read(_PREFIX)
         if len(prefix) < _PREFIX or prefix[: len(MAGIC)] != MAGIC:
@@ -237,7 +322,12 @@ def _read(path: str | os.PathLike[str], *, header_only: bool) -> tuple[dict[str,
     if header.get("version") != VERSION:
         raise ValueError(f"{path}: invalid artifact header: version={header.get('version')!r} "
                          f"is not supported (expected {VERSION})")
-    if set(header) != {"format", "version", "meta"} or not isinstance(header["meta"], dict):
+    if (set(header) - {"structure"} != {"format", "version", "meta"}
+            or not isinstance(header["meta"], dict)):
         raise ValueError(f"{path}: invalid artifact header: expected exactly "
-                         "'format', 'version' and an object 'meta'")
-    return header["meta"], rest
+                         "'format', 'version', an object 'meta' and optionally 'structure'")
+    try:
+        structure = _check_structure(header.get("structure", {}))
+    except ValueError as err:
+        raise ValueError(f"{path}: invalid artifact header: {err}") from None
+    return header["meta"], structure, rest

@@ -17,10 +17,13 @@ from torch.nn.utils import parametrize
 
 __all__ = [
     "TARGETS",
+    "BuiltShapes",
     "PlainTensor",
+    "built_shapes",
     "is_target",
     "original_weight",
     "plain_tensors",
+    "remember_built_shapes",
     "weight",
     "weight_parametrizations",
 ]
@@ -29,6 +32,7 @@ TARGETS: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Linear)
 """Layer types whose ``weight`` is pruned and quantized; everything else stays fp32."""
 
 _ORIGINAL = ".parametrizations.weight.original"
+_BUILT = "_compress_built_shapes"
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,44 @@ class PlainTensor:
     name: str
     tensor: torch.Tensor
     module: nn.Module | None
+
+
+@dataclass(frozen=True)
+class BuiltShapes:
+    """What a model looked like before structured pruning changed its layers' widths.
+
+    The exporter stores a tensor's shape (and a convolution's ``groups``) only where
+    they differ from these, which are also what the loader's ``build_fn`` gives.
+
+    Attributes:
+        tensors: Plain tensor name -> shape, as built.
+        groups: ``Conv2d`` path -> ``groups``, as built.
+    """
+
+    tensors: dict[str, tuple[int, ...]]
+    groups: dict[str, int]
+
+
+def remember_built_shapes(model: nn.Module) -> None:
+    """Record ``model``'s current shapes as built, before a structural change.
+
+    Shapes already recorded win: a second structured pruning must still compare
+    against the model as built. New names (e.g. low-rank factors) are added.
+    """
+    now = BuiltShapes(
+        {t.name: tuple(t.tensor.shape) for t in plain_tensors(model)},
+        {name: m.groups for name, m in model.named_modules() if isinstance(m, nn.Conv2d)},
+    )
+    old = built_shapes(model)
+    if old is not None:
+        now = BuiltShapes({**now.tensors, **old.tensors}, {**now.groups, **old.groups})
+    object.__setattr__(model, _BUILT, now)  # a plain attribute: not state, not a submodule
+
+
+def built_shapes(model: nn.Module) -> BuiltShapes | None:
+    """The shapes recorded by :func:`remember_built_shapes`, if structured pruning ran."""
+    found = model.__dict__.get(_BUILT)
+    return found if isinstance(found, BuiltShapes) else None
 
 
 def is_target(module: nn.Module) -> bool:

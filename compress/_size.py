@@ -15,10 +15,15 @@ budget before spending any training on it. It must never be below what
   ``x + (n - x) / 2**g`` entries). Pruning fixes ``x`` per layer (``"layer"``
   scope) or only the total (``"global"``), in which case the worst split of the
   nonzeros across layers is found greedily, steepest segments first.
+- Structural techniques (``channel_prune``, ``lowrank``) are applied to a copy of
+  the model: which layers they change, and to what widths and ranks, depends
+  only on the architecture and the config, never on the weights. The copy's
+  shapes, shape overrides and header ``"structure"`` are then exact.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -26,11 +31,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from compress._format import _PREFIX, _SCALE_BYTES, header_bytes
+from compress._format import _PREFIX, _SCALE_BYTES, header_bytes, shape_overrides, structure_of
+from compress._lowrank import LowRankConfig, factorize_all
 from compress._packing import GAP_BITS, packed_len
 from compress._params import plain_tensors, weight
 from compress._prune import PruneConfig, pruned_count
 from compress._quant import QuantConfig
+from compress._structured import ChannelPruneConfig, channel_prune
 from compress._table import table_len_bound
 
 __all__ = ["estimate_size_bytes", "stats"]
@@ -41,7 +48,8 @@ def estimate_size_bytes(model: nn.Module, cfgs: Sequence[Any], *,
     """Upper bound on the bytes :func:`compress.export` writes after applying ``cfgs``.
 
     Args:
-        model: The uncompressed built model (only its shapes are used).
+        model: The uncompressed built model (only its shapes are used; structural
+            techniques are applied to a copy, and need its forward pass to trace).
         cfgs: The compression configs that :func:`compress.apply` will apply.
         meta: The same ``meta`` that will be passed to ``export``.
 
@@ -50,20 +58,34 @@ def estimate_size_bytes(model: nn.Module, cfgs: Sequence[Any], *,
         (including after fine-tuning), and typically within 10-20% of it.
 
     Raises:
-        ValueError: If ``cfgs`` holds a technique this estimate does not model.
+        ValueError: If ``cfgs`` holds a technique this estimate does not model, or
+            a structural technique after ``prune``/``quant`` (``apply`` refuses that).
     """
     bits, prune = 32, None
+    shaped = model
     for cfg in cfgs:
         if isinstance(cfg, QuantConfig):
             bits = cfg.bits if cfg.bits != 32 else bits  # 32 leaves earlier quantization on
         elif isinstance(cfg, PruneConfig):
             prune = cfg  # masks only tighten, so the last config's sparsity holds
+        elif isinstance(cfg, ChannelPruneConfig | LowRankConfig):
+            if prune is not None or bits != 32:
+                raise ValueError(f"{type(cfg).__name__} must come before PruneConfig "
+                                 "and QuantConfig")
+            if shaped is model:
+                shaped = copy.deepcopy(model)
+            if isinstance(cfg, ChannelPruneConfig):
+                shaped = channel_prune(shaped, cfg)
+            else:
+                shaped = factorize_all(shaped, cfg.rank_ratio, init=False)
         else:
             raise ValueError(f"estimate_size_bytes does not model {type(cfg).__name__}")
+    tensors = plain_tensors(shaped)
+    overrides = shape_overrides(shaped, tensors)
     sizes: list[int] = []
     fixed = 0  # bytes known exactly or bounded without the nonzero counts
     layers: list[tuple[int, int]] = []  # (n, k) of each compressed weight
-    for entry in plain_tensors(model):
+    for entry in tensors:
         n = entry.tensor.numel()
         sizes.append(n)
         if entry.module is None:
@@ -80,7 +102,9 @@ def estimate_size_bytes(model: nn.Module, cfgs: Sequence[Any], *,
         total = sum(n for n, _ in layers)
         weights = _worst_split(layers, total - pruned_count(prune.sparsity, total))
     payload = fixed + math.ceil(weights)
-    return _PREFIX + len(header_bytes(meta or {})) + table_len_bound(sizes) + payload
+    header = header_bytes(meta or {}, structure_of(shaped))
+    return (_PREFIX + len(header) + table_len_bound(sizes, list(overrides.values()))
+            + payload)
 
 
 def stats(model: nn.Module) -> dict[str, int]:

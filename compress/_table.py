@@ -2,8 +2,11 @@
 
 Names and shapes are not stored: the loader builds the model anyway, and the
 plain model's tensors (:func:`compress._params.plain_tensors`, sorted by name)
-give them. A crc32 of their ``"name:d0,d1;"`` list is stored instead, so a file
-loaded with the wrong ``build_fn`` is refused before any byte is decoded.
+give them. Only where structured pruning made a tensor smaller than built does
+its shape follow its entry; each dimension is bounded by the built one, so a
+file can never make the loader allocate more than the built model. A crc32 of
+the stored tensors' ``"name:d0,d1;"`` list is kept, so a file loaded with the
+wrong ``build_fn`` is refused before any byte is decoded.
 
 Layout (all integers little-endian; a *varint* is unsigned LEB128)::
 
@@ -11,9 +14,10 @@ Layout (all integers little-endian; a *varint* is unsigned LEB128)::
     signature  u32      crc32 of the tensors' names and shapes
     n_tensors  varint
     per tensor:
-      kind     u8       index into KINDS; bit 7 (SHAPE_FOLLOWS) is reserved for a
-                        per-tensor shape override (structured pruning) and refused now
+      kind     u8       index into KINDS; bit 7 (SHAPE_FOLLOWS): the shape follows
       enc      u8       index into _packing.ENCODINGS
+      shape    varints  with SHAPE_FOLLOWS only: one per dimension of the built tensor,
+                        each in [1, the built dimension]
       count    varint   entries stored; absent for "dense", whose count is the size
 
 Each tensor's byte length follows from its kind, encoding, count and shape, so
@@ -23,6 +27,7 @@ payload.
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,12 +59,16 @@ _MAX_VARINT = 5  # 35 bits: far above any tensor, and a bound on what a reader c
 
 @dataclass(frozen=True)
 class Record:
-    """One tensor's entry: its kind and bits, its encoding and its stored entry count."""
+    """One tensor's entry: its kind and bits, its encoding and its stored entry count.
+
+    ``shape`` is set when the tensor's shape differs from the built model's.
+    """
 
     kind: str
     bits: int
     enc: str
     count: int
+    shape: tuple[int, ...] | None = None
 
 
 def signature(tensors: Sequence[tuple[str, tuple[int, ...]]]) -> int:
@@ -77,21 +86,30 @@ def table_bytes(records: Sequence[Record], *, sig: int, flags: int) -> bytes:
     """The serialized table."""
     out = bytearray([flags]) + sig.to_bytes(4, "little") + _varint(len(records))
     for r in records:
-        out += bytes([KINDS.index((r.kind, r.bits)), ENCODINGS.index(r.enc)])
+        code = KINDS.index((r.kind, r.bits)) | (SHAPE_FOLLOWS if r.shape is not None else 0)
+        out += bytes([code, ENCODINGS.index(r.enc)])
+        for d in r.shape or ():
+            out += _varint(d)
         if r.enc != "dense":
             out += _varint(r.count)
     return bytes(out)
 
 
-def table_len_bound(sizes: Sequence[int]) -> int:
-    """Longest table for tensors of ``sizes`` elements (a stored count never exceeds its size)."""
-    return 1 + 4 + varint_len(len(sizes)) + sum(2 + varint_len(n) for n in sizes)
+def table_len_bound(sizes: Sequence[int], shapes: Sequence[tuple[int, ...]] = ()) -> int:
+    """Longest table for tensors of ``sizes`` elements, ``shapes`` of them stored.
+
+    A stored count never exceeds its tensor's size.
+    """
+    shape_len = sum(varint_len(d) for shape in shapes for d in shape)
+    return 1 + 4 + varint_len(len(sizes)) + sum(2 + varint_len(n) for n in sizes) + shape_len
 
 
-def parse_table(data: bytes, sizes: Sequence[int]) -> tuple[int, int, list[Record], int]:
+def parse_table(data: bytes, shapes: Sequence[tuple[int, ...]]
+                ) -> tuple[int, int, list[Record], int]:
     """``(flags, signature, records, bytes read)`` from ``data``, which starts with a table.
 
-    ``sizes`` are the element counts of the built model's tensors, in order.
+    ``shapes`` are the built model's tensor shapes, in order; a stored shape
+    must have as many dimensions, none larger.
 
     Raises:
         ValueError: If the table is truncated, or a field is out of range.
@@ -102,25 +120,35 @@ def parse_table(data: bytes, sizes: Sequence[int]) -> tuple[int, int, list[Recor
     if flags & ~FLAG_DEFLATE:
         raise ValueError(f"table flags 0x{flags:02x} have unknown bits set")
     n, pos = _read_varint(data, pos)
-    if n != len(sizes):
-        raise ValueError(f"the table lists {n} tensors, the built model has {len(sizes)}")
+    if n != len(shapes):
+        raise ValueError(f"the table lists {n} tensors, the built model has {len(shapes)}")
     records = []
-    for i, size in enumerate(sizes):
+    for i, built in enumerate(shapes):
         if pos + 2 > len(data):
             raise ValueError("the tensor table is truncated")
-        code, enc_code = data[pos], data[pos + 1]
+        code, enc_code = data[pos] & ~SHAPE_FOLLOWS, data[pos + 1]
+        follows = bool(data[pos] & SHAPE_FOLLOWS)
         pos += 2
-        if code & SHAPE_FOLLOWS:
-            raise ValueError(f"tensor {i}: shape overrides are not supported in this version")
         if code >= len(KINDS) or enc_code >= len(ENCODINGS):
             raise ValueError(f"tensor {i}: kind code {code} or encoding code {enc_code} "
                              f"is out of range ({len(KINDS)} kinds, {len(ENCODINGS)} encodings)")
+        shape: tuple[int, ...] | None = None
+        if follows:
+            dims = []
+            for _ in built:
+                d, pos = _read_varint(data, pos)
+                dims.append(d)
+            shape = tuple(dims)
+            if not built or not all(1 <= d <= b for d, b in zip(shape, built, strict=True)):
+                raise ValueError(f"tensor {i}: shape override {shape} does not fit "
+                                 f"the built shape {built}")
+        size = math.prod(shape if shape is not None else built)
         enc, count = ENCODINGS[enc_code], size
         if enc != "dense":
             count, pos = _read_varint(data, pos)
             if count > size:
                 raise ValueError(f"tensor {i}: count {count} exceeds its {size} elements")
-        records.append(Record(*KINDS[code], enc, count))
+        records.append(Record(*KINDS[code], enc, count, shape))
     return flags, sig, records, pos
 
 

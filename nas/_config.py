@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import math
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ __all__ = [
     "SearchConfig",
     "TrainConfig",
     "compose",
+    "hw_profile_path",
     "search_hash",
 ]
 
@@ -119,6 +121,13 @@ class HwConfig:
     # Bytes per activation element for peak memory (4: fp32, 1: int8 on MCUs).
     activation_bytes: int = 4
     threads: int = 1
+    # A device profile JSON (python -m nas.calibrate_hw / nas.profile_hw) whose predictor
+    # replaces `predictor`; "pkg://nas.hw/data/<file>" names one shipped with the package.
+    profile: str | None = None
+    # Whether unstructured sparsity makes the device faster. False for dense kernels (every
+    # profile here): zeros cost as much as any weight, so only structured pruning, which
+    # makes the model itself smaller, lowers latency.
+    sparse_speedup: bool = False
 
 
 @dataclass
@@ -280,11 +289,37 @@ def validate(cfg: DictConfig) -> None:
             h.activation_bytes in (1, 2, 4),
             f"hw.activation_bytes={h.activation_bytes}; allowed 1, 2, 4",
         )
+        if h.profile is not None:
+            _require(
+                h.latency == "predict",
+                f"hw.profile is set, so hw.latency must be 'predict', not {h.latency!r}",
+            )
+            path = hw_profile_path(h.profile)
+            _require(
+                path.is_file(),
+                f"hw.profile={h.profile!r}: no such file ({path}); write one with "
+                "python -m nas.calibrate_hw or python -m nas.profile_hw",
+            )
         usable = sorted(set(c.bits) & set(h.bits))
         _require(
             len(usable) > 0,
             f"compress.bits={list(c.bits)} and hw.bits={list(h.bits)} share no bit-width",
         )
+
+
+def hw_profile_path(value: str) -> Path:
+    """The file ``hw.profile`` names: a path, or ``pkg://<package>/<file>`` for one shipped.
+
+    Resolved without importing the package (``nas.hw`` imports torch).
+    """
+    prefix = "pkg://"
+    if not value.startswith(prefix):
+        return Path(value).expanduser()
+    package, _, rest = value[len(prefix) :].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return Path(value)
+    return Path(next(iter(spec.submodule_search_locations))) / rest
 
 
 def search_hash(cfg: DictConfig) -> str:
@@ -312,16 +347,31 @@ def _hydra_message(e: Exception, overrides: list[str]) -> str:
     first = text.splitlines()[0] if text else type(e).__name__
     # Hydra says "Could not find 'dataset/foo'" and lists the options on later lines.
     if first.startswith("In 'config': Could not find") or "Could not find '" in first:
-        group = first.split("'")[-2].split("/")[0] if "'" in first else ""
+        missing = first.split("'")[-2] if "'" in first else ""
+        group, _, option = missing.partition("/")
         options = _group_options(group)
-        bad = next((o for o in overrides if o.lstrip("+~").split("=")[0] == group), group)
+        # The last override of the group is the one Hydra used (and could not find).
+        matching = [o for o in overrides if o.lstrip("+~").split("=")[0] == group]
+        bad = matching[-1] if matching else f"{group}={option}"
         if options:
             return f"{bad} is not a known option; choose one of: {', '.join(options)}"
-    if "Key '" in text and ("not in struct" in text or "Could not override" in text):
-        key = text.split("Key '")[1].split("'")[0]
+    if "Could not override '" in text or ("Key '" in text and "not in struct" in text):
+        marker = "Could not override '" if "Could not override '" in text else "Key '"
+        key = text.split(marker)[1].split("'")[0]
         path = next((o.lstrip("+~").split("=")[0] for o in overrides if key in o), key)
-        return f"unknown config key {path!r}; check the spelling (python -m nas.search --cfg job)"
+        known = _known_keys(path.rpartition(".")[0])
+        allowed = f"; {path.rpartition('.')[0] or 'the config'} has: {', '.join(known)}"
+        return f"unknown config key {path!r}{allowed if known else ''}"
     return " ".join(line.strip() for line in text.splitlines() if line.strip())[:400]
+
+
+def _known_keys(section: str) -> list[str]:
+    schema: Any = {"": Config, "search": SearchConfig, "mlflow": MlflowConfig, **_GROUPS}.get(
+        section
+    )
+    if schema is None:
+        return []
+    return [f.name for f in dataclasses.fields(schema) if f.name != "defaults"]
 
 
 def _omegaconf_message(e: Exception) -> str:

@@ -9,12 +9,15 @@ serves a whole search, so torch is imported once, not once per trial.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
+import time
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ArtifactEvaluator", "evaluate_artifact", "load_artifact"]
+__all__ = ["MAX_ARTIFACT_PARAMS", "ArtifactEvaluator", "evaluate_artifact", "load_artifact"]
 
 
 class ArtifactEvaluator:
@@ -34,25 +37,72 @@ class ArtifactEvaluator:
         plugins: Sequence[str] = (),
         timeout_s: float = 600.0,
     ) -> None:
+        self._args = (dataset, seed, threads, list(plugins))
+        self._timeout_s = timeout_s
+        self._start()
+
+    def _start(self) -> None:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._timeout_s = timeout_s
         self._proc = ctx.Process(
             target=_serve,
-            args=(child, dataset, seed, threads, list(plugins)),
+            args=(child, *self._args, os.getpid()),
             daemon=True,
             name="nas-evaluator",
         )
         self._proc.start()
         child.close()
+        self._ready = False
 
-    def evaluate(self, path: str | Path) -> dict[str, Any]:
-        """Val and test accuracy (fractions) and a checksum of the predictions."""
-        self._conn.send(str(path))
+    def _wait_ready(self) -> None:
+        # Start-up (imports, data) is the search's cost, not the first trial's: it is
+        # waited for under the evaluator's own timeout, never a trial's deadline.
+        if self._ready:
+            return
         if not self._conn.poll(self._timeout_s):
             self.close()
-            raise TimeoutError(f"evaluator gave no answer for {path} in {self._timeout_s:.0f} s")
-        reply: dict[str, Any] = self._conn.recv()
+            raise TimeoutError(f"the evaluator did not start in {self._timeout_s:.0f} s")
+        try:
+            self._conn.recv()
+        except EOFError:
+            self.close()
+            raise RuntimeError("the evaluator process died while starting") from None
+        self._ready = True
+
+    def evaluate(self, path: str | Path, *, deadline: float | None = None) -> dict[str, Any]:
+        """Val and test accuracy (fractions) and a checksum of the predictions.
+
+        Args:
+            deadline: ``time.monotonic()`` value (the trial's); a reply that has not
+                come by then raises :class:`TimeoutError` and restarts the worker.
+        """
+        if not self._proc.is_alive():
+            self._start()  # a timed-out or crashed worker is replaced for the next trial
+        self._wait_ready()
+        timeout = self._timeout_s
+        if deadline is not None:
+            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+        self._conn.send(str(path))
+        try:
+            answered = self._conn.poll(timeout)
+        except BaseException:
+            # Ctrl-C (or anything else) while waiting: the reply would arrive out of
+            # step with the next request, so this worker is not reused.
+            self.close()
+            raise
+        if not answered:
+            self._proc.kill()  # hung: a polite close would wait for it in vain
+            self.close()
+            self._start()  # warm up a fresh worker while the next trial trains
+            which = "the trial's time limit" if timeout < self._timeout_s else "the evaluator's"
+            raise TimeoutError(
+                f"evaluating {Path(path).name} took longer than {timeout:.1f} s ({which})"
+            )
+        try:
+            reply: dict[str, Any] = self._conn.recv()
+        except EOFError:
+            self.close()
+            raise RuntimeError(f"the evaluator process died while evaluating {path}") from None
         if "error" in reply:
             raise RuntimeError(f"evaluating {path} failed in the evaluator: {reply['error']}")
         return reply
@@ -66,6 +116,7 @@ class ArtifactEvaluator:
             self._proc.join(timeout=5)
             if self._proc.is_alive():
                 self._proc.kill()
+                self._proc.join(timeout=5)
         self._conn.close()
 
     def __del__(self) -> None:
@@ -75,11 +126,39 @@ class ArtifactEvaluator:
             pass
 
 
+MAX_ARTIFACT_PARAMS = 200_000_000
+"""An artifact whose header describes a larger model is refused before it is built."""
+
+
 def load_artifact(path: str | Path) -> Any:
-    """Rebuild the model stored in an artifact (architecture from its header)."""
+    """Rebuild the model stored in an artifact (architecture from its header).
+
+    Nothing is unpickled, and the header is untrusted: the model it describes is
+    first built on torch's ``meta`` device (no memory) and refused when it is not a
+    model of a registered space or exceeds :data:`MAX_ARTIFACT_PARAMS`.
+
+    Raises:
+        ValueError: If the file is not a valid artifact of a buildable model.
+    """
+    import torch
+
     import compress
     from nas._trial import build_from_meta
 
+    meta = compress.read_meta(path)
+    try:
+        with torch.device("meta"):
+            n_params = sum(p.numel() for p in build_from_meta(meta).parameters())
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+        raise ValueError(
+            f"{path}: the header does not describe a model of a registered search space "
+            f"({type(e).__name__}: {' '.join(str(e).split())[:200]})"
+        ) from None
+    if n_params > MAX_ARTIFACT_PARAMS:
+        raise ValueError(
+            f"{path}: the header describes a model of {n_params:,} parameters; "
+            f"at most {MAX_ARTIFACT_PARAMS:,} are loaded"
+        )
     return compress.load(path, build_from_meta)
 
 
@@ -97,8 +176,18 @@ def evaluate_artifact(path: str | Path, splits: Any) -> dict[str, Any]:
     return out
 
 
-def _serve(conn: Any, dataset: dict[str, Any], seed: int, threads: int, plugins: list[str]) -> None:
+def _serve(
+    conn: Any, dataset: dict[str, Any], seed: int, threads: int, plugins: list[str], parent: int
+) -> None:
     import importlib
+    import threading
+
+    # Ctrl-C in a terminal reaches the whole process group; the driver handles it and
+    # closes this worker, which must not die halfway through a reply.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A driver killed with SIGKILL closes its end of the pipe (EOF below), but a worker
+    # busy loading data or evaluating would only notice later: watch the parent too.
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
 
     import torch
 
@@ -109,6 +198,7 @@ def _serve(conn: Any, dataset: dict[str, Any], seed: int, threads: int, plugins:
 
     torch.set_num_threads(threads)
     splits = load_splits(DatasetConfig(**dataset), seed=seed)
+    conn.send({"ready": True})
     while True:
         try:
             path = conn.recv()
@@ -120,3 +210,9 @@ def _serve(conn: Any, dataset: dict[str, Any], seed: int, threads: int, plugins:
             conn.send(evaluate_artifact(path, splits))
         except Exception as e:  # reported to the trial, which records it as failed
             conn.send({"error": f"{type(e).__name__}: {e}"})
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)

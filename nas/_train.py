@@ -24,7 +24,7 @@ class TrainFailed(RuntimeError):
     """Training diverged (NaN or inf loss); the trial is recorded as failed."""
 
 
-class TrialTimeout(RuntimeError):
+class TrialTimeout(TimeoutError):
     """The trial ran past ``search.trial_timeout_s``."""
 
 
@@ -82,7 +82,9 @@ def train(
             running += loss_value
             n += 1
             if deadline is not None and time.monotonic() > deadline:
-                raise TrialTimeout(f"trial exceeded its time limit during epoch {epoch}")
+                raise TrialTimeout(
+                    f"trial exceeded search.trial_timeout_s during training (epoch {epoch})"
+                )
         if on_epoch is not None:
             on_epoch(epoch, running / max(n, 1))
     model.eval()

@@ -29,6 +29,7 @@ __all__ = [
     "build_from_meta",
     "hw_constraints",
     "run_trial",
+    "space_from_cfg",
     "sample_compression",
 ]
 
@@ -102,6 +103,17 @@ def hw_constraints(
         if budget is not None:
             out[key] = float(value) / float(budget) - 1.0
     return out
+
+
+def space_from_cfg(node: Any) -> tuple[SearchSpace, dict[str, Any]]:
+    """The search space a ``search_space`` config node describes, and its plain ranges."""
+    from omegaconf import OmegaConf
+
+    from search_spaces import get_search_space, search_space_config
+
+    ranges: dict[str, Any] = dict(OmegaConf.to_container(node, resolve=True))  # type: ignore[arg-type]
+    name = str(ranges.pop("name"))
+    return get_search_space(name, search_space_config(name)(**ranges)), ranges
 
 
 def build_from_meta(meta: dict[str, Any]) -> nn.Module:
@@ -194,7 +206,7 @@ def run_trial(suggest: Suggest, ctx: TrialContext, *, number: int) -> TrialResul
     path = ctx.artifact_dir / f"trial_{number:05d}.dsz"
     size = compress.export(model, path, meta=meta)
     final = compress.stats(model)
-    evaluated = ctx.evaluator.evaluate(path)
+    evaluated = ctx.evaluator.evaluate(path, deadline=deadline)
     metrics.update(
         val_accuracy=evaluated["val_accuracy"],
         size_bytes=float(size),

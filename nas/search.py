@@ -57,13 +57,18 @@ def main(argv: list[str] | None = None) -> int:
         print(OmegaConf.to_yaml(cfg))
         return 0
 
-    from nas._search import EXIT_NO_FEASIBLE, format_front, run_search
-
     try:
+        from nas._report import EXIT_INTERRUPTED, EXIT_NO_FEASIBLE, format_front, format_nearest
+        from nas._search import run_search
+
         outcome = run_search(cfg, plugins=plugins)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Before the first trial (imports, data): nothing was recorded yet.
+        print("interrupted", file=sys.stderr)
+        return 130
     print()
     print(
         f"Study {outcome.study_name}: {outcome.n_trials} trials ({outcome.n_infeasible} "
@@ -74,7 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         print("Pareto front (val_accuracy up, size_bytes down):")
         print(format_front(outcome))
     elif outcome.exit_code == EXIT_NO_FEASIBLE:
-        print("No trained candidate met the budgets; relax the hw budgets or widen the space.")
+        if outcome.nearest:
+            print("No trained candidate met the budgets; the nearest (relative to each budget):")
+            print(format_nearest(outcome))
+            print("Relax the hw budgets, widen the space or run more trials.")
+        else:
+            print("No trained candidate met the budgets (every trained trial failed; see above).")
+    if outcome.exit_code == EXIT_INTERRUPTED:
+        print("Interrupted; run the same command again to resume.")
     uri = outcome.tracking_uri
     print(f"\nBrowse it: mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
     return outcome.exit_code

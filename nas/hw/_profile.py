@@ -5,6 +5,9 @@ registry below — ``"measure"`` times the model here, ``"predict"`` uses a fitt
 ``LatencyPredictor``, ``"none"`` has no latency — plus the budgets and deployment
 facts (bit-widths with kernels, bytes per activation element, threads).
 ``HardwareModel`` turns such a config into the two numbers a trial needs.
+A profile may also carry ``profile``, the path of a device profile JSON (written by
+``python -m nas.calibrate_hw`` or ``python -m nas.profile_hw``) whose predictor is
+used instead of a shipped one (``+hw=custom hw.profile=my_device.json``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Protocol
 
 from torch import nn
 
+from nas.hw._device_profile import read_device_profile
 from nas.hw._measure import measure_latency_ms
 from nas.hw._memory import peak_activation_bytes
 from nas.hw._predictor import LatencyPredictor
@@ -83,10 +87,16 @@ class HardwareModel:
             )
         self.profile = profile
         self.predictor: LatencyPredictor | None = None
-        if profile.latency == "predict":
+        profile_file = getattr(profile, "profile", None)
+        if profile.latency == "predict" and profile_file:
+            from nas._config import hw_profile_path
+
+            self.predictor = read_device_profile(hw_profile_path(profile_file))
+        elif profile.latency == "predict":
             if not profile.predictor:
                 raise ValueError(
-                    f"hw profile {profile.name!r}: latency='predict' needs predictor= a device key"
+                    f"hw profile {profile.name!r}: latency='predict' needs predictor= a device "
+                    "key or profile= a device profile JSON"
                 )
             try:
                 self.predictor = LatencyPredictor.load(profile.predictor)

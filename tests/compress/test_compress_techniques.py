@@ -2,18 +2,49 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from compress_models import FAST_KINDS, MODEL_KINDS, example_input, fine_tune, make
 from torch import nn
 
 import compress
-from compress import BITS, PruneConfig, QuantConfig
+from compress import BITS, ChannelPruneConfig, LowRankConfig, PruneConfig, QuantConfig
 from compress._quant import quantize_weight
 
-EXAMPLES: dict[str, Any] = {"prune": PruneConfig(sparsity=0.5), "quant": QuantConfig(bits=4)}
+HERE = Path(__file__).parent
+
+
+def _input_shape(kind: str) -> tuple[int, ...]:
+    return tuple(example_input(kind, batch=1).shape)
+
+
+# Technique name -> its example config for a model kind (channel pruning traces an input).
+EXAMPLES: dict[str, Callable[[str], Any]] = {
+    "channel_prune": lambda kind: ChannelPruneConfig(ratio=0.5, input_shape=_input_shape(kind)),
+    "lowrank": lambda kind: LowRankConfig(rank_ratio=0.5),
+    "prune": lambda kind: PruneConfig(sparsity=0.5),
+    "quant": lambda kind: QuantConfig(bits=4),
+}
+
+# Loads artifacts in a new interpreter; inputs and outputs travel as .npy.
+_LOADER = """
+import sys
+import numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+import compress
+from compress_models import build
+for stem in sys.argv[2:]:
+    model = compress.load(stem + ".dsz", build).eval()
+    with torch.no_grad():
+        np.save(stem + ".out.npy", model(torch.from_numpy(np.load(stem + ".in.npy"))).numpy())
+"""
 
 
 def _targets(model: nn.Module) -> list[nn.Module]:
@@ -28,12 +59,37 @@ def test_every_technique_has_an_example() -> None:
 @pytest.mark.parametrize("name", compress.list_techniques())
 def test_apply_keeps_a_working_model(name: str, kind: str) -> None:
     model, x = make(kind), example_input(kind)
-    out = compress.apply(model, [EXAMPLES[name]])
+    out = compress.apply(model, [EXAMPLES[name](kind)])
     assert out is model
     fine_tune(model, x, steps=1)
     with torch.no_grad():
         y = model(x)
     assert y.shape == (x.shape[0], 10) and torch.isfinite(y).all()
+
+
+def test_every_technique_exports_loads_in_a_fresh_process_and_is_bounded(tmp_path: Path) -> None:
+    """Each technique alone, on every model kind, and the structural ones followed by
+    prune and quant: the estimate bounds the file, the file gives the same outputs."""
+    cases = [(kind, [EXAMPLES[name](kind)]) for name in compress.list_techniques()
+             for kind in MODEL_KINDS]
+    cases += [(kind, [EXAMPLES[name](kind), PruneConfig(sparsity=0.5), QuantConfig(bits=4)])
+              for name in ("channel_prune", "lowrank") for kind in FAST_KINDS]
+    expected, stems = [], []
+    for i, (kind, cfgs) in enumerate(cases):
+        est = compress.estimate_size_bytes(make(kind, seed=100 + i), cfgs, meta={"kind": kind})
+        model, x = make(kind, seed=i), example_input(kind)
+        compress.apply(model, cfgs)
+        fine_tune(model, x, steps=1)
+        with torch.no_grad():
+            expected.append(model(x).numpy())
+        stem = str(tmp_path / f"case{i}")
+        assert compress.export(model, stem + ".dsz", meta={"kind": kind}) <= est, (kind, cfgs)
+        np.save(stem + ".in.npy", x.numpy())
+        stems.append(stem)
+    subprocess.run([sys.executable, "-c", _LOADER, str(HERE), *stems], check=True)
+    for (kind, cfgs), stem, want in zip(cases, stems, expected, strict=True):
+        got = np.load(stem + ".out.npy")
+        assert np.array_equal(got, want), f"{kind} {cfgs}: max diff {np.abs(got - want).max()}"
 
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)

@@ -1,0 +1,102 @@
+"""Budgets before and after a search: can any candidate meet them, and which came closest."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig
+from optuna.trial import TrialState
+
+import compress
+from nas._config import ConfigError
+from nas._trial import space_from_cfg
+from nas.hw import HardwareModel
+from search_spaces import InputSpec
+
+__all__ = ["check_budgets_reachable", "nearest_candidates", "smallest_achievable"]
+
+
+def smallest_achievable(cfg: DictConfig, spec: InputSpec) -> dict[str, Any]:
+    """Budgeted figures of the space's smallest candidate under the strongest compression.
+
+    The smallest architecture (``space.extremes()[0]``) with the smallest allowed
+    bit-width and the largest allowed sparsity: no candidate of the search can do
+    better on size, latency or peak memory.
+    """
+    space, space_cfg = space_from_cfg(cfg.search_space)
+    space_name = space.name
+    hw_cfg = cfg.hw
+    hw = HardwareModel(hw_cfg) if hw_cfg is not None else None
+    c = cfg.compress
+    bits = sorted(set(c.bits) & set(hw_cfg.bits)) if hw_cfg is not None else sorted(c.bits)
+    arch = space.extremes()[0]
+    model = space.build(arch, spec)
+    input_shape = (1, spec.in_chans, spec.image_size, spec.image_size)
+    comp = {"bits": bits[0], "sparsity": float(c.sparsity_max)}
+    meta = {
+        "space": space_name,
+        "space_cfg": space_cfg,
+        "arch": arch,
+        "spec": asdict(spec),
+        "compression": comp,
+    }
+    sizes = []
+    for scope in c.prune_scopes:
+        cfgs: list[Any] = []
+        if c.sparsity_max > 0:
+            cfgs.append(compress.PruneConfig(sparsity=float(c.sparsity_max), scope=scope))
+        if bits[0] != 32:
+            cfgs.append(compress.QuantConfig(bits=bits[0]))
+        sizes.append(compress.estimate_size_bytes(model, cfgs, meta=meta))
+    out: dict[str, Any] = {"arch": arch, **comp, "size_bytes": float(min(sizes))}
+    if hw is not None:
+        out["latency_ms"] = float(hw.latency_ms(model, input_shape))
+        out["peak_memory_bytes"] = float(hw.peak_memory_bytes(model, input_shape))
+    return out
+
+
+def check_budgets_reachable(cfg: DictConfig, spec: InputSpec, hw: HardwareModel) -> None:
+    best = smallest_achievable(cfg, spec)
+    h = cfg.hw
+    for key, budget_key, unit in (
+        ("size_bytes", "size_budget_bytes", "B"),
+        ("latency_ms", "latency_budget_ms", "ms"),
+        ("peak_memory_bytes", "peak_memory_budget_bytes", "B"),
+    ):
+        budget, value = h[budget_key], best.get(key)
+        if budget is None or value is None or not math.isfinite(value) or value <= budget:
+            continue
+        shown = f"{value:,.0f} {unit}" if unit == "B" else f"{value:.3f} {unit}"
+        raise ConfigError(
+            f"hw.{budget_key}={budget} cannot be met: the smallest candidate of "
+            f"search_space={cfg.search_space.name} (arch {json.dumps(best['arch'])}, "
+            f"bits={best['bits']}, sparsity={best['sparsity']}) already needs {shown}; "
+            f"raise the budget above that or widen the space"
+        )
+
+
+def nearest_candidates(study: optuna.Study, k: int = 3) -> list[dict[str, Any]]:
+    """The ``k`` candidates closest to the budgets: smallest worst constraint violation."""
+    rows = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        violations = {
+            key.split(":", 1)[1]: float(v)
+            for key, v in t.system_attrs.items()
+            if key.startswith("constraints:")
+        }
+        if not violations:
+            continue
+        m = t.user_attrs.get("metrics", {})
+        row: dict[str, Any] = {"trial": t.number, "violation": max(violations.values())}
+        for key in ("size_bytes", "latency_ms_estimate", "peak_memory_bytes"):
+            if key in m:
+                row[key.replace("_estimate", "")] = m[key]
+        row.update({f"over.{key}": v for key, v in violations.items()})
+        row.update({key: t.params[key] for key in ("bits", "sparsity") if key in t.params})
+        rows.append(row)
+    rows.sort(key=lambda r: r["violation"])
+    return rows[:k]

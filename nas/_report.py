@@ -1,0 +1,79 @@
+"""What a search reports: its outcome and the console tables of the front."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_NO_FEASIBLE",
+    "SearchOutcome",
+    "format_front",
+    "format_nearest",
+]
+
+EXIT_NO_FEASIBLE = 3
+"""Exit code when the search ends without one trained trial that meets the budgets."""
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class SearchOutcome:
+    study_name: str
+    parent_run_id: str
+    tracking_uri: str
+    front: list[dict[str, Any]] = field(default_factory=list)
+    n_trials: int = 0
+    n_infeasible: int = 0
+    n_failed: int = 0
+    hypervolume: float = 0.0
+    wall_seconds: float = 0.0
+    exit_code: int = 0
+    # With exit code 3: the trials closest to the budgets (see _nearest_candidates).
+    nearest: list[dict[str, Any]] = field(default_factory=list)
+
+
+def format_front(outcome: SearchOutcome) -> str:
+    """The front as a plain-text table."""
+    head = ["trial", "val_acc", "test_acc", "size_bytes", "latency_ms", "bits", "sparsity"]
+    rows = []
+    for r in outcome.front:
+        lat = r.get("latency_ms")
+        rows.append(
+            [
+                str(r["trial"]),
+                f"{r['val_accuracy']:.4f}",
+                "-" if r.get("test_accuracy") is None else f"{r['test_accuracy']:.4f}",
+                f"{r['size_bytes']:,}",
+                "-" if lat is None or not math.isfinite(lat) else f"{lat:.3f}",
+                str(r.get("bits", "")),
+                f"{r.get('sparsity', 0):.2f}",
+            ]
+        )
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def format_nearest(outcome: SearchOutcome) -> str:
+    """The candidates closest to the budgets, as a plain-text table."""
+    lines = []
+    for r in outcome.nearest:
+        over = ", ".join(
+            f"{k.split('.', 1)[1]} {v:+.0%}" for k, v in r.items() if k.startswith("over.")
+        )
+        figures = []
+        if "size_bytes" in r:
+            figures.append(f"size {r['size_bytes']:,.0f} B")
+        if "latency_ms" in r and math.isfinite(r["latency_ms"]):
+            figures.append(f"latency {r['latency_ms']:.3f} ms")
+        if "peak_memory_bytes" in r:
+            figures.append(f"peak {r['peak_memory_bytes']:,.0f} B")
+        lines.append(
+            f"  trial {r['trial']}: {', '.join(figures)} (vs budget: {over}); "
+            f"bits={r.get('bits', '')}, sparsity={r.get('sparsity', 0):.2f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,170 @@
+"""The MLflow UI in a real (headless) browser: the front is browsable as the README says.
+
+Starts ``mlflow server`` on 127.0.0.1, runs a short search against it and opens
+the experiment in Chromium through selenium. Skipped, with the reason, when
+Chromium or its driver is not installed (``apt-get install chromium chromium-driver``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from nas._config import compose
+from nas._search import run_search
+
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "mlflow_front.png"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None or CHROMEDRIVER is None,
+    reason="needs Chromium and chromedriver (apt-get install chromium chromium-driver)",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    port = _free_port()
+    mlflow = Path(sys.executable).with_name("mlflow")
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts")],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        end = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(uri + "/health", timeout=2).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > end:
+                    log_text = (tmp_path / "server.log").read_text()[-3000:]
+                    pytest.fail(f"mlflow server did not start:\n{log_text}")
+                time.sleep(0.5)
+        yield uri
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run", "--window-size=1400,900", f"--user-data-dir={tmp_path / 'chrome'}",
+    ):  # fmt: skip
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait_text(driver, text: str, timeout: float = 40) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(lambda d: text in d.find_element("tag name", "body").text)
+
+
+def _expand(driver, parent_name: str, child_name: str) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _wait_text(driver, parent_name)
+    time.sleep(2)  # the expanded state is remembered across pages: toggle only if collapsed
+    if child_name in driver.find_element("tag name", "body").text:
+        return
+    button = WebDriverWait(driver, 20).until(
+        lambda d: d.find_element("css selector", "button[data-component-id*='runnamecellrenderer']")
+    )
+    button.click()
+
+
+def test_front_is_browsable_in_the_mlflow_ui(tmp_path: Path, server: str, browser) -> None:
+    cfg = compose([
+        "dataset=digits", "search_space=tiny", "train.epochs=1", "compress.finetune_epochs=1",
+        "search.progress=false", "search.timeout_s=null", "search.n_trials=4",
+        f"search.output_dir={tmp_path / 'out'}", f"mlflow.tracking_uri={server}",
+    ])  # fmt: skip
+    outcome = run_search(cfg)
+    assert outcome.exit_code == 0
+    client = MlflowClient(tracking_uri=server)
+    exp = client.get_experiment_by_name("downsize")
+    parent = client.get_run(outcome.parent_run_id)
+    front = client.search_runs(
+        [exp.experiment_id], filter_string="tags.pareto = 'true'", max_results=100
+    )
+    front_names = sorted(r.info.run_name for r in front)
+    children = client.search_runs(
+        [exp.experiment_id], filter_string="tags.`nas.role` = 'trial'", max_results=100
+    )
+    assert len(children) == 4 and 1 <= len(front_names) <= 4
+    assert front_names == sorted(f"trial-{r['trial']:04d}" for r in outcome.front)
+
+    base = f"{server}/#/experiments/{exp.experiment_id}"
+    # The parent run's artifacts list the plot.
+    browser.get(f"{base}/runs/{parent.info.run_id}/artifacts")
+    _wait_text(browser, "pareto.png")
+    _wait_text(browser, "pareto.html")
+
+    # The runs table ("Model training" view): child runs nest under the study's run.
+    browser.get(f"{base}/runs")
+    _expand(browser, parent.info.run_name, children[0].info.run_name)
+    for r in children:
+        _wait_text(browser, r.info.run_name)
+
+    # Filtering by tag leaves exactly the front (and the parent it nests under).
+    query = urllib.parse.quote("tags.pareto = 'true'")
+    browser.get(f"{base}/runs?searchFilter={query}")
+    _expand(browser, parent.info.run_name, front_names[0])
+    _wait_text(browser, front_names[0])
+    body = browser.find_element("tag name", "body").text
+    shown = sorted({f"trial-{n:04d}" for n in range(4)} & set(body.split()))
+    assert shown == front_names, body[:2000]
+    shot = tmp_path / "mlflow_front.png"
+    browser.save_screenshot(str(shot))
+    assert shot.stat().st_size > 10_000
+    _publish(shot)
+
+
+def _publish(shot: Path) -> None:
+    """Keep a copy for the README, shrunk below 300 KB."""
+    from PIL import Image
+
+    DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+    with Image.open(shot) as im:
+        im = im.convert("RGB").convert("P", palette=Image.Palette.ADAPTIVE, colors=128)
+        im.save(DOCS_SCREENSHOT, optimize=True)
+    assert DOCS_SCREENSHOT.stat().st_size < 300_000
