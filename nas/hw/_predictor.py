@@ -27,7 +27,7 @@ import numpy as np
 from scipy.optimize import nnls
 from torch import nn
 
-from nas.hw._features import LayerFeature, layer_features
+from nas.hw._features import LAYER_KINDS, LayerFeature, layer_features
 
 __all__ = [
     "FEATURE_NAMES",
@@ -36,18 +36,8 @@ __all__ = [
     "network_features",
 ]
 
-_PREDICTED_KINDS = (
-    "conv_full",
-    "conv_pw",
-    "conv_dw",
-    "conv_group",
-    "linear",
-    "bn",
-    "act",
-    "pool",
-    "shuffle",
-    "other",
-)
+# Every layer kind but identity, which costs nothing, in LAYER_KINDS order.
+_PREDICTED_KINDS = tuple(k for k in LAYER_KINDS if k != "identity")
 _STATS = ("count", "macs", "input_elements", "output_elements", "params")
 FEATURE_NAMES: tuple[str, ...] = tuple(f"{k}.{s}" for k in _PREDICTED_KINDS for s in _STATS)
 """Names of the network-level features, ``"<kind>.<stat>"``."""
