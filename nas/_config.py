@@ -40,6 +40,8 @@ __all__ = [
 LATENCY_METHODS = ("measure", "predict", "none")
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
 PRUNE_SCOPES = ("global", "layer")
+PRUNE_KINDS = ("unstructured", "structured")
+TEACHERS = ("largest",)  # or "timm:<model name>" with compress.teacher_checkpoint
 
 
 class ConfigError(ValueError):
@@ -97,6 +99,25 @@ class CompressSearchConfig:
     # Epochs of masked, quantization-aware fine-tuning after pruning.
     finetune_epochs: int = 1
     finetune_lr: float = 0.002
+    # Pruning kinds a trial chooses from: "unstructured" (weight masks, `sparsity_*`) and
+    # "structured" (channels removed by torch-pruning, `channel_ratio_*`).
+    prune_kinds: list[str] = field(default_factory=lambda: ["unstructured"])
+    channel_ratio_min: float = 0.0
+    channel_ratio_max: float = 0.5
+    # Low-rank factorization: rank ratios to choose from; 1.0 leaves the layers whole.
+    rank_ratios: list[float] = field(default_factory=lambda: [1.0])
+    # Knowledge distillation: on/off choices, and the ranges of T and alpha.
+    distill: list[bool] = field(default_factory=lambda: [False])
+    distill_temperature_min: float = 2.0
+    distill_temperature_max: float = 8.0
+    distill_alpha_min: float = 0.3
+    distill_alpha_max: float = 0.9
+    # "largest": the space's largest model, trained once per search and cached on disk;
+    # "timm:<name>": a timm model loaded from `teacher_checkpoint` (never downloaded).
+    teacher: str = "largest"
+    teacher_checkpoint: str | None = None
+    # Epochs the "largest" teacher trains for; null takes train.epochs.
+    teacher_epochs: int | None = None
 
 
 @dataclass
@@ -259,6 +280,45 @@ def validate(cfg: DictConfig) -> None:
             scope in PRUNE_SCOPES, f"compress.prune_scopes has {scope!r}; allowed {PRUNE_SCOPES}"
         )
     _require(c.finetune_epochs >= 0, f"compress.finetune_epochs={c.finetune_epochs} must be >= 0")
+    _require(len(c.prune_kinds) > 0, f"compress.prune_kinds is empty; choose from {PRUNE_KINDS}")
+    for kind in c.prune_kinds:
+        _require(kind in PRUNE_KINDS, f"compress.prune_kinds has {kind!r}; allowed {PRUNE_KINDS}")
+    for name in ("channel_ratio_min", "channel_ratio_max"):
+        _require(0.0 <= c[name] < 1.0, f"compress.{name}={c[name]} is outside [0, 1)")
+    _require(
+        c.channel_ratio_min <= c.channel_ratio_max,
+        f"compress.channel_ratio_min={c.channel_ratio_min} exceeds "
+        f"compress.channel_ratio_max={c.channel_ratio_max}",
+    )
+    _require(len(c.rank_ratios) > 0, "compress.rank_ratios is empty; use [1.0] for no low-rank")
+    for r in c.rank_ratios:
+        _require(0.0 < r <= 1.0, f"compress.rank_ratios has {r}, outside (0, 1]")
+    _require(len(c.distill) > 0, "compress.distill is empty; use [false], [true] or both")
+    _require(
+        0 < c.distill_temperature_min <= c.distill_temperature_max,
+        f"compress.distill_temperature_min/max={c.distill_temperature_min}/"
+        f"{c.distill_temperature_max} must satisfy 0 < min <= max",
+    )
+    _require(
+        0 <= c.distill_alpha_min <= c.distill_alpha_max <= 1,
+        f"compress.distill_alpha_min/max={c.distill_alpha_min}/{c.distill_alpha_max} "
+        "must satisfy 0 <= min <= max <= 1",
+    )
+    _require(
+        c.teacher in TEACHERS or c.teacher.startswith("timm:"),
+        f"compress.teacher={c.teacher!r}; allowed 'largest' or 'timm:<model name>'",
+    )
+    if c.teacher.startswith("timm:") and True in c.distill:
+        ckpt = c.teacher_checkpoint
+        _require(
+            ckpt is not None and Path(ckpt).expanduser().is_file(),
+            f"compress.teacher_checkpoint={ckpt!r} must be an existing local file for "
+            f"compress.teacher={c.teacher!r} (teachers are never downloaded)",
+        )
+    _require(
+        c.teacher_epochs is None or c.teacher_epochs >= 1,
+        f"compress.teacher_epochs={c.teacher_epochs} must be >= 1 or null",
+    )
     _require(cfg.sampler.name in SAMPLERS, f"sampler.name={cfg.sampler.name!r}; allowed {SAMPLERS}")
     space = dict(OmegaConf.to_container(cfg.search_space, resolve=True))  # type: ignore[arg-type]
     space_name = space.pop("name")

@@ -37,6 +37,16 @@ class Splits:
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the training split, to key what is cached from it (teachers)."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for t in (self.x_train, self.y_train):
+            h.update(t.contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
 
 # A loader returns (images uint8/float NCHW as numpy, labels, fixed test part or None).
 Loader = Callable[

@@ -7,35 +7,34 @@ validates the config first.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import optuna
-import torch
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import FrozenTrial, TrialState
 from tqdm.auto import tqdm
 
 from nas._budgets import check_budgets_reachable, nearest_candidates
 from nas._config import ConfigError, search_hash
-from nas._data import load_splits
-from nas._evaluator import ArtifactEvaluator
+from nas._context import make_context
 from nas._front import FrontState, front_rows
 from nas._pareto import write_csv, write_html, write_png
 from nas._report import EXIT_INTERRUPTED, EXIT_NO_FEASIBLE, SearchOutcome
 from nas._study import INTERRUPTED, counted_trials, make_sampler, make_storage, open_study
 from nas._tracking import Tracker, flatten
-from nas._trial import TrialContext, TrialResult, run_trial, space_from_cfg
-from nas.hw import HardwareModel
+from nas._trial import TrialContext, TrialResult, TrialStopped, run_trial
 
-__all__ = ["run_search", "study_name_of"]
+__all__ = ["Runner", "SearchLoop", "get_runner", "register_runner", "run_search", "study_name_of"]
 
 
 def study_name_of(cfg: DictConfig) -> str:
@@ -58,66 +57,50 @@ def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome
     out_dir.mkdir(parents=True, exist_ok=True)
     name = study_name_of(cfg)
     tracking_uri = cfg.mlflow.tracking_uri or f"sqlite:///{out_dir / 'mlflow.db'}"
-    seed = int(cfg.search.seed)
-    torch.set_num_threads(int(cfg.train.threads))
+    runner = get_runner(cfg.runner.name)
 
-    space, space_cfg = space_from_cfg(cfg.search_space)
-    hw_cfg = cfg.hw
-    try:
-        hw = HardwareModel(hw_cfg) if hw_cfg is not None else None
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    bits = sorted(set(cfg.compress.bits) & set(hw_cfg.bits)) if hw_cfg else list(cfg.compress.bits)
-
-    # Everything a user's input can break (data, budgets, the tracking server) is
-    # checked before any study or run is written, so a refused start leaves nothing.
-    splits = load_splits(cfg.dataset, seed=seed)
-    if hw is not None and hw_cfg is not None:
-        check_budgets_reachable(cfg, splits.spec, hw)
-    tracker = _open_tracker(cfg, tracking_uri, out_dir)
-    study, resumed = open_study(
-        study_name=name,
-        storage=make_storage(cfg.search.storage, name, out_dir),
-        sampler=make_sampler(cfg.sampler, seed),
-        config_hash=search_hash(cfg),
+    # Everything a user's input can break (data, budgets, the tracking server, the
+    # cluster) is checked before any study or run is written, so a refused start
+    # leaves nothing. The local runner's context starts its evaluator process now, so
+    # its start-up overlaps these checks instead of delaying the first trial.
+    ctx = make_context(
+        cfg, out_dir=out_dir, study_name=name, plugins=plugins, evaluator=runner.trains_here
     )
-    ref_acc, ref_size = float(cfg.dataset.hv_ref_accuracy), float(cfg.dataset.hv_ref_size_bytes)
-    params = flatten(OmegaConf.to_container(cfg, resolve=True))
-    params.update({"hv.ref_accuracy": ref_acc, "hv.ref_size_bytes": ref_size, "study_name": name})
-    tracker.open_parent(study_name=name, params=params, tags={"nas.config_hash": search_hash(cfg)})
+    status = "FAILED"  # unless the loop ends normally or by Ctrl-C
+    tracker: Tracker | None = None
+    try:
+        if ctx.hw is not None:
+            check_budgets_reachable(cfg, ctx.splits.spec, ctx.hw)
+        runner.check(cfg)
+        tracker = _open_tracker(cfg, tracking_uri, out_dir)
+        study, resumed = open_study(
+            study_name=name,
+            storage=make_storage(cfg.search.storage, name, out_dir),
+            sampler=make_sampler(cfg.sampler, int(cfg.search.seed)),
+            config_hash=search_hash(cfg),
+        )
+        ref_acc = float(cfg.dataset.hv_ref_accuracy)
+        ref_size = float(cfg.dataset.hv_ref_size_bytes)
+        params = flatten(OmegaConf.to_container(cfg, resolve=True))
+        params.update(
+            {"hv.ref_accuracy": ref_acc, "hv.ref_size_bytes": ref_size, "study_name": name}
+        )
+        tracker.open_parent(
+            study_name=name, params=params, tags={"nas.config_hash": search_hash(cfg)}
+        )
+    except BaseException:
+        if ctx.evaluator is not None:
+            ctx.evaluator.close()
+        raise
     outcome = SearchOutcome(
         study_name=name, parent_run_id=tracker.parent_id, tracking_uri=tracking_uri
     )
     front_state = FrontState(tracker, ref_acc, ref_size)
-    evaluator: ArtifactEvaluator | None = None
     bar: tqdm[Any] | None = None
-    status = "FAILED"  # unless the loop ends normally or by Ctrl-C
     try:
         _mark_interrupted_runs(study, tracker)
-        evaluator = ArtifactEvaluator(
-            dataset=OmegaConf.to_container(cfg.dataset, resolve=True),  # type: ignore[arg-type]
-            seed=seed,
-            threads=1,
-            plugins=plugins,
-        )
-        ctx = TrialContext(
-            space=space,
-            space_cfg=space_cfg,
-            splits=splits,
-            compress_cfg=cfg.compress,
-            train_cfg=cfg.train,
-            bits=bits,
-            hw=hw,
-            hw_cfg=hw_cfg,
-            evaluator=evaluator,
-            artifact_dir=out_dir / "outputs" / name,
-            seed=seed,
-            trial_timeout_s=cfg.search.trial_timeout_s,
-        )
         front_state.refresh(study, step=None)
-
         remaining = int(cfg.search.n_trials) - counted_trials(study)
-        timeout = cfg.search.timeout_s
         if resumed:
             print(
                 f"Resuming study {name}: {counted_trials(study)} trials done, "
@@ -131,24 +114,22 @@ def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome
             disable=not cfg.search.progress,
             file=sys.stderr,
         )
-        durations: list[float] = []
-        while remaining > 0:
-            elapsed = time.monotonic() - start
-            typical = sorted(durations)[len(durations) // 2] if durations else 0.0
-            if timeout is not None and elapsed + typical > timeout:
-                print(
-                    f"Stopping: search.timeout_s={timeout} would be exceeded by another trial.",
-                    file=sys.stderr,
-                )
-                break
-            t0 = time.monotonic()
-            frozen = _one_trial(study, ctx, tracker, name)
-            if frozen.state == TrialState.COMPLETE and frozen.user_attrs.get("feasible"):
-                durations.append(time.monotonic() - t0)
-            front_state.refresh(study, step=frozen.number)
-            remaining -= 1
-            bar.update(1)
-            bar.set_postfix(front=len(front_state.front), hv=f"{front_state.hv:.3f}")
+        timeout = cfg.search.timeout_s
+        loop = SearchLoop(
+            cfg=cfg,
+            study=study,
+            ctx=ctx,
+            tracker=tracker,
+            study_name=name,
+            front_state=front_state,
+            bar=bar,
+            remaining=max(remaining, 0),
+            deadline=None if timeout is None else start + float(timeout),
+            plugins=tuple(plugins),
+            out_dir=out_dir,
+        )
+        if loop.remaining > 0:
+            runner.run(loop)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -159,8 +140,8 @@ def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome
         with _sigint_ignored():
             if bar is not None:
                 bar.close()
-            if evaluator is not None:
-                evaluator.close()
+            if ctx.evaluator is not None:
+                ctx.evaluator.close()
             try:
                 _finish(study, tracker, front_state, out_dir / "outputs" / name, name, outcome)
             finally:
@@ -170,6 +151,94 @@ def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome
         outcome.exit_code = EXIT_NO_FEASIBLE
         outcome.nearest = nearest_candidates(study)
     return outcome
+
+
+@dataclass
+class SearchLoop:
+    """What a runner needs to run the remaining trials of a search, and record them."""
+
+    cfg: DictConfig
+    study: optuna.Study
+    ctx: TrialContext
+    tracker: Tracker
+    study_name: str
+    front_state: FrontState
+    bar: tqdm[Any]
+    remaining: int
+    deadline: float | None  # time.monotonic() past which no new trial starts
+    plugins: tuple[str, ...]
+    out_dir: Path
+
+    def done(self, frozen: FrozenTrial) -> None:
+        """Account for one finished trial (any state): front, progress, budget."""
+        self.front_state.refresh(self.study, step=frozen.number)
+        self.remaining -= 1
+        self.bar.update(1)
+        self.bar.set_postfix(front=len(self.front_state.front), hv=f"{self.front_state.hv:.3f}")
+
+
+class Runner(Protocol):
+    trains_here: bool
+    """True when trials run in the driver process (it then needs an evaluator)."""
+
+    def check(self, cfg: DictConfig) -> None:
+        """Refuse bad runner settings (an unreachable cluster) with a ConfigError."""
+
+    def run(self, loop: SearchLoop) -> None:
+        """Run ``loop.remaining`` trials; KeyboardInterrupt propagates after marking."""
+
+
+_RUNNERS: dict[str, Callable[[], Runner]] = {}
+
+
+def register_runner(name: str) -> Callable[[Callable[[], Runner]], Callable[[], Runner]]:
+    """Register a runner factory under its ``conf/runner/<name>.yaml`` name."""
+
+    def deco(factory: Callable[[], Runner]) -> Callable[[], Runner]:
+        if name in _RUNNERS:
+            raise ValueError(f"runner {name!r} is already registered")
+        _RUNNERS[name] = factory
+        return factory
+
+    return deco
+
+
+_BUILTIN_RUNNERS = {"ray": "nas._ray_runner"}
+
+
+def get_runner(name: str) -> Runner:
+    if name not in _RUNNERS and name in _BUILTIN_RUNNERS:
+        importlib.import_module(_BUILTIN_RUNNERS[name])  # Ray is imported only when used
+    if name not in _RUNNERS:
+        raise ConfigError(f"runner={name} is not known; choose one of {sorted(_RUNNERS)}")
+    return _RUNNERS[name]()
+
+
+@register_runner("local")
+class LocalRunner:
+    """Trials one after another in this process."""
+
+    trains_here = True
+
+    def check(self, cfg: DictConfig) -> None:
+        pass
+
+    def run(self, loop: SearchLoop) -> None:
+        durations: list[float] = []
+        while loop.remaining > 0:
+            typical = sorted(durations)[len(durations) // 2] if durations else 0.0
+            if loop.deadline is not None and time.monotonic() + typical > loop.deadline:
+                print(
+                    f"Stopping: search.timeout_s={loop.cfg.search.timeout_s} would be exceeded "
+                    "by another trial.",
+                    file=sys.stderr,
+                )
+                return
+            t0 = time.monotonic()
+            frozen = _one_trial(loop.study, loop.ctx, loop.tracker, loop.study_name)
+            if frozen.state == TrialState.COMPLETE and frozen.user_attrs.get("feasible"):
+                durations.append(time.monotonic() - t0)
+            loop.done(frozen)
 
 
 @contextlib.contextmanager
@@ -239,27 +308,14 @@ def _one_trial(study: optuna.Study, ctx: TrialContext, tracker: Tracker, name: s
     except KeyboardInterrupt:
         with _sigint_ignored():
             trial.set_user_attr(INTERRUPTED, True)
-            trial.set_user_attr("error", "interrupted (Ctrl-C)")
-            study.tell(trial, state=TrialState.FAIL)
-            if run_id is not None:
-                tracker.finish_trial(
-                    run_id,
-                    status="KILLED",
-                    params=trial.params,
-                    tags={"error": "interrupted", "feasible": "unknown"},
-                )
+            _end_unfinished(study, trial, tracker, run_id, "interrupted", TrialState.FAIL)
         raise
+    except TrialStopped as e:  # early stopping: a partial result, recorded as PRUNED
+        _end_unfinished(study, trial, tracker, run_id, str(e), TrialState.PRUNED)
+        return study.trials[trial.number]
     except Exception as e:  # any trial fault is recorded, and the search goes on
         reason = f"{type(e).__name__}: {' '.join(str(e).split())[:500]}"
-        trial.set_user_attr("error", reason)
-        study.tell(trial, state=TrialState.FAIL)
-        if run_id is not None:
-            tracker.finish_trial(
-                run_id,
-                status="FAILED",
-                params=trial.params,
-                tags={"error": reason, "feasible": "unknown"},
-            )
+        _end_unfinished(study, trial, tracker, run_id, reason, TrialState.FAIL)
         print(f"trial {trial.number} failed: {reason}", file=sys.stderr)
         return study.trials[trial.number]
     _record(trial, result)
@@ -276,6 +332,36 @@ def _one_trial(study: optuna.Study, ctx: TrialContext, tracker: Tracker, name: s
         },
     )
     return study.trials[trial.number]
+
+
+_RUN_STATUS = {TrialState.FAIL: "FAILED", TrialState.PRUNED: "KILLED"}
+
+
+def _end_unfinished(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    tracker: Tracker,
+    run_id: str | None,
+    reason: str,
+    state: TrialState,
+) -> None:
+    """Record a trial that did not finish: why, in Optuna and MLflow alike."""
+    trial.set_user_attr("error" if state == TrialState.FAIL else "stopped", reason)
+    study.tell(trial, state=state)
+    if run_id is None:
+        return
+    status = "KILLED" if trial.user_attrs.get(INTERRUPTED) else _RUN_STATUS[state]
+    tag = "error" if state == TrialState.FAIL else "stopped"
+    tracker.finish_trial(
+        run_id,
+        status=status,
+        params=trial.params,
+        tags={
+            tag: reason,
+            "feasible": "true" if state == TrialState.PRUNED else "unknown",
+            "state": state.name,
+        },
+    )
 
 
 def _record(trial: optuna.Trial, result: TrialResult) -> None:

@@ -1,0 +1,77 @@
+"""Builds a :class:`~nas._trial.TrialContext` from a config: once per search locally,
+once per worker process under Ray (a context holds tensors and a child process, so it
+is rebuilt where the trials run rather than shipped)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nas._config import ConfigError
+from nas._data import load_splits
+from nas._evaluator import ArtifactEvaluator
+from nas._teacher import make_teacher
+from nas._trial import TrialContext, space_from_cfg
+from nas.hw import HardwareModel
+
+__all__ = ["make_context", "usable_bits"]
+
+
+def usable_bits(cfg: DictConfig) -> list[int]:
+    """The bit-widths searched: the compress group's, narrowed to the device's kernels."""
+    if cfg.hw is None:
+        return sorted(cfg.compress.bits)
+    return sorted(set(cfg.compress.bits) & set(cfg.hw.bits))
+
+
+def make_context(
+    cfg: DictConfig,
+    *,
+    out_dir: Path,
+    study_name: str,
+    plugins: Sequence[str] = (),
+    evaluator: bool = True,
+) -> TrialContext:
+    """Everything trials of ``cfg`` need.
+
+    Args:
+        out_dir: absolute output directory (artifacts go under ``outputs/<study_name>``).
+        evaluator: start the fresh-process artifact evaluator now; the driver of a Ray
+            search, which trains nothing itself, passes False.
+    """
+    seed = int(cfg.search.seed)
+    torch.set_num_threads(int(cfg.train.threads))
+    space, space_cfg = space_from_cfg(cfg.search_space)
+    try:
+        hw = HardwareModel(cfg.hw) if cfg.hw is not None else None
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    splits = load_splits(cfg.dataset, seed=seed)
+    dataset: dict[str, Any] = OmegaConf.to_container(cfg.dataset, resolve=True)  # type: ignore[assignment]
+    return TrialContext(
+        space=space,
+        space_cfg=space_cfg,
+        splits=splits,
+        compress_cfg=cfg.compress,
+        train_cfg=cfg.train,
+        bits=usable_bits(cfg),
+        hw=hw,
+        hw_cfg=cfg.hw,
+        evaluator=ArtifactEvaluator(dataset=dataset, seed=seed, threads=1, plugins=plugins)
+        if evaluator
+        else None,
+        artifact_dir=out_dir / "outputs" / study_name,
+        seed=seed,
+        trial_timeout_s=cfg.search.trial_timeout_s,
+        teacher=make_teacher(
+            cfg,
+            space=space,
+            space_cfg=space_cfg,
+            splits=splits,
+            cache_dir=out_dir / "outputs" / "teachers",
+        ),
+    )
