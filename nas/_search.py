@@ -31,7 +31,7 @@ from nas._front import FrontState, front_rows
 from nas._pareto import write_csv, write_html, write_png
 from nas._report import EXIT_INTERRUPTED, EXIT_NO_FEASIBLE, SearchOutcome
 from nas._study import INTERRUPTED, counted_trials, make_sampler, make_storage, open_study
-from nas._tracking import Tracker, flatten
+from nas._tracking import Tracker, flatten, redact_secrets
 from nas._trial import TrialContext, TrialResult, TrialStopped, run_trial
 
 __all__ = ["Runner", "SearchLoop", "get_runner", "register_runner", "run_search", "study_name_of"]
@@ -81,13 +81,16 @@ def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome
         )
         ref_acc = float(cfg.dataset.hv_ref_accuracy)
         ref_size = float(cfg.dataset.hv_ref_size_bytes)
-        params = flatten(OmegaConf.to_container(cfg, resolve=True))
+        resolved = redact_secrets(OmegaConf.to_container(cfg, resolve=True))
+        params = flatten(resolved)
         params.update(
             {"hv.ref_accuracy": ref_acc, "hv.ref_size_bytes": ref_size, "study_name": name}
         )
         tracker.open_parent(
             study_name=name, params=params, tags={"nas.config_hash": search_hash(cfg)}
         )
+        # The resolved config, whole: what `nas.export` rebuilds the data and training from.
+        tracker.log_text(tracker.parent_id, OmegaConf.to_yaml(resolved), "config.yaml")
     except BaseException:
         if ctx.evaluator is not None:
             ctx.evaluator.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -81,7 +82,18 @@ def make_storage(storage: str | None, study_name: str, output_dir: Path) -> Base
         path = output_dir / f"{study_name}.journal"
         return JournalStorage(JournalFileBackend(str(path)))
     if "://" in storage:
-        return storage
+        # An RDB URL (postgresql://..., mysql://..., sqlite:///...), the storage for a
+        # search across machines. A search may wait minutes between two writes, in which
+        # a server or proxy can drop idle connections: check each one before use.
+        if storage.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+            # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; this project has psycopg2.
+            storage = "postgresql+psycopg2://" + storage[len("postgresql://") :]
+        try:
+            return optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True})
+        except Exception as e:  # an unreachable server, a malformed URL, a missing driver
+            raise ConfigError(
+                f"search.storage: cannot open study storage: {_one_line(e)}"
+            ) from None
     # A bare path means a journal file.
     return JournalStorage(JournalFileBackend(str(Path(storage).expanduser().resolve())))
 

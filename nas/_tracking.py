@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import platform
+import re
 import subprocess
 import time
 from collections.abc import Mapping
@@ -116,6 +117,10 @@ class Tracker:
     def log_artifact(self, run_id: str, path: Path) -> None:
         self.client.log_artifact(run_id, str(path))
 
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        """Write ``text`` as the run's artifact ``artifact_file`` (e.g. ``config.yaml``)."""
+        self.client.log_text(run_id, text, artifact_file)
+
     def run_status(self, run_id: str) -> str:
         return str(self.client.get_run(run_id).info.status)
 
@@ -142,6 +147,21 @@ class Tracker:
             self.client.log_batch(
                 run_id, params=chunk, metrics=ms if i == 0 else [], tags=ts if i == 0 else []
             )
+
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@/\s]+@")
+
+
+def redact_secrets(obj: Any) -> Any:
+    """A copy of ``obj`` with passwords in URLs (``postgresql://u:secret@h``) masked, so
+    a storage or tracking URL never lands in MLflow with its password."""
+    if isinstance(obj, Mapping):
+        return {k: redact_secrets(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(redact_secrets(v) for v in obj)
+    if isinstance(obj, str):
+        return _URL_PASSWORD.sub(r"\g<head>***@", obj)
+    return obj
 
 
 def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:

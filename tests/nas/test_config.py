@@ -55,6 +55,15 @@ def test_defaults() -> None:
         (["search.n_trials=0"], "n_trials=0"),
         (["dataset=imagefolder", "dataset.root=/no/such/dir"], "/no/such/dir"),
         (["train.epochs=abc"], "train.epochs"),
+        (["compress.prune_kinds=[filter]"], "'filter'"),
+        (["compress.channel_ratio_max=1.0"], "channel_ratio_max=1.0"),
+        (["compress.rank_ratios=[0.0]"], "rank_ratios has 0.0"),
+        (["compress.distill_alpha_max=1.5"], "1.5"),
+        (["compress.teacher=resnet"], "compress.teacher='resnet'"),
+        (
+            ["compress.teacher=timm:resnet18", "compress.distill=[true]"],
+            "compress.teacher_checkpoint=None",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(overrides: list[str], needle: str) -> None:

@@ -161,3 +161,43 @@ def test_every_sampler_handles_the_constrained_two_objective_study(tmp_path, sam
     )  # fmt: skip
     outcome = run_search(cfg)
     assert outcome.n_trials == 3 and outcome.n_failed == 0
+
+
+def test_pruning_kind_rank_and_distillation_are_searched_jointly(tmp_path: Path) -> None:
+    """Structured and unstructured pruning, low-rank and distillation in one search;
+    every trained artifact reloads (the evaluator scores it) and the teacher is cached."""
+    cfg = _cfg(
+        tmp_path,
+        "search.n_trials=6",
+        "sampler=random",
+        "compress.prune_kinds=[unstructured,structured]",
+        "compress.rank_ratios=[0.5,1.0]",
+        "compress.distill=[false,true]",
+        "search.seed=3",
+    )
+    outcome = run_search(cfg)
+    assert outcome.n_failed == 0
+    study = optuna.load_study(
+        study_name=outcome.study_name,
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(
+                str(tmp_path / f"{outcome.study_name}.journal")
+            )
+        ),
+    )
+    params = [t.params for t in study.trials]
+    kinds = {p["prune_kind"] for p in params}
+    assert kinds == {"unstructured", "structured"}, params
+    assert {p["rank_ratio"] for p in params} == {0.5, 1.0}, params
+    distilled = [p for p in params if p["distill"]]
+    assert distilled and all(
+        "distill_temperature" in p and "distill_alpha" in p for p in distilled
+    ), params
+    # Conditional: a structured trial draws no sparsity, an unstructured one no ratio.
+    for p in params:
+        assert ("channel_ratio" in p) == (p["prune_kind"] == "structured"), p
+        assert ("sparsity" in p) == (p["prune_kind"] == "unstructured"), p
+    assert len(list((tmp_path / "outputs" / "teachers").glob("teacher_*.dsz"))) == 1
+    for t in study.trials:
+        m = t.user_attrs["metrics"]
+        assert m["size_bytes_estimate"] >= m["size_bytes"]

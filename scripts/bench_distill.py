@@ -1,0 +1,104 @@
+"""Does distillation help? The same student, with and without a teacher, equal epochs.
+
+The teacher is what ``nas.search`` uses: the search space's largest model trained
+with the search's loop and budget (``nas._teacher.LargestTeacher``, cached on disk).
+Each student is trained twice per seed with identical data order and initialization:
+once with cross-entropy, once with ``alpha * KL * T^2 + (1 - alpha) * CE``. T and
+alpha are fixed in advance (no selection on test data). Prints a table, writes JSON::
+
+    python scripts/bench_distill.py [--space mbconv] [--seeds 0 1 2] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nas._config import compose
+from nas._data import Batches, load_splits
+from nas._teacher import LargestTeacher
+from nas._train import accuracy, train
+from nas._trial import distiller, space_from_cfg
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="mnist5k")
+    p.add_argument("--space", default="mbconv")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--temperature", type=float, default=4.0)
+    p.add_argument("--alpha", type=float, default=0.7)
+    p.add_argument("--epochs", type=int, default=None, help="default: train.epochs")
+    p.add_argument("--cache", type=Path, default=Path("outputs/teachers"))
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+
+    cfg = compose([f"dataset={args.dataset}", f"search_space={args.space}"])
+    torch.set_num_threads(int(cfg.train.threads))
+    epochs = int(args.epochs or cfg.train.epochs)
+    splits = load_splits(cfg.dataset, seed=int(cfg.search.seed))
+    space, space_cfg = space_from_cfg(cfg.search_space)
+    source = LargestTeacher(
+        space=space, space_cfg=space_cfg, splits=splits, train_cfg=cfg.train, epochs=epochs,
+        seed=int(cfg.search.seed), cache_dir=args.cache.resolve(),
+    )  # fmt: skip
+    teacher = source.get()
+    teacher_test = accuracy(teacher, splits.x_test, splits.y_test)
+    student_arch, _ = space.extremes()
+    t = cfg.train
+    results: dict[str, list[float]] = {"plain": [], "distilled": []}
+    start = time.monotonic()
+    for seed in args.seeds:
+        for mode in ("plain", "distilled"):
+            torch.manual_seed(seed)
+            model = space.build(student_arch, splits.spec)
+            batches = Batches(splits.x_train, splits.y_train, batch_size=t.batch_size,
+                              shuffle=True, seed=seed)  # fmt: skip
+            loss_fn = (
+                distiller(teacher, temperature=args.temperature, alpha=args.alpha)
+                if mode == "distilled" else None
+            )  # fmt: skip
+            train(model, batches, epochs=epochs, lr=t.lr or space.default_lr,
+                  weight_decay=t.weight_decay, loss_fn=loss_fn)  # fmt: skip
+            results[mode].append(accuracy(model, splits.x_test, splits.y_test))
+            print(f"seed {seed} {mode:<9} test {results[mode][-1]:.4f}", file=sys.stderr)
+    gains = [d - p for p, d in zip(results["plain"], results["distilled"], strict=True)]
+    out: dict[str, Any] = {
+        "dataset": args.dataset, "space": args.space, "epochs": epochs, "seeds": args.seeds,
+        "temperature": args.temperature, "alpha": args.alpha,
+        "teacher": {"arch": source.arch, "test_accuracy": teacher_test,
+                    "params": sum(p.numel() for p in teacher.parameters())},
+        "student": {"arch": student_arch,
+                    "params": sum(p.numel() for p in space.build(student_arch,
+                                                                 splits.spec).parameters())},
+        "plain": _summary(results["plain"]), "distilled": _summary(results["distilled"]),
+        "gain_per_seed": gains, "wins": sum(g > 0 for g in gains),
+        "seconds": time.monotonic() - start,
+    }  # fmt: skip
+    print(f"teacher ({out['teacher']['params']:,} params): test {teacher_test:.4f}")
+    print(f"{'student':<10} {'test_mean':>9} {'std':>7}   per seed")
+    for mode in ("plain", "distilled"):
+        s = out[mode]
+        print(f"{mode:<10} {s['mean']:>9.4f} {s['std']:>7.4f}   "
+              + " ".join(f"{a:.4f}" for a in results[mode]))  # fmt: skip
+    print(f"distilled beats plain on {out['wins']} of {len(gains)} seeds; "
+          f"mean gain {statistics.mean(gains) * 100:+.2f} points")  # fmt: skip
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def _summary(xs: list[float]) -> dict[str, Any]:
+    return {"mean": statistics.mean(xs), "std": statistics.pstdev(xs), "values": xs}
+
+
+if __name__ == "__main__":
+    sys.exit(main())
