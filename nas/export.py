@@ -1,0 +1,104 @@
+"""``python -m nas.export RUN_ID --out DIR``: a searched model, ready to deploy.
+
+Examples::
+
+    python -m nas.export 2a05a3b0a84b45f4b2d51c5a9ce5010c --out exported/
+    python -m nas.export PARENT_RUN_ID --trial 8 --out exported/ --retrain-epochs 20
+
+Bad input (an unknown run, an unreachable tracking server, a run without an
+artifact, an unwritable folder) fails with one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["main"]
+
+DESCRIPTION = """Export a trial of a nas.search study: its compressed artifact (model.dsz),
+its deployable ONNX model (model.onnx: int8 where that measured faster than fp32, else
+fp32), metrics.json and a README.md with its metrics, into DIR."""
+
+EPILOG = """RUN_ID is the MLflow run of a trial, normally a front member (tag pareto=true;
+`python -m nas.search` prints them), or a search's parent run with --trial N.
+exit: 0 done, 2 bad input"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m nas.export", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("run_id", metavar="RUN_ID", help="MLflow run id of a trial (or a search)")
+    p.add_argument("--out", required=True, metavar="DIR", help="folder to write (created)")
+    p.add_argument(
+        "--tracking-uri", metavar="URI",
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///$PWD/mlflow.db)",
+    )  # fmt: skip
+    p.add_argument(
+        "--retrain-epochs", type=int, default=0, metavar="N",
+        help="first retrain the candidate from scratch for N epochs, then compress and "
+        "fine-tune it as the search did",
+    )  # fmt: skip
+    p.add_argument("--trial", type=int, metavar="N", help="with a search's run id: its trial N")
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch threads (default: the search's train.threads)",
+    )
+    p.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (the search's --plugin, for user search spaces)",
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    for module in args.plugin:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            print(f"error: --plugin {module}: cannot import it ({e})", file=sys.stderr)
+            return 2
+    if args.threads is not None and args.threads < 1:
+        print(f"error: --threads={args.threads} must be >= 1", file=sys.stderr)
+        return 2
+
+    from nas._config import ConfigError
+    from nas._export import export_run
+
+    try:
+        result = export_run(
+            args.run_id,
+            args.out,
+            tracking_uri=args.tracking_uri,
+            retrain_epochs=args.retrain_epochs,
+            trial=args.trial,
+            threads=args.threads,
+        )
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    m = result.metrics
+    onnx = m["onnx"]
+    print(
+        f"Exported trial {m['trial']} of {m['study_name']} to {result.out}: model.dsz "
+        f"{m['dsz']['size_bytes']:,} bytes, test accuracy {m['dsz']['test_accuracy']:.4f}; "
+        f"model.onnx ({onnx['chosen']}) {onnx['size_bytes']:,} bytes, "
+        f"{onnx['variants'][onnx['chosen']]['latency_ms']:.3f} ms"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
