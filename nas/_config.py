@@ -11,6 +11,8 @@ import hashlib
 import importlib.util
 import json
 import math
+import os
+import socket
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -26,6 +28,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DatasetConfig",
+    "EarlyStopConfig",
     "HwConfig",
     "MlflowConfig",
     "RunnerConfig",
@@ -39,6 +42,7 @@ __all__ = [
 
 LATENCY_METHODS = ("measure", "predict", "none")
 SAMPLERS = ("tpe", "nsga2", "random", "gp")
+EARLY_STOPPERS = ("none", "moasha")
 PRUNE_SCOPES = ("global", "layer")
 PRUNE_KINDS = ("unstructured", "structured")
 TEACHERS = ("largest",)  # or "timm:<model name>" with compress.teacher_checkpoint
@@ -71,6 +75,27 @@ class SamplerConfig:
     name: str = MISSING
     n_startup_trials: int = 10
     population_size: int = 16
+    # Proposals screened by a model of the hw constraints fitted on past trials
+    # (nas._study.ConstraintModelSampler); 0 leaves the sampler's proposals as they are.
+    feasibility_candidates: int = 0
+
+
+@dataclass
+class EarlyStopConfig:
+    """Multi-objective early stopping of training (``nas._early_stop``).
+
+    moasha: asynchronous successive halving on the Pareto rank of (val accuracy, size)
+    at rungs of ``min_epochs * reduction_factor**k`` epochs; none: every feasible
+    candidate trains for all of ``train.epochs``.
+    """
+
+    name: str = MISSING
+    # r_min: epochs trained before the first rung.
+    min_epochs: int = 1
+    # eta: each rung keeps the top 1/eta of the results recorded there.
+    reduction_factor: int = 3
+    # The first `grace_trials` results at each rung always continue.
+    grace_trials: int = 0
 
 
 @dataclass
@@ -122,7 +147,20 @@ class CompressSearchConfig:
 
 @dataclass
 class RunnerConfig:
+    """Where trials run: ``local`` (this process) or ``ray`` (Ray Tune; conf/runner/ray.yaml)."""
+
     name: str = MISSING
+    # Ray only. Empty/null: start a local Ray in this process; "auto": the cluster in
+    # RAY_ADDRESS or the one started on this machine; "host:port": a head's GCS address.
+    address: str | None = None
+    max_concurrent: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    # Tune restarts a trial whose worker or node died this many times (0: never).
+    max_failures: int = 1
+    # A local Ray's CPUs (null: max_concurrent * cpus_per_trial) and object store.
+    num_cpus: int | None = None
+    object_store_mb: int = 200
 
 
 @dataclass
@@ -183,6 +221,7 @@ class Config:
             {"train": "default"},
             {"compress": "joint"},
             {"runner": "local"},
+            {"early_stop": "none"},
             "_self_",
         ]
     )
@@ -192,6 +231,7 @@ class Config:
     train: TrainConfig = MISSING
     compress: CompressSearchConfig = MISSING
     runner: RunnerConfig = MISSING
+    early_stop: EarlyStopConfig = MISSING
     search: SearchConfig = field(default_factory=SearchConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     hw: HwConfig | None = None
@@ -203,6 +243,7 @@ _GROUPS: dict[str, type[Any]] = {
     "train": TrainConfig,
     "compress": CompressSearchConfig,
     "runner": RunnerConfig,
+    "early_stop": EarlyStopConfig,
     "hw": HwConfig,
 }
 
@@ -319,7 +360,13 @@ def validate(cfg: DictConfig) -> None:
         c.teacher_epochs is None or c.teacher_epochs >= 1,
         f"compress.teacher_epochs={c.teacher_epochs} must be >= 1 or null",
     )
+    _validate_runner(cfg.runner)
     _require(cfg.sampler.name in SAMPLERS, f"sampler.name={cfg.sampler.name!r}; allowed {SAMPLERS}")
+    _require(
+        cfg.sampler.feasibility_candidates >= 0,
+        f"sampler.feasibility_candidates={cfg.sampler.feasibility_candidates} must be >= 0",
+    )
+    _validate_early_stop(cfg.early_stop)
     space = dict(OmegaConf.to_container(cfg.search_space, resolve=True))  # type: ignore[arg-type]
     space_name = space.pop("name")
     try:
@@ -365,6 +412,112 @@ def validate(cfg: DictConfig) -> None:
             len(usable) > 0,
             f"compress.bits={list(c.bits)} and hw.bits={list(h.bits)} share no bit-width",
         )
+
+
+def _validate_early_stop(e: DictConfig) -> None:
+    _require(e.name in EARLY_STOPPERS, f"early_stop.name={e.name!r}; allowed {EARLY_STOPPERS}")
+    _require(e.min_epochs >= 1, f"early_stop.min_epochs={e.min_epochs} must be >= 1")
+    _require(
+        e.reduction_factor >= 2, f"early_stop.reduction_factor={e.reduction_factor} must be >= 2"
+    )
+    _require(e.grace_trials >= 0, f"early_stop.grace_trials={e.grace_trials} must be >= 0")
+
+
+RAY_ADDRESS_FORMS = "empty (start a local Ray), 'auto', or a head's 'host:port'"
+
+
+def ray_address_kind(address: str | None) -> str:
+    """``local``, ``auto`` or ``hostport`` for a valid ``runner.address``; else ConfigError."""
+    value = (address or "").strip()
+    if value in ("", "local"):
+        return "local"
+    if value == "auto":
+        return "auto"
+    if value.startswith("ray://"):
+        raise ConfigError(
+            f"runner.address={address!r}: Ray Client (ray://) is not supported (Tune would run "
+            "the search loop on the head node, away from the study); run nas.search on a "
+            "cluster node with runner.address=auto or the head's GCS 'host:port'"
+        )
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"runner.address={address!r} is not an address; allowed {RAY_ADDRESS_FORMS}"
+        )
+    return "hostport"
+
+
+RAY_PROBE_TIMEOUT_S = 3.0
+"""How long the check waits for a Ray head's GCS port to accept a connection."""
+
+
+def resolve_ray_address(address: str | None) -> str | None:
+    """The GCS ``host:port`` that ``runner.address`` names; None to start a local Ray.
+
+    ``auto`` reads RAY_ADDRESS, else the address the last ``ray start --head`` on this
+    machine wrote to ``/tmp/ray/ray_current_cluster``. Imports nothing from Ray.
+    """
+    kind = ray_address_kind(address)
+    if kind == "local":
+        return None
+    if kind == "hostport":
+        return str(address).strip()
+    env = os.environ.get("RAY_ADDRESS", "").strip()
+    if env and env not in ("auto", "local"):
+        found, origin = env, "RAY_ADDRESS"
+    else:
+        current = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+        try:
+            found, origin = current.read_text().strip(), str(current)
+        except OSError:
+            found, origin = "", ""
+    if not found:
+        raise ConfigError(
+            "runner.address=auto found no Ray cluster (RAY_ADDRESS is unset and no "
+            "`ray start --head` ran on this machine); start one (scripts/ray_cluster.sh up), "
+            f"or set runner.address to {RAY_ADDRESS_FORMS}"
+        )
+    try:
+        ray_address_kind(found)
+    except ConfigError:
+        raise ConfigError(
+            f"runner.address=auto: {origin} holds {found!r}, which is not a head's "
+            f"'host:port'; allowed {RAY_ADDRESS_FORMS}"
+        ) from None
+    return found
+
+
+def probe_ray_address(address: str, value: str | None) -> None:
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_PROBE_TIMEOUT_S):
+            pass
+    except OSError as e:
+        reason = " ".join(str(e).split())[:120] or type(e).__name__
+        shown = repr(value) if value == address else f"{value!r} ({address})"
+        raise ConfigError(
+            f"runner.address={shown} is unreachable ({reason}); give a running cluster's "
+            f"head 'host:port' (as `ray start --head` printed it), 'auto', or leave it "
+            "empty to start a local Ray"
+        ) from None
+
+
+def _validate_runner(r: Any) -> None:
+    _require(r.max_concurrent >= 1, f"runner.max_concurrent={r.max_concurrent} must be >= 1")
+    _require(r.cpus_per_trial > 0, f"runner.cpus_per_trial={r.cpus_per_trial} must be > 0")
+    _require(r.gpus_per_trial >= 0, f"runner.gpus_per_trial={r.gpus_per_trial} must be >= 0")
+    _require(r.max_failures >= 0, f"runner.max_failures={r.max_failures} must be >= 0")
+    _require(
+        r.num_cpus is None or r.num_cpus >= r.cpus_per_trial,
+        f"runner.num_cpus={r.num_cpus} must be null or >= runner.cpus_per_trial={r.cpus_per_trial}",
+    )
+    _require(r.object_store_mb >= 80, f"runner.object_store_mb={r.object_store_mb} must be >= 80")
+    ray_address_kind(r.address)
+    if r.name == "ray":
+        # Reachability too, so that an unreachable cluster is refused in about a second.
+        address = resolve_ray_address(r.address)
+        if address is not None:
+            probe_ray_address(address, r.address)
 
 
 def hw_profile_path(value: str) -> Path:

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nas._config import ConfigError
 from nas._data import load_splits
+from nas._early_stop import make_early_stop
 from nas._evaluator import ArtifactEvaluator
 from nas._teacher import make_teacher
 from nas._trial import TrialContext, space_from_cfg
@@ -74,4 +75,5 @@ def make_context(
             splits=splits,
             cache_dir=out_dir / "outputs" / "teachers",
         ),
+        early_stop=make_early_stop(cfg, out_dir=out_dir, study_name=study_name),
     )
