@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 import compress
 from nas._config import ConfigError
-from nas._trial import space_from_cfg
+from nas._trial import compression_configs, space_from_cfg, structural_copy
 from nas.hw import HardwareModel
 from search_spaces import InputSpec
 
@@ -52,10 +52,30 @@ def smallest_achievable(cfg: DictConfig, spec: InputSpec) -> dict[str, Any]:
         if bits[0] != 32:
             cfgs.append(compress.QuantConfig(bits=bits[0]))
         sizes.append(compress.estimate_size_bytes(model, cfgs, meta=meta))
+    shaped = model
+    if "structured" in c.prune_kinds or min(c.rank_ratios) < 1.0:
+        # The most any structural technique can remove; sizes too can only shrink.
+        structural = compression_configs(
+            {"prune_kind": "structured", "channel_ratio": float(c.channel_ratio_max),
+             "rank_ratio": float(min(c.rank_ratios))},
+            input_shape,
+        )  # fmt: skip
+        shaped = structural_copy(model, structural)
+        sizes.append(compress.estimate_size_bytes(model, structural, meta=meta))
     out: dict[str, Any] = {"arch": arch, **comp, "size_bytes": float(min(sizes))}
     if hw is not None:
-        out["latency_ms"] = float(hw.latency_ms(model, input_shape))
-        out["peak_memory_bytes"] = float(hw.peak_memory_bytes(model, input_shape))
+        # The fastest any bit-width deploys at (int8 kernels can beat fp32, or not).
+        sparsity = float(c.sparsity_max) if "unstructured" in c.prune_kinds else 0.0
+        out["latency_ms"] = float(
+            min(
+                hw.latency_ms(m, input_shape, bits=b, sparsity=sparsity)
+                for m in {id(model): model, id(shaped): shaped}.values()
+                for b in bits
+            )
+        )
+        out["peak_memory_bytes"] = float(
+            min(hw.peak_memory_bytes(m, input_shape) for m in (model, shaped))
+        )
     return out
 
 

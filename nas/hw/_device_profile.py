@@ -62,10 +62,7 @@ def read_device_profile(path: str | Path) -> LatencyPredictor:
     name = payload.get("device") or next(iter(devices))
     if name not in devices:
         raise ValueError(f"hw.profile={str(p)!r}: device {name!r} is not among its 'devices'")
-    entry = devices[name]
-    return LatencyPredictor(
-        device=name,
-        intercept_ms=entry["intercept_ms"],
-        coefficients=entry["coefficients"],
-        metrics=entry.get("metrics"),
-    )
+    try:
+        return LatencyPredictor.from_dict(name, devices[name])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"hw.profile={str(p)!r}: bad entry for device {name!r}: {err}") from None

@@ -1,9 +1,13 @@
 """Hardware profiles at run time: how to get a candidate's latency and peak memory.
 
 A profile config (the Hydra ``hw`` group) names a latency *method* from the
-registry below — ``"measure"`` times the model here, ``"predict"`` uses a fitted
-``LatencyPredictor``, ``"none"`` has no latency — plus the budgets and deployment
-facts (bit-widths with kernels, bytes per activation element, threads).
+registry below — ``"measure"`` times the model's deployed form here (ONNX Runtime,
+real int8 kernels at 8 bits, fp32 otherwise; ``nas.hw._deploy``), ``"predict"``
+uses a fitted ``LatencyPredictor``, ``"none"`` has no latency — plus the budgets
+and deployment facts (bit-widths searched, bytes per activation element, threads,
+whether unstructured sparsity is faster). Every method takes the model with its
+real shapes (structured pruning already applied), its bit-width(s) and its
+unstructured sparsity.
 ``HardwareModel`` turns such a config into the two numbers a trial needs.
 A profile may also carry ``profile``, the path of a device profile JSON (written by
 ``python -m nas.calibrate_hw`` or ``python -m nas.profile_hw``) whose predictor is
@@ -18,8 +22,8 @@ from typing import Protocol
 
 from torch import nn
 
+from nas.hw._deploy import HOST_KERNEL_BITS, Bits, measure_deployed_ms
 from nas.hw._device_profile import read_device_profile
-from nas.hw._measure import measure_latency_ms
 from nas.hw._memory import peak_activation_bytes
 from nas.hw._predictor import LatencyPredictor
 
@@ -46,7 +50,20 @@ class HardwareProfile(Protocol):
     threads: int
 
 
-LatencyMethod = Callable[["HardwareModel", nn.Module, Sequence[int]], float]
+class LatencyMethod(Protocol):
+    """``(hw, model, input_shape, *, bits, sparsity) -> ms``, registered by name."""
+
+    def __call__(
+        self,
+        hw: HardwareModel,
+        model: nn.Module,
+        input_shape: Sequence[int],
+        *,
+        bits: Bits,
+        sparsity: float,
+    ) -> float: ...
+
+
 _METHODS: dict[str, LatencyMethod] = {}
 
 
@@ -103,9 +120,43 @@ class HardwareModel:
             except KeyError as err:
                 raise ValueError(f"hw profile {profile.name!r}: {err.args[0]}") from None
 
-    def latency_ms(self, model: nn.Module, input_shape: Sequence[int]) -> float:
-        """Batch-1 latency in ms, measured or predicted; ``nan`` when the profile has none."""
-        return _METHODS[self.profile.latency](self, model, input_shape)
+    @property
+    def sparse_speedup(self) -> bool:
+        """Whether unstructured sparsity makes this device faster (``hw.sparse_speedup``)."""
+        return bool(getattr(self.profile, "sparse_speedup", False))
+
+    @property
+    def kernel_bits(self) -> list[int]:
+        """Bit-widths with their own kernels here; the others run dequantized as fp32."""
+        if self.profile.latency == "measure":
+            return list(HOST_KERNEL_BITS)
+        if self.predictor is not None:
+            return self.predictor.kernel_bits
+        return []
+
+    def latency_ms(
+        self,
+        model: nn.Module,
+        input_shape: Sequence[int],
+        *,
+        bits: Bits = 32,
+        sparsity: float = 0.0,
+    ) -> float:
+        """Batch-1 latency in ms, measured or predicted; ``nan`` when the profile has none.
+
+        Args:
+            model: the network with its real shapes (channel pruning, low rank applied).
+            input_shape: full input shape including batch, e.g. ``(1, 1, 28, 28)``.
+            bits: the weight bit-width, or ``{weight layer name: bits}`` (others 32).
+                Widths in ``kernel_bits`` run on their own kernels (int8 on ORT here);
+                the others as dequantized fp32.
+            sparsity: unstructured weight sparsity; speeds nothing up unless the
+                profile has ``sparse_speedup``.
+        """
+        if not 0.0 <= float(sparsity) < 1.0:
+            raise ValueError(f"sparsity={sparsity} is outside [0, 1)")
+        method = _METHODS[self.profile.latency]
+        return method(self, model, input_shape, bits=bits, sparsity=float(sparsity))
 
     def peak_memory_bytes(self, model: nn.Module, input_shape: Sequence[int]) -> int:
         """Peak activation memory at the profile's bytes per activation element."""
@@ -115,17 +166,26 @@ class HardwareModel:
 
 
 @register_latency_method("measure")
-def _measure(hw: HardwareModel, model: nn.Module, input_shape: Sequence[int]) -> float:
-    median_ms, _ = measure_latency_ms(model, input_shape, threads=hw.profile.threads)
+def _measure(
+    hw: HardwareModel, model: nn.Module, input_shape: Sequence[int], *, bits: Bits, sparsity: float
+) -> float:
+    # Dense kernels: unstructured zeros are stored and multiplied like any weight.
+    median_ms, _ = measure_deployed_ms(model, input_shape, bits=bits, threads=hw.profile.threads)
     return median_ms
 
 
 @register_latency_method("predict")
-def _predict(hw: HardwareModel, model: nn.Module, input_shape: Sequence[int]) -> float:
+def _predict(
+    hw: HardwareModel, model: nn.Module, input_shape: Sequence[int], *, bits: Bits, sparsity: float
+) -> float:
     assert hw.predictor is not None  # set in __init__ for this method
-    return hw.predictor.predict_ms(model, input_shape)
+    return hw.predictor.predict_ms(
+        model, input_shape, bits=bits, sparsity=sparsity, sparse_speedup=hw.sparse_speedup
+    )
 
 
 @register_latency_method("none")
-def _none(hw: HardwareModel, model: nn.Module, input_shape: Sequence[int]) -> float:
+def _none(
+    hw: HardwareModel, model: nn.Module, input_shape: Sequence[int], *, bits: Bits, sparsity: float
+) -> float:
     return math.nan

@@ -112,9 +112,10 @@ def test_profile_hw_tiny_writes_loadable_profile(tmp_path: Path) -> None:
     from nas.profile_hw import main
 
     out = tmp_path / "host.json"
-    assert main(["--out", str(out), "--grid", "tiny", "--n-fit", "2", "--n-eval", "0"]) == 0
+    assert main(["--out", str(out), "--grid", "tiny", "--n-fit", "12"]) == 0
     predictor = read_device_profile(out)
     assert predictor.coefficients["conv_pw.count"] >= 0
+    assert predictor.kernel_bits == [8, 32]  # int8 deployments fitted on their own
     cfg = compose(["+hw=custom", f"hw.profile={out}"])
     space = get_search_space("mbconv")
     small, large = (space.build(a, InputSpec(1, 28, 10)) for a in space.extremes())

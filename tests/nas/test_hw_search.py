@@ -1,0 +1,134 @@
+"""``+hw=host``, ``+hw=mcu`` and ``+hw=custom`` constrain real (short) searches.
+
+Each runs a seeded random-sampler search on ``digits`` with the ``tiny`` space and
+budgets inside the range its candidates span, then checks, trial by trial, what
+Optuna stored: the constraints are set (``constraints:<key>`` system attrs, relative
+to the budget), infeasible candidates are rejected without training, and trained
+ones respect the budgets with the figures that count (mcu: the artifact's bytes in
+flash, peak int8 activations in SRAM; host: the latency measured before training;
+custom: the predicted latency).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+
+from nas._budgets import smallest_achievable
+from nas._config import compose
+from nas._data import load_splits
+from nas._search import run_search
+from nas.hw import HardwareModel, LatencyPredictor, write_device_profile
+from nas.hw._random_arch import random_archs
+from search_spaces import InputSpec, get_search_space
+
+FAST = [
+    "dataset=digits",
+    "search_space=tiny",
+    "sampler=random",
+    "train.epochs=1",
+    "compress.finetune_epochs=1",
+    "search.progress=false",
+    "search.timeout_s=null",
+    "search.n_trials=8",
+]
+
+
+def _search(tmp_path: Path, *overrides: str) -> tuple[list[Any], Any]:
+    cfg = compose([*FAST, f"search.output_dir={tmp_path}", *overrides])
+    outcome = run_search(cfg)
+    assert outcome.exit_code in (0, 3) and outcome.n_failed == 0
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / f"{outcome.study_name}.journal"))
+    )
+    study = optuna.load_study(study_name=outcome.study_name, storage=storage)
+    return study.trials, cfg.hw
+
+
+def _check(trials: list[Any], keys: set[str]) -> tuple[list[Any], list[Any]]:
+    """Constraints set on every trial; feasible exactly when all are <= 0; split."""
+    feasible, infeasible = [], []
+    for t in trials:
+        assert t.state == optuna.trial.TrialState.COMPLETE
+        cons = {
+            k.split(":", 1)[1]: v for k, v in t.system_attrs.items() if k.startswith("constraints:")
+        }
+        assert set(cons) == keys, cons
+        assert t.user_attrs["feasible"] is all(v <= 0 for v in cons.values())
+        if t.user_attrs["feasible"]:
+            assert Path(t.user_attrs["artifact"]).is_file()
+            feasible.append(t)
+        else:
+            assert "artifact" not in t.user_attrs  # rejected before training
+            assert t.user_attrs["metrics"]["val_accuracy"] == 0.0
+            infeasible.append(t)
+    assert feasible and infeasible, "budgets should split the seeded candidates"
+    return feasible, infeasible
+
+
+@pytest.mark.slow
+def test_mcu_flash_and_sram_budgets(tmp_path: Path) -> None:
+    trials, hw = _search(
+        tmp_path, "+hw=mcu", "hw.size_budget_bytes=6000", "hw.peak_memory_budget_bytes=1000"
+    )
+    feasible, _ = _check(trials, {"size_bytes", "peak_memory_bytes"})
+    for t in feasible:
+        m = t.user_attrs["metrics"]
+        assert Path(t.user_attrs["artifact"]).stat().st_size == m["size_bytes"] <= 6000
+        assert m["size_bytes"] <= m["size_bytes_estimate"] <= 6000
+        assert m["peak_memory_bytes"] <= 1000
+        assert t.params["bits"] in hw.bits and t.params["bits"] <= 8
+        assert math.isnan(m["latency_ms"])  # memory-bound profile: no latency model
+
+
+@pytest.mark.slow
+def test_host_measured_latency_budget(tmp_path: Path) -> None:
+    # ONNX Runtime latency of the deployed tiny nets on 8x8 digits is ~15-50 us here;
+    # the budget stays above the smallest candidate's (a start-up check measures it,
+    # and on a loaded machine it reads high).
+    cfg = compose([*FAST, f"search.output_dir={tmp_path}", "+hw=host"])
+    smallest = smallest_achievable(cfg, load_splits(cfg.dataset, seed=0).spec)["latency_ms"]
+    budget = max(0.03, 1.5 * smallest)
+    trials, hw = _search(
+        tmp_path, "+hw=host", f"hw.latency_budget_ms={budget}", "hw.size_budget_bytes=null"
+    )
+    feasible, infeasible = _check(trials, {"latency_ms"})
+    for t in feasible:
+        m = t.user_attrs["metrics"]
+        assert 0 < m["latency_ms_estimate"] <= budget
+        assert m["latency_ms"] > 0  # measured again on the trained, deployed model
+    for t in infeasible:
+        assert t.user_attrs["metrics"]["latency_ms_estimate"] > budget
+
+
+@pytest.mark.slow
+def test_custom_profile_predicted_latency_budget(tmp_path: Path) -> None:
+    # A user's device profile (as nas.profile_hw / nas.calibrate_hw write one): 10 us
+    # per run plus 1 ns per MAC of convolutions and linear layers.
+    per_mac = {f"{k}.macs": 1e-6 for k in ("conv_full", "conv_pw", "linear")}
+    device = LatencyPredictor(device="my_device", intercept_ms=0.01, coefficients=per_mac)
+    profile = write_device_profile(device, tmp_path / "my_device.json", provenance={"by": "test"})
+    # Budget: the median prediction over random tiny candidates, and never below the
+    # smallest one (a budget nothing meets is refused at start-up).
+    space, spec, shape = get_search_space("tiny"), InputSpec(1, 8, 10), (1, 1, 8, 8)
+    hw = HardwareModel(compose(["+hw=custom", f"hw.profile={profile}"]).hw)
+    preds = [hw.latency_ms(space.build(a, spec), shape) for a in random_archs("tiny", 21, seed=0)]
+    budget = max(
+        float(np.median(preds)), hw.latency_ms(space.build(space.extremes()[0], spec), shape)
+    )
+    trials, cfg_hw = _search(
+        tmp_path / "search", "+hw=custom", f"hw.profile={profile}", f"hw.latency_budget_ms={budget}"
+    )
+    assert cfg_hw.profile == str(profile)
+    feasible, infeasible = _check(trials, {"latency_ms"})
+    for t in feasible:
+        m = t.user_attrs["metrics"]
+        assert 0 < m["latency_ms"] == m["latency_ms_estimate"] <= budget
+        assert m["latency_ms_estimate"] == pytest.approx(0.01 + 1e-6 * m["macs"])
+    for t in infeasible:
+        assert t.user_attrs["metrics"]["latency_ms_estimate"] > budget
