@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from compress._format import export, load, read_meta, size_bytes
     from compress._lowrank import LowRankConfig
     from compress._onnx import OnnxInt8Config, export_onnx, int8_mac_share, measure_onnx_latency_ms
-    from compress._prune import PruneConfig
+    from compress._prune import GradualPruner, PruneConfig, PruneSchedule
     from compress._quant import QuantConfig
     from compress._registry import (
         apply,
@@ -50,7 +50,9 @@ _LAZY = {
     "export_onnx": "compress._onnx",
     "int8_mac_share": "compress._onnx",
     "measure_onnx_latency_ms": "compress._onnx",
+    "GradualPruner": "compress._prune",
     "PruneConfig": "compress._prune",
+    "PruneSchedule": "compress._prune",
     "QuantConfig": "compress._quant",
     "apply": "compress._registry",
     "get_technique_config": "compress._registry",
@@ -64,9 +66,11 @@ _LAZY = {
 __all__ = [
     "BITS",
     "ChannelPruneConfig",
+    "GradualPruner",
     "LowRankConfig",
     "OnnxInt8Config",
     "PruneConfig",
+    "PruneSchedule",
     "QuantConfig",
     "apply",
     "distillation_loss",

@@ -46,6 +46,7 @@ def train(
     loss_fn: LossFn | None = None,
     deadline: float | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> TrainStats:
     """Train ``model`` in place with AdamW and a one-cycle schedule.
 
@@ -53,6 +54,8 @@ def train(
         loss_fn: replaces cross-entropy (e.g. a distillation loss).
         deadline: ``time.monotonic()`` value past which :class:`TrialTimeout` is raised.
         on_epoch: called with (epoch, mean loss) after each epoch.
+        on_step: called with (step, total steps) after each optimizer step, steps
+            counted from 1 (e.g. :class:`compress.GradualPruner` tightening masks).
     """
     start = time.monotonic()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -79,6 +82,8 @@ def train(
             opt.step()
             sched.step()
             steps += 1
+            if on_step is not None:
+                on_step(steps, total)
             running += loss_value
             n += 1
             if deadline is not None and time.monotonic() > deadline:

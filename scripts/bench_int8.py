@@ -1,11 +1,14 @@
 """Benchmark int8 ONNX deployment against fp32: latency, speedup, int8 MAC share.
 
 timm ``mobilenetv3_small_050`` and ``resnet18`` (random init, 1000 classes), 224 px,
-batch 1, one ONNX Runtime thread: each exported in fp32 and in int8 (static QDQ,
+batch 1, one ONNX Runtime thread: each exported in fp32, in int8 (static QDQ,
 per-channel weights, calibrated on random inputs; random weights make this a
-latency benchmark, not an accuracy one), then timed in interleaved rounds (fp32,
-int8, fp32, ...) so machine load hits both alike. Also the cosine similarity and
-largest absolute difference of the int8 logits to the fp32 ones on held-out inputs.
+latency benchmark, not an accuracy one) with the int8 graph rewrites
+(``OnnxInt8Config(rewrite=True)``, the default) and without them (``int8-plain``),
+then timed in interleaved rounds so machine load hits all alike. Latency is the
+CPU time of the inference thread (``clock="thread"``), steadier than wall time on a
+shared machine. Also the cosine similarity and largest absolute difference of the
+int8 logits to the fp32 ones on held-out inputs.
 
 Usage:
     python scripts/bench_int8.py [--out bench_int8.json] [--quick]
@@ -24,7 +27,7 @@ import numpy as np
 import timm
 import torch
 
-from compress._onnx import export_onnx, int8_mac_share, measure_onnx_latency_ms
+from compress._onnx import OnnxInt8Config, export_onnx, int8_mac_share, measure_onnx_latency_ms
 
 MODELS = ("mobilenetv3_small_050", "resnet18")
 SHAPE = (1, 3, 224, 224)
@@ -42,34 +45,41 @@ def main() -> None:
         for name in MODELS:
             model = timm.create_model(name, pretrained=False, num_classes=1000).eval()
             calib = torch.randn(n_calib, *SHAPE[1:])
-            paths = {v: Path(tmp) / f"{name}_{v}.onnx" for v in ("fp32", "int8")}
+            variants = ("fp32", "int8", "int8-plain")
+            paths = {v: Path(tmp) / f"{name}_{v}.onnx" for v in variants}
             sizes = {"fp32": export_onnx(model, paths["fp32"], input_shape=SHAPE),
                      "int8": export_onnx(model, paths["int8"], input_shape=SHAPE,
-                                         int8=True, calibration=calib)}
-            times: dict[str, list[float]] = {"fp32": [], "int8": []}
+                                         int8=True, calibration=calib),
+                     "int8-plain": export_onnx(model, paths["int8-plain"], input_shape=SHAPE,
+                                               int8=True, calibration=calib,
+                                               config=OnnxInt8Config(rewrite=False))}
+            times: dict[str, list[float]] = {v: [] for v in variants}
             for _ in range(rounds):
-                for v in ("fp32", "int8"):
+                for v in variants:
                     times[v].append(measure_onnx_latency_ms(
-                        paths[v], SHAPE, threads=1, warmup=3, repeats=repeats)[0])
-            sim = _similarity(paths, torch.randn(8, *SHAPE[1:]).numpy())
+                        paths[v], SHAPE, threads=1, warmup=3, repeats=repeats,
+                        clock="thread")[0])
+            held_out = torch.randn(8, *SHAPE[1:]).numpy()
+            sims = {v: _similarity({"fp32": paths["fp32"], "int8": paths[v]}, held_out)
+                    for v in variants[1:]}
             fp32_ms = float(np.median(times["fp32"]))
-            for v in ("fp32", "int8"):
+            for v in variants:
                 q1, ms, q3 = np.percentile(times[v], [25, 50, 75])
                 rows.append({
                     "model": name, "variant": v, "fp32_ms": fp32_ms, "ms": float(ms),
                     "spread": float((q3 - q1) / ms), "speedup": fp32_ms / float(ms),
                     "int8_mac_share": int8_mac_share(paths[v]), "size_bytes": sizes[v],
-                    **(sim if v == "int8" else {}),
+                    **sims.get(v, {}),
                 })
     load = os.getloadavg()
-    print(f"{'model':24s} {'variant':7s} {'ms':>8s} {'spread':>7s} {'speedup':>8s} "
+    print(f"{'model':24s} {'variant':10s} {'ms':>8s} {'spread':>7s} {'speedup':>8s} "
           f"{'int8 MACs':>9s} {'cosine':>7s} {'size':>9s}")
     for r in rows:
-        print(f"{r['model']:24s} {r['variant']:7s} {r['ms']:8.3f} {r['spread']:7.2f} "
+        print(f"{r['model']:24s} {r['variant']:10s} {r['ms']:8.3f} {r['spread']:7.2f} "
               f"{r['speedup']:8.2f} {r['int8_mac_share']:9.1%} {r.get('cosine', 1.0):7.4f} "
               f"{r['size_bytes']:9d}")
-    print(f"load average {load[0]:.1f} on {os.cpu_count()} CPUs; spread = IQR / median "
-          f"over {rounds} interleaved rounds of {repeats} runs")
+    print(f"load average {load[0]:.1f} on {os.cpu_count()} CPUs; ms = thread CPU time; "
+          f"spread = IQR / median over {rounds} interleaved rounds of {repeats} runs")
     if args.out:
         args.out.write_text(json.dumps({"latency": rows, "load_average": load,
                                         "rounds": rounds, "repeats": repeats}, indent=1))
