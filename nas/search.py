@@ -19,9 +19,11 @@ __all__ = ["main"]
 USAGE = """usage: python -m nas.search [+hw=PROFILE] [group=option ...] [key=value ...]
 
 groups:  dataset=mnist5k|digits|cifar10|imagefolder  search_space=mbconv|tiny|fbnet
-         sampler=tpe|nsga2|random|gp  compress=joint  runner=local  +hw=mobile|host|mcu|...
+         sampler=tpe|nsga2|random|gp  compress=joint|all  runner=local|ray
+         early_stop=none|moasha  +hw=mobile|host|mcu|raspi4|gpu|custom
 keys:    search.n_trials, search.timeout_s, search.study_name, search.storage, search.seed,
-         search.trial_timeout_s, search.output_dir, mlflow.tracking_uri, mlflow.experiment
+         search.trial_timeout_s, search.output_dir, mlflow.tracking_uri, mlflow.experiment,
+         runner.{address,max_concurrent,cpus_per_trial,gpus_per_trial,max_failures}
          (`--cfg` prints the composed config and exits)
 plugins: --plugin MODULE imports MODULE first, e.g. to register your own search space;
          add its YAML with hydra.searchpath=[file:///abs/path/to/conf]
