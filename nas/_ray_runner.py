@@ -50,9 +50,8 @@ from nas._config import ConfigError, probe_ray_address, resolve_ray_address
 from nas._search import (
     SearchLoop,
     _end_unfinished,
-    _record,
-    _run_params,
     _sigint_ignored,
+    _tell_finished,
     register_runner,
 )
 from nas._study import INTERRUPTED
@@ -364,20 +363,7 @@ class StudySearcher:
 
     def _tell(self, trial: optuna.Trial, run_id: str, result: TrialResult) -> None:
         """Record a finished trial exactly as ``nas._search._one_trial`` does."""
-        loop = self.loop
-        _record(trial, result)
-        loop.study.tell(trial, list(result.values))
-        loop.tracker.finish_trial(
-            run_id,
-            status="FINISHED",
-            params=_run_params(trial.params, result),
-            metrics=result.metrics,
-            tags={
-                "feasible": str(result.feasible).lower(),
-                "pareto": "false",
-                "arch": json.dumps(result.arch),
-            },
-        )
+        _tell_finished(self.loop.study, trial, self.loop.tracker, run_id, result)
 
     def _fail(self, live: _Live, reason: str) -> None:
         loop = self.loop

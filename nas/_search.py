@@ -321,6 +321,14 @@ def _one_trial(study: optuna.Study, ctx: TrialContext, tracker: Tracker, name: s
         _end_unfinished(study, trial, tracker, run_id, reason, TrialState.FAIL)
         print(f"trial {trial.number} failed: {reason}", file=sys.stderr)
         return study.trials[trial.number]
+    _tell_finished(study, trial, tracker, run_id, result)
+    return study.trials[trial.number]
+
+
+def _tell_finished(
+    study: optuna.Study, trial: optuna.Trial, tracker: Tracker, run_id: str, result: TrialResult
+) -> None:
+    """Record a trial that ran to the end (feasible or not), in Optuna and MLflow alike."""
     _record(trial, result)
     study.tell(trial, list(result.values))
     tracker.finish_trial(
@@ -334,7 +342,6 @@ def _one_trial(study: optuna.Study, ctx: TrialContext, tracker: Tracker, name: s
             "arch": json.dumps(result.arch),
         },
     )
-    return study.trials[trial.number]
 
 
 _RUN_STATUS = {TrialState.FAIL: "FAILED", TrialState.PRUNED: "KILLED"}
