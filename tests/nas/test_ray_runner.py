@@ -175,6 +175,13 @@ def test_bad_ray_settings_fail_fast_with_one_line(tmp_path: Path, args, env, say
     assert not list(tmp_path.glob("*.journal"))
 
 
+def _default_sigint() -> None:
+    # A shell starts background jobs with SIGINT ignored, and Python keeps it ignored
+    # (no KeyboardInterrupt) when it starts that way; a test that sends Ctrl-C must
+    # give its child the disposition a terminal's foreground job has.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     # Its own session, so that a test can Ctrl-C its process group as a terminal would.
     return subprocess.Popen(
@@ -185,6 +192,7 @@ def _cli(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.Popen[st
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=_default_sigint,
     )
 
 

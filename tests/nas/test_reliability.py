@@ -197,6 +197,14 @@ def test_sigkill_mid_trial_then_resume(tmp_path: Path, plugin: Path) -> None:
     assert run.info.status == "FAILED" and run.data.tags["error"] == "interrupted"
 
 
+
+def _default_sigint() -> None:
+    # A shell starts background jobs with SIGINT ignored, and Python keeps it ignored
+    # (no KeyboardInterrupt) when it starts that way; a test that sends Ctrl-C must
+    # give its child the disposition a terminal's foreground job has.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("phase", ["train", "evaluate"])
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path, plugin: Path, phase: str) -> None:
     out = tmp_path / "out"
@@ -205,6 +213,7 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path: Path, plugin: Path, phase: s
     proc = subprocess.Popen(
         cmd, env=_env(plugin, phase=phase, trials="1"), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        preexec_fn=_default_sigint,
     )  # fmt: skip
     _wait_for(f"trial 1's {phase}", (plugin / "marks" / f"{phase}-1").exists, proc, 240)
     os.killpg(proc.pid, signal.SIGINT)
