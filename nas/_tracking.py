@@ -7,12 +7,16 @@ another node can log a child run by id.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import platform
 import re
+import signal
 import subprocess
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,11 +29,58 @@ __all__ = ["Tracker", "flatten"]
 _PACKAGES = ("downsize", "torch", "torchvision", "timm", "optuna", "mlflow", "hydra-core", "ray")
 
 
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C until the block ends, then raise it as usual.
+
+    A KeyboardInterrupt in the middle of a store write can leave a SQLite transaction
+    open in this process, which then locks the database against the bookkeeping that
+    follows the interrupt (ending the runs as KILLED/FAILED).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous in (signal.SIG_IGN, None):
+        yield
+        return
+    pending: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            if callable(previous):
+                previous(signal.SIGINT, None)
+            else:
+                raise KeyboardInterrupt
+
+
+class _Uninterruptible:
+    """A proxy whose method calls run under :func:`sigint_deferred`."""
+
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with sigint_deferred():
+                return attr(*args, **kwargs)
+
+        return call
+
+
 class Tracker:
     """The parent run of one study and the child runs of its trials."""
 
     def __init__(self, *, tracking_uri: str, experiment: str, artifact_root: Path | None) -> None:
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client: Any = _Uninterruptible(MlflowClient(tracking_uri=tracking_uri))
         self.tracking_uri = tracking_uri
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:
