@@ -46,11 +46,18 @@ class ChannelPruneConfig:
             model with. ``None`` takes timm's ``pretrained_cfg["input_size"]``;
             other models need it (a ``Flatten`` before a ``Linear`` makes the
             widths depend on the spatial size).
+        round_to: Keep a multiple of this many channels in every group (rounding
+            the kept count down; a group that would keep none is left whole), or
+            ``None``. CPU
+            kernels vectorize over channels in blocks of 8 (fp32 AVX2) or 16
+            (int8), so odd widths such as 45 run barely faster than 64;
+            ``round_to=8`` turns the removed MACs into time saved.
     """
 
     ratio: float
     importance: str = "l1"
     input_shape: tuple[int, ...] | None = None
+    round_to: int | None = None
 
     def __post_init__(self) -> None:
         r = self.ratio
@@ -67,6 +74,9 @@ class ChannelPruneConfig:
                 raise ValueError(f"input_shape={shape!r} is not a shape of positive ints "
                                  "like (1, 3, 32, 32)")
             object.__setattr__(self, "input_shape", tuple(shape))  # lists (Hydra) too
+        rt = self.round_to
+        if rt is not None and (isinstance(rt, bool) or not isinstance(rt, int) or rt < 1):
+            raise ValueError(f"round_to={rt!r} is not a positive int or None")
 
 
 @register_technique("channel_prune", ChannelPruneConfig)
@@ -106,10 +116,10 @@ def channel_prune(model: nn.Module, cfg: ChannelPruneConfig) -> nn.Module:
         ignored = [probe.get_submodule(n) for n, m in model.named_modules() if m in order[-1:]]
         with torch.random.fork_rng(devices=[]):  # leave the caller's random stream alone
             torch.manual_seed(0)
-            _prune(tp, probe, x, tp.importance.RandomImportance(), cfg.ratio, ignored)
+            _prune(tp, probe, x, tp.importance.RandomImportance(), cfg, ignored)
         imp = tp.importance.MagnitudeImportance(p=1 if cfg.importance == "l1" else 2)
         remember_built_shapes(model)
-        _prune(tp, model, x, imp, cfg.ratio, order[-1:])
+        _prune(tp, model, x, imp, cfg, order[-1:])
         if _shapes(probe) != _shapes(model):
             raise ValueError(f"channel_prune cannot prune {type(model).__name__}: its pruned "
                              "widths depend on the weights (e.g. GhostNet's sliced concatenation)")
@@ -121,13 +131,15 @@ def channel_prune(model: nn.Module, cfg: ChannelPruneConfig) -> nn.Module:
     return model
 
 
-def _prune(tp: Any, model: nn.Module, x: torch.Tensor, imp: Any, ratio: float,
+def _prune(tp: Any, model: nn.Module, x: torch.Tensor, imp: Any, cfg: ChannelPruneConfig,
            ignored: list[nn.Module]) -> None:
     with warnings.catch_warnings():
         # Layer-scale vectors (ConvNeXt's gamma) are pruned along their only
         # non-singleton dimension, the channel one: what we want, not news.
         warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
-        tp.pruner.MetaPruner(model, x, imp, pruning_ratio=ratio, ignored_layers=ignored).step()
+        pruner = tp.pruner.MetaPruner(model, x, imp, pruning_ratio=cfg.ratio,
+                                      ignored_layers=ignored, round_to=cfg.round_to)
+        pruner.step()
 
 
 def _shapes(model: nn.Module) -> list[tuple[str, tuple[int, ...]]]:

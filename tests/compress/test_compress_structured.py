@@ -84,6 +84,18 @@ def test_pruned_widths_do_not_depend_on_the_weights(name: str) -> None:
     assert shapes[0] == shapes[1]
 
 
+def test_round_to_keeps_multiples_and_leaves_narrow_groups_whole() -> None:
+    model = compress.apply(_timm("resnet10t"), [ChannelPruneConfig(ratio=0.3, round_to=8,
+                                                                   input_shape=SHAPE)])
+    widths = {n: m.out_channels for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
+    built = {n: m.out_channels for n, m in _timm("resnet10t").named_modules()
+             if isinstance(m, nn.Conv2d)}
+    # a width is a multiple of 8, or left whole where rounding down would keep none
+    assert all(w % 8 == 0 or w == built[n] < 16 for n, w in widths.items()), (widths, built)
+    assert widths["conv1.0"] == built["conv1.0"] == 6  # tiered stem: 6, 8, 8 wide
+    assert sum(widths.values()) < 0.8 * sum(built.values())
+
+
 def test_only_changed_shapes_and_groups_are_stored(tmp_path: Path) -> None:
     model = compress.apply(_timm("mobilenetv3_small_050"), [ChannelPruneConfig(ratio=0.5)])
     compress.export(model, tmp_path / "m.dsz", meta={"kind": "x"})
@@ -127,6 +139,8 @@ def test_training_mode_and_batchnorm_statistics_are_kept() -> None:
         (lambda: ChannelPruneConfig(ratio="0.5"), r"ratio='0.5' is outside"),  # type: ignore[arg-type]
         (lambda: ChannelPruneConfig(ratio=0.5, importance="l3"), r"importance='l3' is not one"),
         (lambda: ChannelPruneConfig(ratio=0.5, input_shape=(1, 0, 8)), r"input_shape=\(1, 0, 8\)"),
+        (lambda: ChannelPruneConfig(ratio=0.5, round_to=0), r"round_to=0 is not a positive int"),
+        (lambda: ChannelPruneConfig(ratio=0.5, round_to=True), r"round_to=True is not"),
     ],
 )
 def test_bad_configs_name_the_value(make_cfg, message: str) -> None:  # type: ignore[no-untyped-def]
