@@ -87,7 +87,9 @@ def layer_features(model: nn.Module, input_shape: Sequence[int]) -> list[LayerFe
     """Run ``model`` once on zeros of ``input_shape`` and describe every executed layer.
 
     Hooks sit on leaf modules, plus normalisation layers that own sub-modules
-    (timm's ``BatchNormAct2d`` keeps its activation as a child). Functional ops
+    (timm's ``BatchNormAct2d`` keeps its activation as a child). A layer with
+    parametrizations (pruning masks, fake quantization) counts as the plain layer
+    it deploys as. Functional ops
     (residual adds, ``torch.flatten``) are not seen; their cost is small and the
     latency model absorbs it into the per-kind coefficients.
 
@@ -101,7 +103,9 @@ def layer_features(model: nn.Module, input_shape: Sequence[int]) -> list[LayerFe
     feats: list[LayerFeature] = []
     handles = []
     for name, module in model.named_modules():
-        if next(module.children(), None) is None or isinstance(module, _NORMS):
+        if ".parametrizations." in f".{name}.":
+            continue  # masks and fake quantizers compute a weight; they are not layers
+        if _is_leaf(module) or isinstance(module, _NORMS):
             handles.append(module.register_forward_hook(_make_hook(name, feats)))
     was_training = model.training
     param = next(model.parameters(), None)
@@ -126,6 +130,11 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
     return sum(f.macs for f in layer_features(model, input_shape))
 
 
+def _is_leaf(module: nn.Module) -> bool:
+    """No children but its parametrizations: a pruned or quantized conv is still a leaf."""
+    return all(n == "parametrizations" for n, _ in module.named_children())
+
+
 def _make_hook(name: str, out: list[LayerFeature]) -> Callable[..., None]:
     def hook(module: nn.Module, inputs: tuple[object, ...], output: object) -> None:
         first = next((t for t in inputs if isinstance(t, torch.Tensor)), None)
@@ -137,6 +146,9 @@ def _make_hook(name: str, out: list[LayerFeature]) -> Callable[..., None]:
 def _describe(name: str, module: nn.Module, x: torch.Tensor | None, out_elems: int) -> LayerFeature:
     in_elems = x.numel() if x is not None else 0
     params = sum(p.numel() for p in module.parameters(recurse=False))
+    chains = getattr(module, "parametrizations", None)  # a parametrized weight lives here
+    if isinstance(chains, nn.ModuleDict):
+        params += sum(int(chain.original.numel()) for chain in chains.values())
     if isinstance(module, nn.modules.conv._ConvNd):
         kernel = max(module.kernel_size)
         stride = max(module.stride)

@@ -62,3 +62,18 @@ def test_macs_scale_with_resolution() -> None:
     assert count_macs(model, (1, 3, 16, 16)) * 4 == count_macs(model, (1, 3, 32, 32))
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 4, 4)).shape == (1, 8, 4, 4)
+
+
+def test_pruned_and_quantized_layers_count_as_the_plain_layers() -> None:
+    import compress
+    from compress import PruneConfig, QuantConfig
+
+    def net() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+
+    plain = layer_features(net(), (1, 3, 8, 8))
+    packed = compress.apply(net(), [PruneConfig(sparsity=0.5), QuantConfig(bits=4)])
+    assert any(True for _ in packed.get_submodule("0").parametrizations.weight)
+    # the masks and quantizers run on weights, not activations: not layers of their own
+    assert layer_features(packed, (1, 3, 8, 8)) == plain
