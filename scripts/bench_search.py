@@ -39,6 +39,7 @@ import json
 import math
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -95,7 +96,13 @@ def main() -> int:
     p.add_argument("--hw", default=None, help="hw profile for the strategies (default: none)")
     p.add_argument("--proposals", type=int, default=None, help="per feasibility setting")
     p.add_argument("--plot", type=Path, default=None)
-    p.add_argument("--workdir", type=Path, default=None, help="keep the runs here")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep the runs here; rerunning with the same --workdir resumes, skipping "
+        "finished (strategy, seed) runs",
+    )
     args = p.parse_args()
     budget = args.budget_s or (40.0 if args.quick else 150.0)
     seeds = list(range(args.seeds or (1 if args.quick else 3)))
@@ -125,7 +132,10 @@ def main() -> int:
         "strategies": {},
         "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
     }
-    lenet = {seed: lenet5_val_accuracy(seed) for seed in seeds}
+    lenet = {
+        seed: _cached(work / "lenet5" / f"seed{seed}.json", lambda s=seed: lenet5_val_accuracy(s))
+        for seed in seeds
+    }
     report["lenet5_val_accuracy"] = {str(s): a for s, a in lenet.items()}
     fronts: dict[str, list[dict[str, Any]]] = {}
     same = _same_as(strategies, extra)
@@ -138,13 +148,21 @@ def main() -> int:
         for seed in seeds:
             out = work / name / f"seed{seed}"
             b = budget / 2 if name in HALF else budget
-            t0 = time.monotonic()
-            if name == "two_stage":
-                rows = run_two_stage(out, seed, b, extra)
+            done = out / "summary.json"
+            if done.exists():  # finished before a crash or Ctrl-C: --workdir resumes
+                run = json.loads(done.read_text())
             else:
-                rows = run_strategy(out, seed, b, [*OVERRIDES[name], *extra])
-            run = summarize(rows, lenet[seed])
-            run["wall_s"] = round(time.monotonic() - t0, 1)
+                if out.exists():  # an interrupted run: its budget is spent, start it again
+                    shutil.rmtree(out)
+                t0 = time.monotonic()
+                if name == "two_stage":
+                    rows = run_two_stage(out, seed, b, extra)
+                else:
+                    rows = run_strategy(out, seed, b, [*OVERRIDES[name], *extra])
+                run = summarize(rows, lenet[seed])
+                run["wall_s"] = round(time.monotonic() - t0, 1)
+                run["load_average"] = round(os.getloadavg()[0], 2)
+                done.write_text(json.dumps(run, indent=2, default=float))
             runs.append(run)
             print(
                 f"{name:<12} seed {seed}: hv {run['hypervolume']:.4f}, {run['trained']} trained, "
@@ -169,6 +187,7 @@ def main() -> int:
         ratios = [m["ratio"] for m in per_seed if m is not None]
         report["best_ratio_at_lenet5_accuracy"] = statistics.mean(ratios) if ratios else None
         report["best_ratio_at_lenet5_accuracy_per_seed"] = per_seed
+    report["machine"] += f", {os.getloadavg()[0]:.1f} at the end"
     report["feasibility"] = feasibility_study(n_proposals, seed=0)
     report["wall_s"] = round(time.monotonic() - t_start, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +198,16 @@ def main() -> int:
     print(table)
     print(f"wrote {args.out}, {args.out.with_suffix('.md')}, {plot}; runs in {work}")
     return 0
+
+
+def _cached(path: Path, compute: Any) -> Any:
+    """``compute()``, stored as JSON at ``path`` so a resumed benchmark skips it."""
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value))
+    return value
 
 
 def _same_as(strategies: list[str], extra: list[str]) -> dict[str, str]:
