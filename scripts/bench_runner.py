@@ -17,8 +17,9 @@ Every figure comes from what the search recorded in MLflow: each child run's sta
 end (the driver's clock: ask to told) and the trial's own time, its ``trial_seconds``
 metric (feasibility + train + compress + export + evaluation, measured where the trial
 ran). Start-up (imports, data, Ray and its workers) is a one-off cost, so the steady
-state is measured over a window from the end of each slot's first trial to the
-last trial's end:
+state is measured over a window from the end of each slot's first trial to the end
+of the last trial that finished while all slots were busy (for one slot: the last
+trial's end):
 
 - ``trials_per_minute``: trials finished in the window per minute of it;
 - ``overhead_fraction``: 1 - (trials' own time inside the window) / (slots x window),
@@ -97,16 +98,22 @@ def measure(db: Path) -> dict[str, Any]:
 def figures(raw: dict[str, Any], slots: int) -> dict[str, float]:
     trials = raw["trials"]
     # Steady state: from the end of each slot's first trial (which pays the worker's
-    # start-up) to the last trial's end.
+    # start-up) to, at most, the end of the last trial that finished while every slot
+    # was busy. After that one, a slot has no trial left to start (n_trials is
+    # reached), so counting the tail would charge the runner for an idle slot.
+    # Whole rounds only (a multiple of `slots` trials), so the slots' phases do not
+    # bias the count of trials ending inside the window.
     warm = min(slots, len(trials) - 1)
-    t0, t1 = trials[warm - 1]["end"], trials[-1]["end"]
+    rounds = max((len(trials) - slots - warm + 1) // slots, 1)
+    last = min(warm - 1 + rounds * slots, len(trials) - 1)
+    t0, t1 = trials[warm - 1]["end"], trials[last]["end"]
     window = t1 - t0
     own = 0.0
     for t in trials:
         # The trial's own time, as the interval that ended when it was told.
         a, b = t["end"] - t["trial_seconds"], t["end"]
         own += max(0.0, min(b, t1) - max(a, t0))
-    finished = len(trials) - warm  # those ending inside the window
+    finished = last - warm + 1  # those ending inside the window
     first_start = min(t["start"] for t in trials)
     return {
         "trained_trials": len(trials),
@@ -124,7 +131,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, help="write the JSON here (else stdout only)")
     ap.add_argument("--quick", action="store_true", help="fewer trials (a smoke run)")
-    ap.add_argument("--trials", type=int, help="trials per setup (default 8, --quick 4)")
+    ap.add_argument("--trials", type=int, help="trials per setup (default 10, --quick 4)")
     ap.add_argument("--only", nargs="*", choices=list(SETUPS), help="a subset of the setups")
     ap.add_argument(
         "--set",
@@ -135,7 +142,7 @@ def main() -> None:
         "the figures are then not those of the default search",
     )
     args = ap.parse_args()
-    n = args.trials or (4 if args.quick else 8)
+    n = args.trials or (4 if args.quick else 10)
     setups = {k: v for k, v in SETUPS.items() if not args.only or k in args.only}
     result: dict[str, Any] = {
         "n_trials": n,
