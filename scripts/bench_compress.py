@@ -98,15 +98,25 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=None, help="write JSON here (and a .md)")
     p.add_argument("--quick", action="store_true", help="1 seed, fewer epochs, 1 model")
+    p.add_argument("--only", choices=("rows", "latency"), default=None,
+                   help="run one part; the other is kept from an existing --out file")
     args = p.parse_args()
     torch.set_num_threads(1)
     start = time.monotonic()
+    kept: dict[str, Any] = {}
+    if args.only:
+        if args.out is None or not args.out.exists():
+            p.error(f"--only {args.only} keeps the other part from --out, and "
+                    f"{args.out} does not exist")
+        kept = json.loads(args.out.read_text())
     dense_epochs, ft_epochs, seeds = ((QUICK_DENSE_EPOCHS, QUICK_FINETUNE_EPOCHS, QUICK_SEEDS)
                                       if args.quick else (DENSE_EPOCHS, FINETUNE_EPOCHS, SEEDS))
-    rows = lenet_rows(seeds=seeds, dense_epochs=dense_epochs, ft_epochs=ft_epochs)
+    rows = (kept["rows"] if args.only == "latency"
+            else lenet_rows(seeds=seeds, dense_epochs=dense_epochs, ft_epochs=ft_epochs))
     models = LATENCY_MODELS[:1] if args.quick else LATENCY_MODELS
-    latency = [e for m in models for e in latency_entries(m, quick=args.quick)]
-    meta = {"quick": args.quick, "seconds": round(time.monotonic() - start, 1),
+    latency = (kept["latency"] if args.only == "rows"
+               else [e for m in models for e in latency_entries(m, quick=args.quick)])
+    meta = {"only": args.only, "quick": args.quick, "seconds": round(time.monotonic() - start, 1),
             "load_average": os.getloadavg(), "cpus": os.cpu_count(),
             "torch_threads": 1, "ort_threads": 1, "seeds": list(seeds),
             "dense_epochs": dense_epochs, "finetune_epochs": ft_epochs,
@@ -340,9 +350,14 @@ def markdown(rows: list[dict[str, Any]], latency: list[dict[str, Any]], meta: di
             f"| {e['speedup_vs_same_fp32']:.2f}x | {e['macs'] / 1e6:.1f}M | "
             f"{e['int8_mac_share']:.1%} | {agree} | {err} |")
     la = meta["load_average"]
+    # The benchmark itself keeps one CPU busy; more than that is someone else's load.
+    busy = la[0] > 1.5 or la[1] > 1.5
     lines += ["", f"{meta['seconds']:.0f} s; load average {la[0]:.1f} / {la[1]:.1f} / "
-              f"{la[2]:.1f} on {meta['cpus']} CPUs at the end (other jobs shared the machine: "
-              "re-measure on a quiet one)."]
+              f"{la[2]:.1f} on {meta['cpus']} CPUs at the end"
+              + (" (other jobs shared the machine: re-measure on a quiet one)." if busy else ".")]
+    if meta.get("only"):
+        lines.append(f"This run measured only the {meta['only']}; the other part is kept "
+                     "from the previous run of the same file.")
     return "\n".join(lines) + "\n"
 
 

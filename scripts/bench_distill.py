@@ -3,8 +3,13 @@
 The teacher is what ``nas.search`` uses: the search space's largest model trained
 with the search's loop and budget (``nas._teacher.LargestTeacher``, cached on disk).
 Each student is trained twice per seed with identical data order and initialization:
-once with cross-entropy, once with ``alpha * KL * T^2 + (1 - alpha) * CE``. T and
-alpha are fixed in advance (no selection on test data). Prints a table, writes JSON::
+once with cross-entropy, once with ``alpha * KL * T^2 + (1 - alpha) * CE``.
+
+T and alpha are chosen on **val**, as the search would choose them: a grid of
+(T, alpha) is trained on a selection seed (its own initialization and data order,
+not one of the reported seeds), and the pair with the best val accuracy is then
+trained on every reported seed. ``--temperature``/``--alpha`` fix them instead. Test
+accuracy is never used to choose. Prints a table, writes JSON::
 
     python scripts/bench_distill.py [--space mbconv] [--seeds 0 1 2] [--out FILE.json]
 """
@@ -33,12 +38,17 @@ def main() -> int:
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--space", default="mbconv")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--temperature", type=float, default=4.0)
-    p.add_argument("--alpha", type=float, default=0.7)
+    p.add_argument("--temperature", type=float, default=None, help="fix T (skip the grid)")
+    p.add_argument("--alpha", type=float, default=None, help="fix alpha (skip the grid)")
+    p.add_argument("--grid-t", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0])
+    p.add_argument("--grid-alpha", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9])
+    p.add_argument("--select-seed", type=int, default=100)
     p.add_argument("--epochs", type=int, default=None, help="default: train.epochs")
     p.add_argument("--cache", type=Path, default=Path("outputs/teachers"))
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
+    if (args.temperature is None) != (args.alpha is None):
+        p.error("--temperature and --alpha go together (or neither: choose them on val)")
 
     cfg = compose([f"dataset={args.dataset}", f"search_space={args.space}"])
     torch.set_num_threads(int(cfg.train.threads))
@@ -53,26 +63,52 @@ def main() -> int:
     teacher_test = accuracy(teacher, splits.x_test, splits.y_test)
     student_arch, _ = space.extremes()
     t = cfg.train
-    results: dict[str, list[float]] = {"plain": [], "distilled": []}
+
+    def run(seed: int, temperature: float | None, alpha: float) -> tuple[float, float]:
+        """(val, test) accuracy of the student trained with this seed (T None: plain)."""
+        torch.manual_seed(seed)
+        model = space.build(student_arch, splits.spec)
+        batches = Batches(splits.x_train, splits.y_train, batch_size=t.batch_size,
+                          shuffle=True, seed=seed)  # fmt: skip
+        loss_fn = (
+            None if temperature is None
+            else distiller(teacher, temperature=temperature, alpha=alpha)
+        )  # fmt: skip
+        train(model, batches, epochs=epochs, lr=t.lr or space.default_lr,
+              weight_decay=t.weight_decay, loss_fn=loss_fn)  # fmt: skip
+        return (accuracy(model, splits.x_val, splits.y_val),
+                accuracy(model, splits.x_test, splits.y_test))  # fmt: skip
+
     start = time.monotonic()
+    grid: list[dict[str, float]] = []
+    if args.temperature is not None and args.alpha is not None:
+        temperature, alpha = args.temperature, args.alpha
+    else:
+        plain_val = run(args.select_seed, None, 0.0)[0]
+        for gt in args.grid_t:
+            for ga in args.grid_alpha:
+                val = run(args.select_seed, gt, ga)[0]
+                grid.append({"temperature": gt, "alpha": ga, "val_accuracy": val})
+                print(f"select seed {args.select_seed}: T={gt:g} alpha={ga:g} val {val:.4f} "
+                      f"(plain {plain_val:.4f})", file=sys.stderr)  # fmt: skip
+        best = max(grid, key=lambda g: g["val_accuracy"])
+        temperature, alpha = best["temperature"], best["alpha"]
+        grid.insert(0, {"temperature": 0.0, "alpha": 0.0, "val_accuracy": plain_val})
+    results: dict[str, list[float]] = {"plain": [], "distilled": []}
+    vals: dict[str, list[float]] = {"plain": [], "distilled": []}
     for seed in args.seeds:
         for mode in ("plain", "distilled"):
-            torch.manual_seed(seed)
-            model = space.build(student_arch, splits.spec)
-            batches = Batches(splits.x_train, splits.y_train, batch_size=t.batch_size,
-                              shuffle=True, seed=seed)  # fmt: skip
-            loss_fn = (
-                distiller(teacher, temperature=args.temperature, alpha=args.alpha)
-                if mode == "distilled" else None
-            )  # fmt: skip
-            train(model, batches, epochs=epochs, lr=t.lr or space.default_lr,
-                  weight_decay=t.weight_decay, loss_fn=loss_fn)  # fmt: skip
-            results[mode].append(accuracy(model, splits.x_test, splits.y_test))
-            print(f"seed {seed} {mode:<9} test {results[mode][-1]:.4f}", file=sys.stderr)
+            val, test = run(seed, temperature if mode == "distilled" else None, alpha)
+            results[mode].append(test)
+            vals[mode].append(val)
+            print(f"seed {seed} {mode:<9} val {val:.4f} test {test:.4f}", file=sys.stderr)
     gains = [d - p for p, d in zip(results["plain"], results["distilled"], strict=True)]
     out: dict[str, Any] = {
         "dataset": args.dataset, "space": args.space, "epochs": epochs, "seeds": args.seeds,
-        "temperature": args.temperature, "alpha": args.alpha,
+        "temperature": temperature, "alpha": alpha,
+        "selection": {"seed": args.select_seed, "metric": "val_accuracy",
+                      "grid": grid} if grid else "fixed by --temperature/--alpha",
+        "val": {"plain": _summary(vals["plain"]), "distilled": _summary(vals["distilled"])},
         "teacher": {"arch": source.arch, "test_accuracy": teacher_test,
                     "params": sum(p.numel() for p in teacher.parameters())},
         "student": {"arch": student_arch,
@@ -82,7 +118,8 @@ def main() -> int:
         "gain_per_seed": gains, "wins": sum(g > 0 for g in gains),
         "seconds": time.monotonic() - start,
     }  # fmt: skip
-    print(f"teacher ({out['teacher']['params']:,} params): test {teacher_test:.4f}")
+    print(f"teacher ({out['teacher']['params']:,} params): test {teacher_test:.4f}; "
+          f"T={temperature:g}, alpha={alpha:g}")  # fmt: skip
     print(f"{'student':<10} {'test_mean':>9} {'std':>7}   per seed")
     for mode in ("plain", "distilled"):
         s = out[mode]
