@@ -95,6 +95,13 @@ def main() -> int:
     p.add_argument("--strategies", default=",".join(STRATEGIES))
     p.add_argument("--hw", default=None, help="hw profile for the strategies (default: none)")
     p.add_argument("--proposals", type=int, default=None, help="per feasibility setting")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="runs side by side, each with train.threads=1 (default 1: one run at a time "
+        "with the default train.threads)",
+    )
     p.add_argument("--plot", type=Path, default=None)
     p.add_argument(
         "--workdir",
@@ -139,38 +146,18 @@ def main() -> int:
     report["lenet5_val_accuracy"] = {str(s): a for s, a in lenet.items()}
     fronts: dict[str, list[dict[str, Any]]] = {}
     same = _same_as(strategies, extra)
+    if args.jobs > 1:  # one core per run, so runs side by side get the same compute
+        extra.append("train.threads=1")
+        report["overrides"] = extra
+    units = [(n, seed) for n in strategies if n not in same for seed in seeds]
+    results = run_units(units, work, budget, extra, lenet, jobs=args.jobs)
     for name in strategies:
         if name in same:  # e.g. joint_tpe when tpe without early stopping is the default
             report["strategies"][name] = dict(report["strategies"][same[name]], same_as=same[name])
             fronts[name] = fronts[same[name]]
             continue
-        runs = []
-        for seed in seeds:
-            out = work / name / f"seed{seed}"
-            b = budget / 2 if name in HALF else budget
-            done = out / "summary.json"
-            if done.exists():  # finished before a crash or Ctrl-C: --workdir resumes
-                run = json.loads(done.read_text())
-            else:
-                if out.exists():  # an interrupted run: its budget is spent, start it again
-                    shutil.rmtree(out)
-                t0 = time.monotonic()
-                if name == "two_stage":
-                    rows = run_two_stage(out, seed, b, extra)
-                else:
-                    rows = run_strategy(out, seed, b, [*OVERRIDES[name], *extra])
-                run = summarize(rows, lenet[seed])
-                run["wall_s"] = round(time.monotonic() - t0, 1)
-                run["load_average"] = round(os.getloadavg()[0], 2)
-                done.write_text(json.dumps(run, indent=2, default=float))
-            runs.append(run)
-            print(
-                f"{name:<12} seed {seed}: hv {run['hypervolume']:.4f}, {run['trained']} trained, "
-                f"{run['pruned']} pruned, {run['infeasible']} infeasible, {run['wall_s']:.0f} s",
-                file=sys.stderr,
-            )
-            if seed == seeds[0]:
-                fronts[name] = run["front"]
+        runs = [results[name, seed] for seed in seeds]
+        fronts[name] = runs[0]["front"]
         hvs = [r["hypervolume"] for r in runs]
         report["strategies"][name] = {
             "budget_s": budget / 2 if name in HALF else budget,
@@ -198,6 +185,65 @@ def main() -> int:
     print(table)
     print(f"wrote {args.out}, {args.out.with_suffix('.md')}, {plot}; runs in {work}")
     return 0
+
+
+def run_units(
+    units: list[tuple[str, int]],
+    work: Path,
+    budget: float,
+    extra: list[str],
+    lenet: dict[int, float],
+    *,
+    jobs: int,
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Every (strategy, seed) run, ``jobs`` at a time, each in its own process."""
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    if jobs <= 1:
+        for name, seed in units:
+            results[name, seed] = run_unit(name, seed, work, budget, extra, lenet[seed])
+        return results
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {
+            u: pool.submit(run_unit, u[0], u[1], work, budget, extra, lenet[u[1]]) for u in units
+        }
+        for u, f in futures.items():
+            results[u] = f.result()
+    return results
+
+
+def run_unit(
+    name: str, seed: int, work: Path, budget: float, extra: list[str], lenet_val: float
+) -> dict[str, Any]:
+    """One strategy and seed; its summary, also stored so that --workdir resumes."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    out = work / name / f"seed{seed}"
+    b = budget / 2 if name in HALF else budget
+    done = out / "summary.json"
+    if done.exists():  # finished before a crash or Ctrl-C
+        run: dict[str, Any] = json.loads(done.read_text())
+    else:
+        if out.exists():  # an interrupted run: its budget is spent, start it again
+            shutil.rmtree(out)
+        t0 = time.monotonic()
+        if name == "two_stage":
+            rows = run_two_stage(out, seed, b, extra)
+        else:
+            rows = run_strategy(out, seed, b, [*OVERRIDES[name], *extra])
+        run = summarize(rows, lenet_val)
+        run["wall_s"] = round(time.monotonic() - t0, 1)
+        run["load_average"] = round(os.getloadavg()[0], 2)
+        done.write_text(json.dumps(run, indent=2, default=float))
+    print(
+        f"{name:<12} seed {seed}: hv {run['hypervolume']:.4f}, {run['trained']} trained, "
+        f"{run['pruned']} pruned, {run['infeasible']} infeasible, {run['wall_s']:.0f} s",
+        file=sys.stderr,
+    )
+    return run
 
 
 def _cached(path: Path, compute: Any) -> Any:
