@@ -176,7 +176,12 @@ def main() -> int:
         ratios = [m["ratio"] for m in per_seed if m is not None]
         report["best_ratio_at_lenet5_accuracy"] = statistics.mean(ratios) if ratios else None
         report["best_ratio_at_lenet5_accuracy_per_seed"] = per_seed
-    report["machine"] += f", {os.getloadavg()[0]:.1f} at the end"
+    loads = [r["load_average"] for r in results.values() if "load_average" in r]
+    if loads:  # per run, so a resumed benchmark reports the runs' machine, not its own
+        report["machine"] = (
+            f"{os.cpu_count()} CPUs, load average {min(loads):.1f}-{max(loads):.1f} at the "
+            "end of the runs"
+        )
     if n_proposals > 0:
         report["feasibility"] = feasibility_study(n_proposals, seed=0)
     report["wall_s"] = round(time.monotonic() - t_start, 1)
@@ -605,12 +610,23 @@ def plot_fronts(path: Path, fronts: dict[str, list[dict[str, Any]]], budget: flo
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    # Strategies that found the very same front (e.g. samplers still in their random
+    # start-up phase, on the same seed) share one line, labelled with all their names.
+    groups: dict[tuple[tuple[float, float], ...], list[str]] = {}
     for name, front in fronts.items():
-        pts = sorted((r["size_bytes"], r["test_accuracy"]) for r in front)
+        pts = tuple(sorted((r["size_bytes"], r["test_accuracy"]) for r in front))
+        groups.setdefault(pts, []).append(name)
+    markers = "osD^vP*X"
+    for i, (pts, names) in enumerate(groups.items()):
         if not pts:
             continue
         ax.step(
-            [x for x, _ in pts], [y for _, y in pts], where="post", marker="o", ms=3, label=name
+            [x for x, _ in pts],
+            [y for _, y in pts],
+            where="post",
+            marker=markers[i % len(markers)],
+            ms=4,
+            label=" = ".join(names),
         )
     ax.axvline(LENET5_BYTES, c="grey", ls=":", lw=1)
     ax.axhline(REF_ACCURACY, c="grey", ls=":", lw=1)

@@ -148,8 +148,12 @@ def _describe(name: str, module: nn.Module, x: torch.Tensor | None, out_elems: i
     params = sum(p.numel() for p in module.parameters(recurse=False))
     chains = getattr(module, "parametrizations", None)  # a parametrized weight lives here
     if isinstance(chains, nn.ModuleDict):
-        params += sum(p.numel() for chain in chains.values()
-                      for n, p in chain.named_parameters(recurse=False) if n == "original")
+        params += sum(
+            p.numel()
+            for chain in chains.values()
+            for n, p in chain.named_parameters(recurse=False)
+            if n == "original"
+        )
     if isinstance(module, nn.modules.conv._ConvNd):
         kernel = max(module.kernel_size)
         stride = max(module.stride)
