@@ -48,10 +48,9 @@ class ChannelPruneConfig:
             widths depend on the spatial size).
         round_to: Keep a multiple of this many channels in every group (rounding
             the kept count down; a group that would keep none is left whole), or
-            ``None``. CPU
-            kernels vectorize over channels in blocks of 8 (fp32 AVX2) or 16
-            (int8), so odd widths such as 45 run barely faster than 64;
-            ``round_to=8`` turns the removed MACs into time saved.
+            ``None``. CPU kernels vectorize over channels in blocks of 8 (fp32
+            AVX2) or 16 (int8), so odd widths such as 45 run barely faster than
+            64; ``round_to=8`` turns the removed MACs into time saved.
     """
 
     ratio: float

@@ -89,9 +89,9 @@ def layer_features(model: nn.Module, input_shape: Sequence[int]) -> list[LayerFe
     Hooks sit on leaf modules, plus normalisation layers that own sub-modules
     (timm's ``BatchNormAct2d`` keeps its activation as a child). A layer with
     parametrizations (pruning masks, fake quantization) counts as the plain layer
-    it deploys as. Functional ops
-    (residual adds, ``torch.flatten``) are not seen; their cost is small and the
-    latency model absorbs it into the per-kind coefficients.
+    it deploys as. Functional ops (residual adds, ``torch.flatten``) are not seen;
+    their cost is small and the latency model absorbs it into the per-kind
+    coefficients.
 
     Args:
         model: any module; it is run in eval mode and left in its original mode.
