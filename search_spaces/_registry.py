@@ -80,6 +80,16 @@ class SearchSpace(abc.ABC):
         """The (smallest, largest) architectures, used for budget checks and teachers."""
         raise NotImplementedError(f"search space {self.name!r} does not define extremes()")
 
+    def small_corners(self) -> list[Arch]:
+        """Architectures that, between them, bound the space's figures from below.
+
+        Budget checks take the best of these on each figure (bytes, latency, peak
+        memory). One smallest architecture is enough where a space has one family;
+        a space of several families (an MLP and a CNN) lists each family's smallest,
+        since the one with fewest parameters need not be the fastest.
+        """
+        return [self.extremes()[0]]
+
 
 _SPACES: dict[str, tuple[type[Any], Callable[[Any], SearchSpace]]] = {}
 

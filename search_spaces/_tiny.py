@@ -104,6 +104,24 @@ class TinySearchSpace(SearchSpace):
         ranked = sorted(corners, key=lambda a: _num_params(self.build(a, _REFERENCE_SPEC)))
         return ranked[0], ranked[-1]
 
+    def small_corners(self) -> list[Arch]:
+        # On 28x28 MNIST the smallest MLP (784 -> 10 matmuls) runs faster than the
+        # smallest CNN, which has fewer parameters; each family's corner counts.
+        cfg = self.cfg
+        corners: list[Arch] = []
+        if "mlp" in cfg.kinds:
+            corners.append({"kind": "mlp", "hidden": [min(cfg.mlp_widths)] * cfg.mlp_layers_min})
+        if "cnn" in cfg.kinds:
+            corners.append(
+                {
+                    "kind": "cnn",
+                    "conv": [min(cfg.cnn_conv1_channels), min(cfg.cnn_conv2_channels)],
+                    "kernel": min(cfg.cnn_kernels),
+                    "fc": [min(cfg.cnn_fc_widths)] * cfg.cnn_fc_layers_min,
+                }
+            )
+        return corners
+
 
 @register_search_space("tiny", config=TinySpaceConfig)
 def _make_tiny(cfg: TinySpaceConfig) -> SearchSpace:

@@ -127,6 +127,22 @@ def test_extremes_are_ordered(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list_search_spaces())
+def test_small_corners_bound_the_samples(name: str) -> None:
+    # Budget checks take the best figure over small_corners(); no sample may beat it.
+    space, spec = get_search_space(name), SPECS.get(name, MNIST)
+    corners = space.small_corners()
+    assert space.extremes()[0] in corners
+    bound = min(num_params(space.build(a, spec)) for a in corners)
+    for seed in range(20):
+        assert num_params(space.build(space.sample(RandomSuggest(seed)), spec)) >= bound
+
+
+def test_tiny_small_corners_cover_each_family() -> None:
+    kinds = {a["kind"] for a in get_search_space("tiny").small_corners()}
+    assert kinds == {"mlp", "cnn"}
+
+
+@pytest.mark.parametrize("name", list_search_spaces())
 def test_samples_with_an_optuna_trial(name: str) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space, spec = get_search_space(name), SPECS.get(name, MNIST)
