@@ -123,6 +123,9 @@ def main() -> int:
                                                                  splits.spec).parameters())},
         "plain": _summary(results["plain"]), "distilled": _summary(results["distilled"]),
         "gain_per_seed": gains, "wins": sum(g > 0 for g in gains),
+        "gain_mean": statistics.mean(gains),
+        "gain_std": statistics.stdev(gains) if len(gains) > 1 else 0.0,
+        "paired_t_p_one_sided": _paired_t_p(gains),
         "seconds": time.monotonic() - start,
     }  # fmt: skip
     print(f"teacher ({out['teacher']['params']:,} params): test {teacher_test:.4f}; "
@@ -132,12 +135,24 @@ def main() -> int:
         s = out[mode]
         print(f"{mode:<10} {s['mean']:>9.4f} {s['std']:>7.4f}   "
               + " ".join(f"{a:.4f}" for a in results[mode]))  # fmt: skip
+    p_value = out["paired_t_p_one_sided"]
+    shown_p = f" (paired t, one-sided p = {p_value:.3f})" if p_value is not None else ""
     print(f"distilled beats plain on {out['wins']} of {len(gains)} seeds; "
-          f"mean gain {statistics.mean(gains) * 100:+.2f} points")  # fmt: skip
+          f"mean gain {out['gain_mean'] * 100:+.2f} +- {out['gain_std'] * 100:.2f} points"
+          + shown_p)  # fmt: skip
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=2))
     return 0
+
+
+def _paired_t_p(gains: list[float]) -> float | None:
+    """One-sided p-value of a paired t-test that distillation's mean gain is > 0."""
+    if len(gains) < 2 or statistics.stdev(gains) == 0:
+        return None
+    from scipy import stats
+
+    return float(stats.ttest_1samp(gains, 0.0, alternative="greater").pvalue)
 
 
 def _summary(xs: list[float]) -> dict[str, Any]:
