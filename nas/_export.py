@@ -74,6 +74,7 @@ class SearchRecord:
     finetune_lr: float
     hw: dict[str, Any] | None
     source: str  # "config.yaml" or "params"
+    config: dict[str, Any] | None = None  # the search's whole config, from config.yaml
 
 
 @dataclass
@@ -332,6 +333,7 @@ def _search_record(client: Any, parent_id: str) -> SearchRecord:
         finetune_lr=float(comp.get("finetune_lr", 0.002)),
         hw=dict(hw) if isinstance(hw, Mapping) else None,
         source=source,
+        config=cfg if source == "config.yaml" else None,
     )
 
 
@@ -424,6 +426,38 @@ def _score_artifact(path: Path, splits: Any) -> dict[str, Any]:
     return out
 
 
+def _search_teacher(
+    record: SearchRecord,
+    space: Any,
+    space_cfg: dict[str, Any],
+    splits: Any,
+    out_dir: Path,
+    say: Callable[[str], None],
+) -> Any:
+    """The search's distillation teacher, or None without the search's config.
+
+    It is the one the search used: loaded from the search's teacher cache when that is
+    on this machine, else trained the same way (same data, budget and seed) and cached
+    under ``out_dir/teachers``.
+    """
+    if record.config is None:
+        return None
+    from omegaconf import OmegaConf
+
+    from nas._teacher import make_teacher
+
+    cfg = OmegaConf.create(record.config)
+    searched = Path(str(OmegaConf.select(cfg, "search.output_dir", default="."))).expanduser()
+    cache = searched / "outputs" / "teachers"
+    if not cache.is_dir():
+        cache = out_dir / "teachers"
+    source = make_teacher(cfg, space=space, space_cfg=space_cfg, splits=splits, cache_dir=cache)
+    if source is None:
+        return None
+    say(f"teacher: {source.describe()}, cache {cache}")
+    return source.get()
+
+
 def _retrain(
     meta: dict[str, Any],
     record: SearchRecord,
@@ -448,11 +482,21 @@ def _retrain(
     t = record.train
     lr = float(t.get("lr") or space.default_lr)
     comp = dict(meta.get("compression") or {})
+    loss_fn, distilled = None, None
     if comp.get("distill"):
-        say(
-            "warning: the candidate was distilled in the search; retraining uses plain "
-            "cross-entropy (no teacher is rebuilt)"
-        )
+        teacher = _search_teacher(record, space, meta["space_cfg"], splits, dst.parent, say)
+        if teacher is None:
+            say(
+                "warning: the candidate was distilled in the search, but the search run has "
+                "no config.yaml to rebuild its teacher from; retraining uses cross-entropy"
+            )
+        else:
+            from nas._trial import distiller
+
+            temperature, alpha = float(comp["distill_temperature"]), float(comp["distill_alpha"])
+            loss_fn = distiller(teacher, temperature=temperature, alpha=alpha)
+            distilled = {"temperature": temperature, "alpha": alpha}
+            say(f"distilling from the search's teacher (T={temperature:g}, alpha={alpha:g})")
     torch.manual_seed(record.seed + max(number, 0))
     model = build_from_meta(meta)
     batch_size = int(t.get("batch_size") or 128)
@@ -480,6 +524,7 @@ def _retrain(
             lr=lr,
             weight_decay=float(t.get("weight_decay") or 0.0),
             label_smoothing=float(t.get("label_smoothing") or 0.0),
+            loss_fn=loss_fn,
             on_epoch=tick,
         )
     cfgs = configs_from_params(comp, input_shape)
@@ -490,7 +535,12 @@ def _retrain(
             f"{record.finetune_lr:g}"
         )
         train(
-            model, batches, epochs=record.finetune_epochs, lr=record.finetune_lr, weight_decay=0.0
+            model,
+            batches,
+            epochs=record.finetune_epochs,
+            lr=record.finetune_lr,
+            weight_decay=0.0,
+            loss_fn=loss_fn,
         )
     new_meta = {**meta, "retrained": {"epochs": epochs, "from_trial": number}}
     compress.export(model, dst, meta=new_meta)
@@ -501,6 +551,7 @@ def _retrain(
         "finetune_epochs": record.finetune_epochs if cfgs else 0,
         "finetune_lr": record.finetune_lr,
         "configs": [repr(c) for c in cfgs],
+        "distilled": distilled,
         "seconds": round(time.monotonic() - start, 2),
     }
 

@@ -72,6 +72,10 @@ class LargestTeacher:
             "compression": {},
         }
 
+    def describe(self) -> str:
+        state = "cached" if self.path.exists() else "not cached yet; trains first"
+        return f"largest {self.space.name} model, {self.epochs} epochs ({state})"
+
     def get(self) -> nn.Module:
         if self._model is not None:
             return self._model
@@ -127,6 +131,9 @@ class TimmTeacher:
     def __init__(self, model_name: str, checkpoint: Path, splits: Splits) -> None:
         self.model_name, self.checkpoint, self.splits = model_name, checkpoint, splits
         self._model: nn.Module | None = None
+
+    def describe(self) -> str:
+        return f"timm {self.model_name} from {self.checkpoint}"
 
     def get(self) -> nn.Module:
         if self._model is not None:

@@ -232,3 +232,28 @@ def test_missing_tracking_database_is_not_created(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 2 and "no MLflow database" in done.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.slow  # about 40 s: a distilled search, then a retraining with its teacher
+def test_retraining_a_distilled_candidate_uses_the_search_teacher(tmp_path: Path) -> None:
+    root = tmp_path / "search"
+    outcome = run_search(
+        compose([*FAST, "compress=all", "compress.distill=[true]", "search.n_trials=2",
+                 f"search.output_dir={root}"])
+    )  # fmt: skip
+    assert outcome.exit_code == 0 and outcome.front
+    search = Search(root)
+    run = search.front()[0]
+    params = run.data.params
+    assert params["distill"] == "True"
+    out = tmp_path / "retrained"
+    done = _export(search, run.info.run_id, "--out", str(out), "--retrain-epochs", "1")
+    assert done.returncode == 0, done.stderr
+    assert "(cached)" in done.stderr  # the search's own teacher, not a new one
+    t = json.loads((out / "metrics.json").read_text())["retrain"]
+    # the artifact keeps T and alpha rounded to 3 decimals; MLflow has the sampled values
+    assert t["distilled"] == {
+        "temperature": pytest.approx(float(params["distill_temperature"]), abs=5e-4),
+        "alpha": pytest.approx(float(params["distill_alpha"]), abs=5e-4),
+    }
+    assert not (out / "teachers").exists()
