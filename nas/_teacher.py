@@ -26,7 +26,7 @@ from nas._data import Batches, Splits
 from nas._train import accuracy, train
 from search_spaces import SearchSpace
 
-__all__ = ["LargestTeacher", "TimmTeacher", "make_teacher"]
+__all__ = ["LargestTeacher", "TimmTeacher", "make_teacher", "teacher_epochs"]
 
 
 class LargestTeacher:
@@ -168,6 +168,14 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+TEACHER_EPOCHS_FACTOR = 3
+
+
+def teacher_epochs(cfg: Any) -> int:
+    """The largest-model teacher's epochs: ``compress.teacher_epochs``, or 3x the students'."""
+    return int(cfg.compress.teacher_epochs or TEACHER_EPOCHS_FACTOR * cfg.train.epochs)
+
+
 def make_teacher(
     cfg: Any, *, space: SearchSpace, space_cfg: dict[str, Any], splits: Splits, cache_dir: Path
 ) -> LargestTeacher | TimmTeacher | None:
@@ -182,7 +190,7 @@ def make_teacher(
         space_cfg=space_cfg,
         splits=splits,
         train_cfg=cfg.train,
-        epochs=int(c.teacher_epochs or cfg.train.epochs),
+        epochs=teacher_epochs(cfg),
         seed=int(cfg.search.seed),
         cache_dir=cache_dir,
     )

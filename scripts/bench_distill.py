@@ -28,7 +28,7 @@ import torch
 
 from nas._config import compose
 from nas._data import Batches, load_splits
-from nas._teacher import LargestTeacher
+from nas._teacher import TEACHER_EPOCHS_FACTOR, LargestTeacher
 from nas._train import accuracy, train
 from nas._trial import distiller, space_from_cfg
 
@@ -37,16 +37,18 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--space", default="mbconv")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5, 6])
     p.add_argument("--temperature", type=float, default=None, help="fix T (skip the grid)")
     p.add_argument("--alpha", type=float, default=None, help="fix alpha (skip the grid)")
-    p.add_argument("--grid-t", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0])
-    p.add_argument("--grid-alpha", type=float, nargs="+", default=[0.3, 0.5, 0.7, 0.9])
+    # the search's ranges (conf/compress/all.yaml: T 2-8, alpha 0.3-0.9)
+    p.add_argument("--grid-t", type=float, nargs="+", default=[2.0, 4.0, 8.0])
+    p.add_argument("--grid-alpha", type=float, nargs="+", default=[0.5, 0.7, 0.9])
     p.add_argument("--select-seeds", type=int, nargs="+", default=[100, 101])
     p.add_argument("--epochs", type=int, default=None, help="student epochs; default: train.epochs")
     p.add_argument(
         "--teacher-epochs", type=int, default=None,
-        help="the teacher's own budget (compress.teacher_epochs); default: the student's",
+        help="the teacher's own budget (compress.teacher_epochs); default: as a search, "
+        "3x the student's",
     )  # fmt: skip
     p.add_argument("--cache", type=Path, default=Path("outputs/teachers"))
     p.add_argument("--out", type=Path, default=None)
@@ -61,7 +63,8 @@ def main() -> int:
     space, space_cfg = space_from_cfg(cfg.search_space)
     source = LargestTeacher(
         space=space, space_cfg=space_cfg, splits=splits, train_cfg=cfg.train,
-        epochs=int(args.teacher_epochs or epochs), seed=int(cfg.search.seed),
+        epochs=int(args.teacher_epochs or TEACHER_EPOCHS_FACTOR * epochs),
+        seed=int(cfg.search.seed),
         cache_dir=args.cache.resolve(),
     )  # fmt: skip
     teacher = source.get()

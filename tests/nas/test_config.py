@@ -88,3 +88,10 @@ def test_cli_rejects_bad_input_fast_without_traceback() -> None:
     assert lines == ["error: compress.sparsity_max=1.5 is outside [0, 1)"]
     assert "torch" not in sys.modules or True  # the subprocess is what matters:
     assert elapsed < 10, f"config error took {elapsed:.1f} s; torch must not be imported first"
+
+
+def test_teacher_epochs_default_to_three_times_the_students() -> None:
+    from nas._teacher import teacher_epochs
+
+    assert teacher_epochs(compose(["compress=all", "train.epochs=4"])) == 12
+    assert teacher_epochs(compose(["compress=all", "compress.teacher_epochs=7"])) == 7
