@@ -30,7 +30,14 @@ from nas._context import make_context
 from nas._front import FrontState, front_rows
 from nas._pareto import write_csv, write_html, write_png
 from nas._report import EXIT_INTERRUPTED, EXIT_NO_FEASIBLE, SearchOutcome
-from nas._study import INTERRUPTED, counted_trials, make_sampler, make_storage, open_study
+from nas._study import (
+    INTERRUPTED,
+    counted_trials,
+    end_interrupted_trials,
+    make_sampler,
+    make_storage,
+    open_study,
+)
 from nas._tracking import Tracker, flatten, redact_secrets
 from nas._trial import TrialContext, TrialResult, TrialStopped, run_trial
 
@@ -284,21 +291,42 @@ def _check_http(uri: str) -> None:
 
 
 def _mark_interrupted_runs(study: optuna.Study, tracker: Tracker) -> None:
-    """Child runs of trials a crash cut short end as FAILED, like their Optuna trials.
+    """Trials a crash cut short end as FAILED (interrupted), in Optuna and MLflow alike.
 
-    Called before this session starts any trial, so every child run of the parent
-    still RUNNING is left over from a killed process (including one killed between
-    creating the run and recording its id in the study).
+    Called before this session starts any trial, so every trial still RUNNING, and
+    every child run of the parent still RUNNING, is left over from a killed process.
+    Each such trial gets its child run: the one it recorded, else the one tagged with
+    its number (killed after creating the run, before recording its id), else a new
+    one (killed between asking the study and creating the run).
     """
-    stale = tracker.client.search_runs(
-        [tracker.experiment_id],
-        filter_string=(
-            f"tags.`mlflow.parentRunId` = '{tracker.parent_id}' and attributes.status = 'RUNNING'"
-        ),
-        max_results=1000,
-    )
-    for run in stale:
-        tracker.finish_trial(run.info.run_id, status="FAILED", tags={"error": "interrupted"})
+    by_number: dict[str, str] = {}
+    stale: list[str] = []
+    token = None
+    while True:
+        page = tracker.client.search_runs(
+            [tracker.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{tracker.parent_id}'",
+            max_results=1000,
+            page_token=token,
+        )
+        for run in page:
+            by_number.setdefault(run.data.tags.get("nas.trial", ""), run.info.run_id)
+            if run.info.status == "RUNNING":
+                stale.append(run.info.run_id)
+        token = page.token
+        if not token:
+            break
+
+    def run_of(t: FrozenTrial) -> str:
+        run_id = t.user_attrs.get("mlflow_run_id") or by_number.get(str(t.number))
+        if run_id is None:
+            run_id = tracker.start_trial(t.number, study.study_name)
+            stale.append(run_id)
+        return str(run_id)
+
+    end_interrupted_trials(study, run_of)
+    for run_id in stale:
+        tracker.finish_trial(run_id, status="FAILED", tags={"error": "interrupted"})
 
 
 def _one_trial(study: optuna.Study, ctx: TrialContext, tracker: Tracker, name: str) -> FrozenTrial:

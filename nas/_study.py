@@ -28,6 +28,7 @@ __all__ = [
     "ConstraintModelSampler",
     "INTERRUPTED",
     "counted_trials",
+    "end_interrupted_trials",
     "list_samplers",
     "make_sampler",
     "open_study",
@@ -299,8 +300,8 @@ def open_study(
 ) -> tuple[optuna.Study, bool]:
     """Create the study or load it; refuse to continue it under a different config.
 
-    Returns (study, resumed). Trials a crash left RUNNING are marked FAILED and
-    tagged interrupted, so they are neither lost nor counted.
+    Returns (study, resumed). Trials a crash left RUNNING stay so until
+    :func:`end_interrupted_trials` (once the tracking parent run is open).
     """
     try:
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
@@ -322,11 +323,28 @@ def open_study(
             f"search.study_name={study_name!r} already holds a search with a different config "
             f"(hash {found}, now {config_hash}); pick another study_name or restore the config"
         )
-    if resumed:
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study._storage.set_trial_user_attr(t._trial_id, INTERRUPTED, True)
-            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
     return study, resumed
+
+
+def end_interrupted_trials(
+    study: optuna.Study, run_of: Callable[[FrozenTrial], str | None] = lambda t: None
+) -> list[FrozenTrial]:
+    """Mark the trials a killed process left RUNNING as FAILED and interrupted.
+
+    They are then neither lost nor counted. ``run_of`` gives each one's tracking run
+    id (creating the run if the process died before it did), recorded as the
+    ``mlflow_run_id`` user attr while the trial can still take attrs. Returns them.
+    """
+    ended = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        run_id = run_of(t)
+        if run_id is not None:
+            study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", run_id)
+        study._storage.set_trial_user_attr(t._trial_id, INTERRUPTED, True)
+        study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted")
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        ended.append(t)
+    return ended
 
 
 def counted_trials(study: optuna.Study) -> int:

@@ -198,6 +198,40 @@ def test_sigkill_mid_trial_then_resume(tmp_path: Path, plugin: Path) -> None:
 
 
 
+def test_resume_gives_every_cut_trial_one_failed_run(tmp_path: Path) -> None:
+    """A kill can land between asking the study and creating the trial's MLflow run, or
+    between creating the run and recording its id in the study. On resume, both trials
+    end FAILED (interrupted, uncounted), each with exactly one FAILED child run."""
+    out = tmp_path / "out"
+    cfg = compose([*FAST, "search.n_trials=1", f"search.output_dir={out}"])
+    assert run_search(cfg).exit_code == 0
+    study = _study(out)
+    study.ask()  # killed before its run was created
+    orphan = study.ask()  # killed after creating the run, before recording its id
+    (parent,) = _runs(out, "search")
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    created = client.create_run(
+        parent.info.experiment_id,
+        tags={"mlflow.parentRunId": parent.info.run_id, "nas.role": "trial",
+              "nas.trial": str(orphan.number)},
+    )  # fmt: skip
+
+    cfg = compose([*FAST, "search.n_trials=2", f"search.output_dir={out}"])
+    assert run_search(cfg).exit_code == 0
+    study = _study(out)
+    assert [t.state for t in study.trials] == [
+        TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE,
+    ]  # fmt: skip
+    runs = _runs(out, "trial")
+    assert sorted(int(r.data.tags["nas.trial"]) for r in runs) == [0, 1, 2, 3]
+    for t in study.trials[1:3]:
+        assert t.user_attrs[INTERRUPTED] is True
+        run = _trial_run(out, t.number)
+        assert run.info.run_id == t.user_attrs["mlflow_run_id"]
+        assert run.info.status == "FAILED" and run.data.tags["error"] == "interrupted"
+    assert study.trials[2].user_attrs["mlflow_run_id"] == created.info.run_id
+
+
 def _default_sigint() -> None:
     # A shell starts background jobs with SIGINT ignored, and Python keeps it ignored
     # (no KeyboardInterrupt) when it starts that way; a test that sends Ctrl-C must
