@@ -37,7 +37,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--space", default="mbconv")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5, 6])
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(14)))
     p.add_argument("--temperature", type=float, default=None, help="fix T (skip the grid)")
     p.add_argument("--alpha", type=float, default=None, help="fix alpha (skip the grid)")
     # the search's ranges (conf/compress/all.yaml: T 2-8, alpha 0.3-0.9)
