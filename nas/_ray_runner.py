@@ -55,6 +55,7 @@ from nas._search import (
     register_runner,
 )
 from nas._study import INTERRUPTED
+from nas._tracking import sigint_deferred
 from nas._trial import (
     EpochJudge,
     Proposal,
@@ -338,8 +339,9 @@ class StudySearcher:
         trial = loop.study.ask()
         run_id: str | None = None
         try:
-            run_id = loop.tracker.start_trial(trial.number, loop.study_name)
-            trial.set_user_attr("mlflow_run_id", run_id)
+            with sigint_deferred():  # the run and its id in the study, together
+                run_id = loop.tracker.start_trial(trial.number, loop.study_name)
+                trial.set_user_attr("mlflow_run_id", run_id)
             trial.set_user_attr("runner", "ray")
             proposal = propose(trial, loop.ctx, number=trial.number)
         except KeyboardInterrupt:

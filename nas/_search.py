@@ -38,7 +38,7 @@ from nas._study import (
     make_storage,
     open_study,
 )
-from nas._tracking import Tracker, flatten, redact_secrets
+from nas._tracking import Tracker, flatten, redact_secrets, sigint_deferred
 from nas._trial import TrialContext, TrialResult, TrialStopped, run_trial
 
 __all__ = ["Runner", "SearchLoop", "get_runner", "register_runner", "run_search", "study_name_of"]
@@ -145,6 +145,11 @@ def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome
         status = "KILLED"
         outcome.exit_code = EXIT_INTERRUPTED
         print("\nInterrupted: the running trial is marked FAILED (interrupted).", file=sys.stderr)
+        # The runner has ended the trials it knew were running; a Ctrl-C that landed
+        # between creating a trial's run and recording it (or telling the study and
+        # ending the run) leaves one behind, so sweep as a resume would.
+        with _sigint_ignored():
+            _mark_interrupted_runs(study, tracker)
     finally:
         # A second Ctrl-C must not cut the bookkeeping short and leave runs RUNNING.
         with _sigint_ignored():
@@ -293,8 +298,9 @@ def _check_http(uri: str) -> None:
 def _mark_interrupted_runs(study: optuna.Study, tracker: Tracker) -> None:
     """Trials a crash cut short end as FAILED (interrupted), in Optuna and MLflow alike.
 
-    Called before this session starts any trial, so every trial still RUNNING, and
-    every child run of the parent still RUNNING, is left over from a killed process.
+    Called only when none of this process's trials runs (before the first one, and
+    after a Ctrl-C has stopped them), so every trial still RUNNING, and every child run
+    of the parent still RUNNING, was cut short.
     Each such trial gets its child run: the one it recorded, else the one tagged with
     its number (killed after creating the run, before recording its id), else a new
     one (killed between asking the study and creating the run).
@@ -333,8 +339,9 @@ def _one_trial(study: optuna.Study, ctx: TrialContext, tracker: Tracker, name: s
     trial = study.ask()
     run_id: str | None = None
     try:
-        run_id = tracker.start_trial(trial.number, name)
-        trial.set_user_attr("mlflow_run_id", run_id)
+        with sigint_deferred():  # the run and its id in the study, together
+            run_id = tracker.start_trial(trial.number, name)
+            trial.set_user_attr("mlflow_run_id", run_id)
         result = run_trial(trial, ctx, number=trial.number)
     except KeyboardInterrupt:
         with _sigint_ignored():
@@ -356,20 +363,25 @@ def _one_trial(study: optuna.Study, ctx: TrialContext, tracker: Tracker, name: s
 def _tell_finished(
     study: optuna.Study, trial: optuna.Trial, tracker: Tracker, run_id: str, result: TrialResult
 ) -> None:
-    """Record a trial that ran to the end (feasible or not), in Optuna and MLflow alike."""
-    _record(trial, result)
-    study.tell(trial, list(result.values))
-    tracker.finish_trial(
-        run_id,
-        status="FINISHED",
-        params=_run_params(trial.params, result),
-        metrics=result.metrics,
-        tags={
-            "feasible": str(result.feasible).lower(),
-            "pareto": "false",
-            "arch": json.dumps(result.arch),
-        },
-    )
+    """Record a trial that ran to the end (feasible or not), in Optuna and MLflow alike.
+
+    A Ctrl-C waits until both are written: landing between them would leave a finished
+    trial with its run still RUNNING.
+    """
+    with sigint_deferred():
+        _record(trial, result)
+        study.tell(trial, list(result.values))
+        tracker.finish_trial(
+            run_id,
+            status="FINISHED",
+            params=_run_params(trial.params, result),
+            metrics=result.metrics,
+            tags={
+                "feasible": str(result.feasible).lower(),
+                "pareto": "false",
+                "arch": json.dumps(result.arch),
+            },
+        )
 
 
 _RUN_STATUS = {TrialState.FAIL: "FAILED", TrialState.PRUNED: "KILLED"}
@@ -383,23 +395,25 @@ def _end_unfinished(
     reason: str,
     state: TrialState,
 ) -> None:
-    """Record a trial that did not finish: why, in Optuna and MLflow alike."""
-    trial.set_user_attr("error" if state == TrialState.FAIL else "stopped", reason)
-    study.tell(trial, state=state)
-    if run_id is None:
-        return
-    status = "KILLED" if trial.user_attrs.get(INTERRUPTED) else _RUN_STATUS[state]
-    tag = "error" if state == TrialState.FAIL else "stopped"
-    tracker.finish_trial(
-        run_id,
-        status=status,
-        params=trial.params,
-        tags={
-            tag: reason,
-            "feasible": "true" if state == TrialState.PRUNED else "unknown",
-            "state": state.name,
-        },
-    )
+    """Record a trial that did not finish: why, in Optuna and MLflow alike (a Ctrl-C
+    waits until both are written)."""
+    with sigint_deferred():
+        trial.set_user_attr("error" if state == TrialState.FAIL else "stopped", reason)
+        study.tell(trial, state=state)
+        if run_id is None:
+            return
+        status = "KILLED" if trial.user_attrs.get(INTERRUPTED) else _RUN_STATUS[state]
+        tag = "error" if state == TrialState.FAIL else "stopped"
+        tracker.finish_trial(
+            run_id,
+            status=status,
+            params=trial.params,
+            tags={
+                tag: reason,
+                "feasible": "true" if state == TrialState.PRUNED else "unknown",
+                "state": state.name,
+            },
+        )
 
 
 def _record(trial: optuna.Trial, result: TrialResult) -> None:

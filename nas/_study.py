@@ -326,25 +326,18 @@ def open_study(
     return study, resumed
 
 
-def end_interrupted_trials(
-    study: optuna.Study, run_of: Callable[[FrozenTrial], str | None] = lambda t: None
-) -> list[FrozenTrial]:
+def end_interrupted_trials(study: optuna.Study, run_of: Callable[[FrozenTrial], str]) -> None:
     """Mark the trials a killed process left RUNNING as FAILED and interrupted.
 
     They are then neither lost nor counted. ``run_of`` gives each one's tracking run
     id (creating the run if the process died before it did), recorded as the
-    ``mlflow_run_id`` user attr while the trial can still take attrs. Returns them.
+    ``mlflow_run_id`` user attr while the trial can still take attrs.
     """
-    ended = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        run_id = run_of(t)
-        if run_id is not None:
-            study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", run_id)
+        study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", run_of(t))
         study._storage.set_trial_user_attr(t._trial_id, INTERRUPTED, True)
         study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted")
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        ended.append(t)
-    return ended
 
 
 def counted_trials(study: optuna.Study) -> int:
