@@ -331,8 +331,29 @@ def _mark_interrupted_runs(study: optuna.Study, tracker: Tracker) -> None:
         return str(run_id)
 
     end_interrupted_trials(study, run_of)
+    trial_of = {t.user_attrs.get("mlflow_run_id"): t for t in study.get_trials(deepcopy=False)}
     for run_id in stale:
-        tracker.finish_trial(run_id, status="FAILED", tags={"error": "interrupted"})
+        t = trial_of.get(run_id)
+        if t is not None and t.state == TrialState.COMPLETE:
+            # Killed after telling the study, before ending the run: end it as told.
+            _finish_run(tracker, run_id, t)
+        else:
+            tracker.finish_trial(run_id, status="FAILED", tags={"error": "interrupted"})
+
+
+def _finish_run(tracker: Tracker, run_id: str, t: FrozenTrial) -> None:
+    """End a finished trial's run from what the study recorded of it."""
+    arch = t.user_attrs.get("arch") or {}
+    metrics = t.user_attrs.get("metrics") or {}
+    result = TrialResult(bool(t.user_attrs.get("feasible")), arch, {}, metrics)
+    tracker.finish_trial(
+        run_id,
+        status="FINISHED",
+        params=_run_params(t.params, result),
+        metrics=result.metrics,
+        tags={"feasible": str(result.feasible).lower(), "pareto": "false",
+              "arch": json.dumps(arch)},
+    )  # fmt: skip
 
 
 def _one_trial(study: optuna.Study, ctx: TrialContext, tracker: Tracker, name: str) -> FrozenTrial:

@@ -201,7 +201,9 @@ def test_sigkill_mid_trial_then_resume(tmp_path: Path, plugin: Path) -> None:
 def test_resume_gives_every_cut_trial_one_failed_run(tmp_path: Path) -> None:
     """A kill can land between asking the study and creating the trial's MLflow run, or
     between creating the run and recording its id in the study. On resume, both trials
-    end FAILED (interrupted, uncounted), each with exactly one FAILED child run."""
+    end FAILED (interrupted, uncounted), each with exactly one FAILED child run. A kill
+    between telling the study and ending the run leaves a finished trial: its run
+    ends FINISHED with the trial's metrics."""
     out = tmp_path / "out"
     cfg = compose([*FAST, "search.n_trials=1", f"search.output_dir={out}"])
     assert run_search(cfg).exit_code == 0
@@ -216,14 +218,31 @@ def test_resume_gives_every_cut_trial_one_failed_run(tmp_path: Path) -> None:
               "nas.trial": str(orphan.number)},
     )  # fmt: skip
 
-    cfg = compose([*FAST, "search.n_trials=2", f"search.output_dir={out}"])
+    # killed after telling the study, before ending the run: a copy of trial 0's record
+    done = study.ask()
+    first = study.trials[0]
+    for key in ("metrics", "arch", "feasible"):
+        done.set_user_attr(key, first.user_attrs[key])
+    told = client.create_run(
+        parent.info.experiment_id,
+        tags={"mlflow.parentRunId": parent.info.run_id, "nas.role": "trial",
+              "nas.trial": str(done.number)},
+    )  # fmt: skip
+    done.set_user_attr("mlflow_run_id", told.info.run_id)
+    study.tell(done, first.values)
+
+    cfg = compose([*FAST, "search.n_trials=3", f"search.output_dir={out}"])
     assert run_search(cfg).exit_code == 0
     study = _study(out)
     assert [t.state for t in study.trials] == [
         TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE,
+        TrialState.COMPLETE,
     ]  # fmt: skip
     runs = _runs(out, "trial")
-    assert sorted(int(r.data.tags["nas.trial"]) for r in runs) == [0, 1, 2, 3]
+    assert sorted(int(r.data.tags["nas.trial"]) for r in runs) == [0, 1, 2, 3, 4]
+    ended = _trial_run(out, done.number)
+    assert ended.info.status == "FINISHED"
+    assert ended.data.metrics["val_accuracy"] == first.user_attrs["metrics"]["val_accuracy"]
     for t in study.trials[1:3]:
         assert t.user_attrs[INTERRUPTED] is True
         run = _trial_run(out, t.number)
