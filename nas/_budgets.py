@@ -38,7 +38,7 @@ def smallest_achievable(cfg: DictConfig, spec: InputSpec) -> dict[str, Any]:
     best: dict[str, float] = {}
     arch_for: dict[str, Any] = {}
     for arch in space.small_corners():
-        figures = _corner_figures(space, space_cfg, arch, spec, c, bits, hw)
+        figures = _corner_figures(space, space_cfg, arch, spec, c, comp, bits, hw)
         for key, value in figures.items():
             if key not in best or value < best[key]:
                 best[key], arch_for[key] = value, arch
@@ -51,6 +51,7 @@ def _corner_figures(
     arch: Any,
     spec: InputSpec,
     c: DictConfig,
+    comp: dict[str, Any],
     bits: list[int],
     hw: HardwareModel | None,
 ) -> dict[str, float]:
@@ -61,7 +62,7 @@ def _corner_figures(
         "space_cfg": space_cfg,
         "arch": arch,
         "spec": asdict(spec),
-        "compression": {"bits": bits[0], "sparsity": float(c.sparsity_max)},
+        "compression": comp,
     }
     sizes = []
     for scope in c.prune_scopes:

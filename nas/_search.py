@@ -343,16 +343,23 @@ def _mark_interrupted_runs(study: optuna.Study, tracker: Tracker) -> None:
 
 def _finish_run(tracker: Tracker, run_id: str, t: FrozenTrial) -> None:
     """End a finished trial's run from what the study recorded of it."""
-    arch = t.user_attrs.get("arch") or {}
-    metrics = t.user_attrs.get("metrics") or {}
-    result = TrialResult(bool(t.user_attrs.get("feasible")), arch, {}, metrics)
+    a = t.user_attrs
+    result = TrialResult(bool(a.get("feasible")), a.get("arch") or {},
+                         a.get("compression") or {}, a.get("metrics") or {})  # fmt: skip
+    _end_finished_run(tracker, run_id, t.params, result)
+
+
+def _end_finished_run(
+    tracker: Tracker, run_id: str, sampled: dict[str, Any], result: TrialResult
+) -> None:
+    """End the run of a trial that ran to the end: its params, metrics and tags."""
     tracker.finish_trial(
         run_id,
         status="FINISHED",
-        params=_run_params(t.params, result),
+        params=_run_params(sampled, result),
         metrics=result.metrics,
         tags={"feasible": str(result.feasible).lower(), "pareto": "false",
-              "arch": json.dumps(arch)},
+              "arch": json.dumps(result.arch)},
     )  # fmt: skip
 
 
@@ -392,17 +399,7 @@ def _tell_finished(
     with sigint_deferred():
         _record(trial, result)
         study.tell(trial, list(result.values))
-        tracker.finish_trial(
-            run_id,
-            status="FINISHED",
-            params=_run_params(trial.params, result),
-            metrics=result.metrics,
-            tags={
-                "feasible": str(result.feasible).lower(),
-                "pareto": "false",
-                "arch": json.dumps(result.arch),
-            },
-        )
+        _end_finished_run(tracker, run_id, trial.params, result)
 
 
 _RUN_STATUS = {TrialState.FAIL: "FAILED", TrialState.PRUNED: "KILLED"}
@@ -441,6 +438,8 @@ def _record(trial: optuna.Trial, result: TrialResult) -> None:
     trial.set_user_attr("feasible", result.feasible)
     trial.set_user_attr("arch", result.arch)
     trial.set_user_attr("metrics", result.metrics)
+    # Derived compression params, so a run ended on resume logs what a normal end does.
+    trial.set_user_attr("compression", result.compression)
     if result.artifact:
         trial.set_user_attr("artifact", result.artifact)
     if result.test_accuracy is not None:

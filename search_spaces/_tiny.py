@@ -25,7 +25,8 @@ kernel 5: 8 -> 8 -> 4 -> 4 -> 2).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -85,39 +86,30 @@ class TinySearchSpace(SearchSpace):
         Which family is smaller depends on the input, so the corners of each kind
         are ranked by parameter count on a 28x28x1, 10-class reference input.
         """
-        cfg = self.cfg
-        corners: list[Arch] = []
-        for pick in (min, max):
-            if "mlp" in cfg.kinds:
-                n = pick(cfg.mlp_layers_min, cfg.mlp_layers_max)
-                corners.append({"kind": "mlp", "hidden": [pick(cfg.mlp_widths)] * n})
-            if "cnn" in cfg.kinds:
-                n_fc = pick(cfg.cnn_fc_layers_min, cfg.cnn_fc_layers_max)
-                corners.append(
-                    {
-                        "kind": "cnn",
-                        "conv": [pick(cfg.cnn_conv1_channels), pick(cfg.cnn_conv2_channels)],
-                        "kernel": pick(cfg.cnn_kernels),
-                        "fc": [pick(cfg.cnn_fc_widths)] * n_fc,
-                    }
-                )
+        corners = [*self._corners(min), *self._corners(max)]
         ranked = sorted(corners, key=lambda a: _num_params(self.build(a, _REFERENCE_SPEC)))
         return ranked[0], ranked[-1]
 
     def small_corners(self) -> list[Arch]:
         # On 28x28 MNIST the smallest MLP (784 -> 10 matmuls) runs faster than the
         # smallest CNN, which has fewer parameters; each family's corner counts.
+        return self._corners(min)
+
+    def _corners(self, pick: Callable[[Sequence[Any]], Any]) -> list[Arch]:
+        """Each enabled family's corner, every choice taken by ``pick`` (min or max)."""
         cfg = self.cfg
         corners: list[Arch] = []
         if "mlp" in cfg.kinds:
-            corners.append({"kind": "mlp", "hidden": [min(cfg.mlp_widths)] * cfg.mlp_layers_min})
+            n = pick([cfg.mlp_layers_min, cfg.mlp_layers_max])
+            corners.append({"kind": "mlp", "hidden": [pick(cfg.mlp_widths)] * n})
         if "cnn" in cfg.kinds:
+            n_fc = pick([cfg.cnn_fc_layers_min, cfg.cnn_fc_layers_max])
             corners.append(
                 {
                     "kind": "cnn",
-                    "conv": [min(cfg.cnn_conv1_channels), min(cfg.cnn_conv2_channels)],
-                    "kernel": min(cfg.cnn_kernels),
-                    "fc": [min(cfg.cnn_fc_widths)] * cfg.cnn_fc_layers_min,
+                    "conv": [pick(cfg.cnn_conv1_channels), pick(cfg.cnn_conv2_channels)],
+                    "kernel": pick(cfg.cnn_kernels),
+                    "fc": [pick(cfg.cnn_fc_widths)] * n_fc,
                 }
             )
         return corners

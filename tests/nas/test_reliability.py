@@ -203,7 +203,7 @@ def test_resume_gives_every_cut_trial_one_failed_run(tmp_path: Path) -> None:
     between creating the run and recording its id in the study. On resume, both trials
     end FAILED (interrupted, uncounted), each with exactly one FAILED child run. A kill
     between telling the study and ending the run leaves a finished trial: its run
-    ends FINISHED with the trial's metrics."""
+    ends FINISHED with the trial's metrics and params."""
     out = tmp_path / "out"
     cfg = compose([*FAST, "search.n_trials=1", f"search.output_dir={out}"])
     assert run_search(cfg).exit_code == 0
@@ -221,7 +221,7 @@ def test_resume_gives_every_cut_trial_one_failed_run(tmp_path: Path) -> None:
     # killed after telling the study, before ending the run: a copy of trial 0's record
     done = study.ask()
     first = study.trials[0]
-    for key in ("metrics", "arch", "feasible"):
+    for key in ("metrics", "arch", "feasible", "compression"):
         done.set_user_attr(key, first.user_attrs[key])
     told = client.create_run(
         parent.info.experiment_id,
@@ -243,6 +243,9 @@ def test_resume_gives_every_cut_trial_one_failed_run(tmp_path: Path) -> None:
     ended = _trial_run(out, done.number)
     assert ended.info.status == "FINISHED"
     assert ended.data.metrics["val_accuracy"] == first.user_attrs["metrics"]["val_accuracy"]
+    # the derived compression params too, as a normally ended run logs them
+    compression = first.user_attrs["compression"]
+    assert compression and all(ended.data.params[k] == str(v) for k, v in compression.items())
     for t in study.trials[1:3]:
         assert t.user_attrs[INTERRUPTED] is True
         run = _trial_run(out, t.number)
