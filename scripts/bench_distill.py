@@ -11,7 +11,8 @@ not among the reported seeds), and the pair with the best mean val accuracy is t
 trained on every reported seed. ``--temperature``/``--alpha`` fix them instead. Test
 accuracy is never used to choose. Prints a table, writes JSON::
 
-    python scripts/bench_distill.py [--space mbconv] [--seeds 0 1 2] [--out FILE.json]
+    python scripts/bench_distill.py [--space mbconv] [--student JSON] [--seeds 0 1 2]
+                                    [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -44,6 +45,11 @@ def main() -> int:
     p.add_argument("--grid-t", type=float, nargs="+", default=[2.0, 4.0, 8.0])
     p.add_argument("--grid-alpha", type=float, nargs="+", default=[0.5, 0.7, 0.9])
     p.add_argument("--select-seeds", type=int, nargs="+", default=[100, 101])
+    p.add_argument(
+        "--student", default=None,
+        help='the student architecture as JSON (e.g. \'{"width_mult": 0.5, ...}\'); '
+        "default: the space's smallest",
+    )  # fmt: skip
     p.add_argument("--epochs", type=int, default=None, help="student epochs; default: train.epochs")
     p.add_argument(
         "--teacher-epochs", type=int, default=None,
@@ -61,6 +67,11 @@ def main() -> int:
     epochs = int(args.epochs or cfg.train.epochs)
     splits = load_splits(cfg.dataset, seed=int(cfg.search.seed))
     space, space_cfg = space_from_cfg(cfg.search_space)
+    student_arch = space.extremes()[0] if args.student is None else _arch(p, args.student)
+    try:
+        space.build(student_arch, splits.spec)
+    except (KeyError, TypeError, ValueError) as e:
+        p.error(f"--student {args.student}: {e}")
     source = LargestTeacher(
         space=space, space_cfg=space_cfg, splits=splits, train_cfg=cfg.train,
         epochs=int(args.teacher_epochs or TEACHER_EPOCHS_FACTOR * epochs),
@@ -69,7 +80,6 @@ def main() -> int:
     )  # fmt: skip
     teacher = source.get()
     teacher_test = accuracy(teacher, splits.x_test, splits.y_test)
-    student_arch, _ = space.extremes()
     t = cfg.train
 
     def run(seed: int, temperature: float | None, alpha: float) -> tuple[float, float]:
@@ -147,6 +157,16 @@ def main() -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=2))
     return 0
+
+
+def _arch(p: argparse.ArgumentParser, text: str) -> dict[str, Any]:
+    try:
+        arch = json.loads(text)
+    except json.JSONDecodeError as e:
+        p.error(f"--student {text!r} is not JSON: {e}")
+    if not isinstance(arch, dict):
+        p.error(f"--student {text!r} must be a JSON object (an architecture of the space)")
+    return arch
 
 
 def _paired_t_p(gains: list[float]) -> float | None:
