@@ -29,7 +29,7 @@ import torch
 
 from nas._config import compose
 from nas._data import Batches, load_splits
-from nas._teacher import TEACHER_EPOCHS_FACTOR, LargestTeacher
+from nas._teacher import LargestTeacher, make_teacher
 from nas._train import accuracy, train
 from nas._trial import distiller, space_from_cfg
 
@@ -62,9 +62,15 @@ def main() -> int:
     if (args.temperature is None) != (args.alpha is None):
         p.error("--temperature and --alpha go together (or neither: choose them on val)")
 
-    cfg = compose([f"dataset={args.dataset}", f"search_space={args.space}"])
+    # The teacher is built as a distilling search builds it (compress=all).
+    overrides = [f"dataset={args.dataset}", f"search_space={args.space}", "compress=all"]
+    if args.epochs:
+        overrides.append(f"train.epochs={args.epochs}")
+    if args.teacher_epochs:
+        overrides.append(f"compress.teacher_epochs={args.teacher_epochs}")
+    cfg = compose(overrides)
     torch.set_num_threads(int(cfg.train.threads))
-    epochs = int(args.epochs or cfg.train.epochs)
+    epochs = int(cfg.train.epochs)
     splits = load_splits(cfg.dataset, seed=int(cfg.search.seed))
     space, space_cfg = space_from_cfg(cfg.search_space)
     student_arch = space.extremes()[0] if args.student is None else _arch(p, args.student)
@@ -72,12 +78,9 @@ def main() -> int:
         space.build(student_arch, splits.spec)
     except (KeyError, TypeError, ValueError) as e:
         p.error(f"--student {args.student}: {e}")
-    source = LargestTeacher(
-        space=space, space_cfg=space_cfg, splits=splits, train_cfg=cfg.train,
-        epochs=int(args.teacher_epochs or TEACHER_EPOCHS_FACTOR * epochs),
-        seed=int(cfg.search.seed),
-        cache_dir=args.cache.resolve(),
-    )  # fmt: skip
+    source = make_teacher(cfg, space=space, space_cfg=space_cfg, splits=splits,
+                          cache_dir=args.cache.resolve())  # fmt: skip
+    assert isinstance(source, LargestTeacher)  # compress=all: teacher=largest
     teacher = source.get()
     teacher_test = accuracy(teacher, splits.x_test, splits.y_test)
     t = cfg.train

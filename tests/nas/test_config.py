@@ -86,8 +86,18 @@ def test_cli_rejects_bad_input_fast_without_traceback() -> None:
     assert r.returncode == 2
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert lines == ["error: compress.sparsity_max=1.5 is outside [0, 1)"]
-    assert "torch" not in sys.modules or True  # the subprocess is what matters:
     assert elapsed < 10, f"config error took {elapsed:.1f} s; torch must not be imported first"
+    # The same refusal in-process: it exits before anything imports torch.
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['nas.search', 'compress.sparsity_max=1.5']\n"
+        "try:\n"
+        "    runpy.run_module('nas.search', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    print(e.code, 'torch' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["2", "False"], r.stdout + r.stderr
 
 
 def test_teacher_epochs_default_to_three_times_the_students() -> None:
