@@ -25,7 +25,13 @@ if TYPE_CHECKING:
     from compress._distill import distillation_loss
     from compress._format import export, load, read_meta, size_bytes
     from compress._lowrank import LowRankConfig
-    from compress._onnx import OnnxInt8Config, export_onnx, int8_mac_share, measure_onnx_latency_ms
+    from compress._onnx_export import OnnxInt8Config, export_onnx
+    from compress._onnx_runtime import (
+        int8_mac_share,
+        measure_onnx_latency_ms,
+        onnx_predict,
+        onnx_session,
+    )
     from compress._prune import GradualPruner, PruneConfig, PruneSchedule
     from compress._quant import QuantConfig
     from compress._registry import (
@@ -46,10 +52,12 @@ _LAZY = {
     "read_meta": "compress._format",
     "size_bytes": "compress._format",
     "LowRankConfig": "compress._lowrank",
-    "OnnxInt8Config": "compress._onnx",
-    "export_onnx": "compress._onnx",
-    "int8_mac_share": "compress._onnx",
-    "measure_onnx_latency_ms": "compress._onnx",
+    "OnnxInt8Config": "compress._onnx_export",
+    "export_onnx": "compress._onnx_export",
+    "int8_mac_share": "compress._onnx_runtime",
+    "measure_onnx_latency_ms": "compress._onnx_runtime",
+    "onnx_predict": "compress._onnx_runtime",
+    "onnx_session": "compress._onnx_runtime",
     "GradualPruner": "compress._prune",
     "PruneConfig": "compress._prune",
     "PruneSchedule": "compress._prune",
@@ -82,6 +90,8 @@ __all__ = [
     "list_techniques",
     "load",
     "measure_onnx_latency_ms",
+    "onnx_predict",
+    "onnx_session",
     "read_meta",
     "register_technique",
     "size_bytes",

@@ -1,4 +1,5 @@
-"""ONNX export (fp32 and ONNX Runtime static int8) and the int8 MAC share."""
+"""ONNX export (fp32 and ONNX Runtime static int8), sessions, predictions and the int8
+MAC share."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import timm
 import torch
 from torch import nn
 
-from compress import size_bytes
-from compress._onnx import (
+from compress import (
     OnnxInt8Config,
     export_onnx,
     int8_mac_share,
     measure_onnx_latency_ms,
+    onnx_predict,
+    onnx_session,
+    size_bytes,
 )
 
 SHAPE = (1, 3, 32, 32)
@@ -91,6 +94,24 @@ def test_excluded_nodes_lower_the_int8_mac_share(tmp_path: Path) -> None:
     assert share == pytest.approx((second + 320) / (first + second + 320))
 
 
+def test_onnx_predict_matches_torch_argmax(tmp_path: Path) -> None:
+    model = _cnn()
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path, input_shape=SHAPE)
+    x = torch.randn(8, *SHAPE[1:])
+    with torch.no_grad():
+        expected = model(x).argmax(1)
+    sess = onnx_session(path, threads=2)
+    assert sess.get_providers() == ["CPUExecutionProvider"]
+    assert sess.get_session_options().intra_op_num_threads == 2
+    for source in (path, str(path), sess):  # a path, or a session reused across calls
+        pred = onnx_predict(source, x)
+        assert pred.dtype == torch.long and pred.shape == (8,)
+        assert torch.equal(pred, expected)
+    with pytest.raises(ValueError, match="threads=0"):
+        onnx_session(path, threads=0)
+
+
 def test_size_counts_the_external_data_file(tmp_path: Path) -> None:
     path = tmp_path / "m.onnx"
     Path(f"{path}.data").write_bytes(b"stale")
@@ -160,13 +181,13 @@ def test_rewrite_keeps_the_float_function_and_reaches_the_fast_int8_shapes(
         tmp_path: Path) -> None:
     from onnxruntime.quantization import quant_pre_process
 
-    from compress._onnx import _rewrite_for_int8
+    from compress._onnx_rewrites import rewrite_for_int8
 
     model = _mobile_block()
     fp32, pre = tmp_path / "fp32.onnx", tmp_path / "pre.onnx"
     export_onnx(model, fp32, input_shape=SHAPE)
     quant_pre_process(str(fp32), str(pre))
-    proto = _rewrite_for_int8(onnx.load(str(pre)))
+    proto = rewrite_for_int8(onnx.load(str(pre)))
     ops = [n.op_type for n in proto.graph.node]
     assert "ReduceMean" not in ops and "HardSigmoid" not in ops and "HardSwish" not in ops
     weights = {i.name: list(i.dims) for i in proto.graph.initializer}
