@@ -9,9 +9,14 @@ import torch.nn.functional as F
 __all__ = ["distillation_loss"]
 
 
-def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                      targets: torch.Tensor, *, temperature: float, alpha: float
-                      ) -> torch.Tensor:
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
     """``alpha * KL(softmax(t/T) || softmax(s/T)) * T^2 + (1 - alpha) * CE(s, y)``.
 
     The ``T^2`` factor keeps the soft-target gradients on the same scale as the
@@ -35,8 +40,11 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha={alpha!r} is outside [0, 1]")
     t = temperature
-    soft = F.kl_div(F.log_softmax(student_logits / t, dim=-1),
-                    F.log_softmax(teacher_logits.detach() / t, dim=-1),
-                    reduction="batchmean", log_target=True)
+    soft = F.kl_div(
+        F.log_softmax(student_logits / t, dim=-1),
+        F.log_softmax(teacher_logits.detach() / t, dim=-1),
+        reduction="batchmean",
+        log_target=True,
+    )
     hard = F.cross_entropy(student_logits, targets)
     return alpha * soft * t * t + (1 - alpha) * hard

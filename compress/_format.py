@@ -64,8 +64,9 @@ def header_bytes(meta: dict[str, Any], structure: dict[str, Any] | None = None) 
         raise ValueError(f"meta must be a JSON-serializable dict: {err}") from None
 
 
-def export(model: nn.Module, path: str | os.PathLike[str], *, meta: dict[str, Any] | None = None
-           ) -> int:
+def export(
+    model: nn.Module, path: str | os.PathLike[str], *, meta: dict[str, Any] | None = None
+) -> int:
     """Write ``model`` as it is evaluated (masks and quantization applied) to one file.
 
     Args:
@@ -97,8 +98,13 @@ def export(model: nn.Module, path: str | os.PathLike[str], *, meta: dict[str, An
     if flags:
         payload = packed
     sig = signature([(t.name, tuple(t.tensor.shape)) for t in tensors])
-    data = (MAGIC + struct.pack("<I", len(header)) + header
-            + table_bytes(records, sig=sig, flags=flags) + payload)
+    data = (
+        MAGIC
+        + struct.pack("<I", len(header))
+        + header
+        + table_bytes(records, sig=sig, flags=flags)
+        + payload
+    )
     with open(path, "wb") as f:
         f.write(data)
     return len(data)
@@ -114,8 +120,9 @@ def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
-def load(path: str | os.PathLike[str], build_fn: Callable[[dict[str, Any]], nn.Module]
-         ) -> nn.Module:
+def load(
+    path: str | os.PathLike[str], build_fn: Callable[[dict[str, Any]], nn.Module]
+) -> nn.Module:
     """Rebuild a plain model from an artifact.
 
     Args:
@@ -144,12 +151,21 @@ def load(path: str | os.PathLike[str], build_fn: Callable[[dict[str, Any]], nn.M
     tensors = [(name, r.shape or shape) for (name, shape), r in zip(built, records, strict=True)]
     sizes = [int(np.prod(shape, dtype=np.int64)) for _, shape in tensors]
     if sig != signature(tensors):
-        raise ValueError(f"{path}: the tensor names and shapes do not match the built model "
-                         f"(table crc32 {sig:08x}, model {signature(tensors):08x}); "
-                         "is build_fn the one the artifact was exported with?")
+        raise ValueError(
+            f"{path}: the tensor names and shapes do not match the built model "
+            f"(table crc32 {sig:08x}, model {signature(tensors):08x}); "
+            "is build_fn the one the artifact was exported with?"
+        )
     try:
-        resize(model, {name: shape for (name, shape), (_, old) in zip(tensors, built, strict=True)
-                       if shape != old}, structure.get("groups", {}))
+        resize(
+            model,
+            {
+                name: shape
+                for (name, shape), (_, old) in zip(tensors, built, strict=True)
+                if shape != old
+            },
+            structure.get("groups", {}),
+        )
     except (ValueError, AttributeError) as err:
         raise ValueError(f"{path}: the stored structure does not fit the model: {err}") from None
     lengths = []
@@ -182,8 +198,11 @@ def structure_of(model: nn.Module) -> dict[str, Any]:
         out["lowrank"] = ranks
     built = built_shapes(model)
     if built is not None:
-        groups = {name: m.groups for name, m in model.named_modules()
-                  if isinstance(m, nn.Conv2d) and m.groups != built.groups.get(name, 1)}
+        groups = {
+            name: m.groups
+            for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and m.groups != built.groups.get(name, 1)
+        }
         if groups:
             out["groups"] = groups
     return out
@@ -198,8 +217,11 @@ def shape_overrides(model: nn.Module, tensors: list[PlainTensor]) -> dict[str, t
     built = built_shapes(model)
     if built is None:
         return {}
-    return {t.name: tuple(t.tensor.shape) for t in tensors
-            if t.tensor.dim() and built.tensors.get(t.name) != tuple(t.tensor.shape)}
+    return {
+        t.name: tuple(t.tensor.shape)
+        for t in tensors
+        if t.tensor.dim() and built.tensors.get(t.name) != tuple(t.tensor.shape)
+    }
 
 
 def size_bytes(path: str | os.PathLike[str]) -> int:
@@ -212,8 +234,9 @@ def size_bytes(path: str | os.PathLike[str]) -> int:
     return size
 
 
-def _to_words(bits: int, values: torch.Tensor, scale: torch.Tensor | None
-              ) -> tuple[str, np.ndarray, int, bytes]:
+def _to_words(
+    bits: int, values: torch.Tensor, scale: torch.Tensor | None
+) -> tuple[str, np.ndarray, int, bytes]:
     """(kind, unsigned words, the word meaning zero, bytes stored before the words)."""
     if scale is not None:
         qmax = 2 ** (bits - 1) - 1
@@ -256,20 +279,25 @@ def _payload(data: bytes, flags: int, raw_len: int, where: str) -> bytes:
     """The raw payload, exactly ``raw_len`` bytes; inflating never allocates more."""
     if not flags & FLAG_DEFLATE:
         if len(data) != raw_len:
-            raise ValueError(f"{where}: the payload has {len(data)} bytes, "
-                             f"the tensor table implies {raw_len}")
+            raise ValueError(
+                f"{where}: the payload has {len(data)} bytes, the tensor table implies {raw_len}"
+            )
         return data
     if len(data) >= raw_len:
-        raise ValueError(f"{where}: a compressed payload of {len(data)} bytes is not "
-                         f"smaller than the {raw_len} it holds")
+        raise ValueError(
+            f"{where}: a compressed payload of {len(data)} bytes is not "
+            f"smaller than the {raw_len} it holds"
+        )
     d = zlib.decompressobj(-15)
     try:
         raw = d.decompress(data, raw_len)
     except zlib.error as err:
         raise ValueError(f"{where}: the compressed payload is corrupt ({err})") from None
     if len(raw) != raw_len or not d.eof or d.unconsumed_tail or d.unused_data:
-        raise ValueError(f"{where}: the compressed payload does not hold exactly the "
-                         f"{raw_len} bytes the tensor table implies")
+        raise ValueError(
+            f"{where}: the compressed payload does not hold exactly the "
+            f"{raw_len} bytes the tensor table implies"
+        )
     return raw
 
 
@@ -281,26 +309,37 @@ def _factorize_as(model: nn.Module, ranks: dict[str, int]) -> nn.Module:
         except AttributeError:
             raise ValueError(f"lowrank layer {path!r} is not in the built model") from None
         if not reduces(module, rank):
-            raise ValueError(f"lowrank rank {rank} does not fit the layer {path!r} "
-                             f"({type(module).__name__})")
+            raise ValueError(
+                f"lowrank rank {rank} does not fit the layer {path!r} ({type(module).__name__})"
+            )
         model = replace(model, path, factorize(module, rank, init=False))
     return model
 
 
 def _check_structure(structure: object) -> dict[str, dict[str, int]]:
-    ok = isinstance(structure, dict) and set(structure) <= {"lowrank", "groups"} and all(
-        isinstance(v, dict) and v and all(
-            isinstance(k, str) and isinstance(n, int) and not isinstance(n, bool)
-            for k, n in v.items())
-        for v in structure.values())
+    ok = (
+        isinstance(structure, dict)
+        and set(structure) <= {"lowrank", "groups"}
+        and all(
+            isinstance(v, dict)
+            and v
+            and all(
+                isinstance(k, str) and isinstance(n, int) and not isinstance(n, bool)
+                for k, n in v.items()
+            )
+            for v in structure.values()
+        )
+    )
     if not ok:
-        raise ValueError("'structure' must map 'lowrank' and/or 'groups' to "
-                         "objects of layer paths and integers")
+        raise ValueError(
+            "'structure' must map 'lowrank' and/or 'groups' to objects of layer paths and integers"
+        )
     return structure  # type: ignore[return-value]
 
 
-def _read(path: str | os.PathLike[str], *, header_only: bool
-          ) -> tuple[dict[str, Any], dict[str, dict[str, int]], bytes]:
+def _read(
+    path: str | os.PathLike[str], *, header_only: bool
+) -> tuple[dict[str, Any], dict[str, dict[str, int]], bytes]:
     """``(meta, structure, the bytes after the JSON header)``; those are empty if
     ``header_only``."""
     with open(path, "rb") as f:
@@ -320,12 +359,17 @@ def _read(path: str | os.PathLike[str], *, header_only: bool
     if not isinstance(header, dict) or header.get("format") != "downsize":
         raise ValueError(f"{path}: invalid artifact header: not a downsize header")
     if header.get("version") != VERSION:
-        raise ValueError(f"{path}: invalid artifact header: version={header.get('version')!r} "
-                         f"is not supported (expected {VERSION})")
-    if (set(header) - {"structure"} != {"format", "version", "meta"}
-            or not isinstance(header["meta"], dict)):
-        raise ValueError(f"{path}: invalid artifact header: expected exactly "
-                         "'format', 'version', an object 'meta' and optionally 'structure'")
+        raise ValueError(
+            f"{path}: invalid artifact header: version={header.get('version')!r} "
+            f"is not supported (expected {VERSION})"
+        )
+    if set(header) - {"structure"} != {"format", "version", "meta"} or not isinstance(
+        header["meta"], dict
+    ):
+        raise ValueError(
+            f"{path}: invalid artifact header: expected exactly "
+            "'format', 'version', an object 'meta' and optionally 'structure'"
+        )
     try:
         structure = _check_structure(header.get("structure", {}))
     except ValueError as err:

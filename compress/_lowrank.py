@@ -95,8 +95,17 @@ def factorize(module: nn.Module, rank: int, *, init: bool = True) -> LowRank:
     else:
         assert isinstance(module, nn.Conv2d) and module.groups == 1
         c: Any = module  # its kernel_size etc. are typed as n-d tuples
-        first = nn.Conv2d(c.in_channels, rank, c.kernel_size, stride=c.stride, padding=c.padding,
-                          dilation=c.dilation, bias=False, padding_mode=c.padding_mode, **kw)
+        first = nn.Conv2d(
+            c.in_channels,
+            rank,
+            c.kernel_size,
+            stride=c.stride,
+            padding=c.padding,
+            dilation=c.dilation,
+            bias=False,
+            padding_mode=c.padding_mode,
+            **kw,
+        )
         second = nn.Conv2d(rank, module.out_channels, 1, bias=has_bias, **kw)
     if init:
         with torch.no_grad():
@@ -122,11 +131,16 @@ def lowrank(model: nn.Module, cfg: LowRankConfig) -> nn.Module:
 def factorize_all(model: nn.Module, rank_ratio: float, *, init: bool) -> nn.Module:
     """:func:`lowrank`; with ``init=False`` only the structure (for the size estimate)."""
     if any(weight_parametrizations(m) for m in model.modules()):
-        raise ValueError("lowrank must come before prune and quant: "
-                         "the model already has masks or fake quantization")
+        raise ValueError(
+            "lowrank must come before prune and quant: "
+            "the model already has masks or fake quantization"
+        )
     inside = {id(m) for f in model.modules() if isinstance(f, LowRank) for m in f.modules()}
-    plan = [(name, m, rank_for(m, rank_ratio)) for name, m in model.named_modules()
-            if id(m) not in inside]
+    plan = [
+        (name, m, rank_for(m, rank_ratio))
+        for name, m in model.named_modules()
+        if id(m) not in inside
+    ]
     for name, module, rank in plan:
         if rank is not None:
             model = replace(model, name, factorize(module, rank, init=init))

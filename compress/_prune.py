@@ -87,9 +87,11 @@ def prune(model: nn.Module, cfg: PruneConfig) -> nn.Module:
             keeps = [_keep(mag, pruned_count(cfg.sparsity, mag.numel())) for mag in magnitudes]
         else:
             flat = torch.cat(magnitudes)
-            keeps = list(_keep(flat, pruned_count(cfg.sparsity, flat.numel())).split(
-                [mag.numel() for mag in magnitudes]
-            ))
+            keeps = list(
+                _keep(flat, pruned_count(cfg.sparsity, flat.numel())).split(
+                    [mag.numel() for mag in magnitudes]
+                )
+            )
     for module, keep in zip(layers, keeps, strict=True):
         _set_mask(module, keep.view_as(weight(module)))
     return model
@@ -152,13 +154,16 @@ class GradualPruner:
     Fake quantization may be applied before or after creating it.
     """
 
-    def __init__(self, model: nn.Module, cfg: PruneConfig,
-                 schedule: PruneSchedule | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, cfg: PruneConfig, schedule: PruneSchedule | None = None
+    ) -> None:
         self.model, self.cfg = model, cfg
         self.schedule = schedule or PruneSchedule()
         if self.schedule.initial_sparsity > cfg.sparsity:
-            raise ValueError(f"initial_sparsity={self.schedule.initial_sparsity!r} is above "
-                             f"the final sparsity={cfg.sparsity!r}")
+            raise ValueError(
+                f"initial_sparsity={self.schedule.initial_sparsity!r} is above "
+                f"the final sparsity={cfg.sparsity!r}"
+            )
         self.sparsity = -1.0  # the sparsity of the current masks; none yet
         self._prune_to(self.schedule.initial_sparsity)
 

@@ -43,8 +43,9 @@ from compress._table import table_len_bound
 __all__ = ["estimate_size_bytes", "stats"]
 
 
-def estimate_size_bytes(model: nn.Module, cfgs: Sequence[Any], *,
-                        meta: dict[str, Any] | None = None) -> int:
+def estimate_size_bytes(
+    model: nn.Module, cfgs: Sequence[Any], *, meta: dict[str, Any] | None = None
+) -> int:
     """Upper bound on the bytes :func:`compress.export` writes after applying ``cfgs``.
 
     Args:
@@ -70,8 +71,9 @@ def estimate_size_bytes(model: nn.Module, cfgs: Sequence[Any], *,
             prune = cfg  # masks only tighten, so the last config's sparsity holds
         elif isinstance(cfg, ChannelPruneConfig | LowRankConfig):
             if prune is not None or bits != 32:
-                raise ValueError(f"{type(cfg).__name__} must come before PruneConfig "
-                                 "and QuantConfig")
+                raise ValueError(
+                    f"{type(cfg).__name__} must come before PruneConfig and QuantConfig"
+                )
             if shaped is model:
                 shaped = copy.deepcopy(model)
             if isinstance(cfg, ChannelPruneConfig):
@@ -103,8 +105,7 @@ def estimate_size_bytes(model: nn.Module, cfgs: Sequence[Any], *,
         weights = _worst_split(layers, total - pruned_count(prune.sparsity, total))
     payload = fixed + math.ceil(weights)
     header = header_bytes(meta or {}, structure_of(shaped))
-    return (_PREFIX + len(header) + table_len_bound(sizes, list(overrides.values()))
-            + payload)
+    return _PREFIX + len(header) + table_len_bound(sizes, list(overrides.values())) + payload
 
 
 def stats(model: nn.Module) -> dict[str, int]:

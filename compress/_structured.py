@@ -66,12 +66,16 @@ class ChannelPruneConfig:
             raise ValueError(f"importance={self.importance!r} is not one of {IMPORTANCES}")
         shape = self.input_shape
         if shape is not None:
-            ok = (isinstance(shape, Sequence) and not isinstance(shape, str) and len(shape) >= 2
-                  and all(isinstance(d, int) and not isinstance(d, bool) and d > 0
-                          for d in shape))
+            ok = (
+                isinstance(shape, Sequence)
+                and not isinstance(shape, str)
+                and len(shape) >= 2
+                and all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+            )
             if not ok:
-                raise ValueError(f"input_shape={shape!r} is not a shape of positive ints "
-                                 "like (1, 3, 32, 32)")
+                raise ValueError(
+                    f"input_shape={shape!r} is not a shape of positive ints like (1, 3, 32, 32)"
+                )
             object.__setattr__(self, "input_shape", tuple(shape))  # lists (Hydra) too
         rt = self.round_to
         if rt is not None and (isinstance(rt, bool) or not isinstance(rt, int) or rt < 1):
@@ -88,8 +92,10 @@ def channel_prune(model: nn.Module, cfg: ChannelPruneConfig) -> nn.Module:
             its weights.
     """
     if any(weight_parametrizations(m) for m in model.modules()):
-        raise ValueError("channel_prune must come before prune and quant: "
-                         "the model already has masks or fake quantization")
+        raise ValueError(
+            "channel_prune must come before prune and quant: "
+            "the model already has masks or fake quantization"
+        )
     if cfg.ratio == 0:
         return model
     import torch_pruning as tp  # slow to import (~5 s); only pruning needs it
@@ -101,8 +107,11 @@ def channel_prune(model: nn.Module, cfg: ChannelPruneConfig) -> nn.Module:
         x = torch.zeros(_input_shape(model, cfg), device=param.device, dtype=param.dtype)
         with torch.no_grad():
             order: list[nn.Module] = []
-            hooks = [m.register_forward_hook(lambda m, i, o: order.append(m))
-                     for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+            hooks = [
+                m.register_forward_hook(lambda m, i, o: order.append(m))
+                for m in model.modules()
+                if isinstance(m, nn.Conv2d | nn.Linear)
+            ]
             try:
                 out_shape = model(x).shape
             finally:
@@ -120,8 +129,10 @@ def channel_prune(model: nn.Module, cfg: ChannelPruneConfig) -> nn.Module:
         remember_built_shapes(model)
         _prune(tp, model, x, imp, cfg, order[-1:])
         if _shapes(probe) != _shapes(model):
-            raise ValueError(f"channel_prune cannot prune {type(model).__name__}: its pruned "
-                             "widths depend on the weights (e.g. GhostNet's sliced concatenation)")
+            raise ValueError(
+                f"channel_prune cannot prune {type(model).__name__}: its pruned "
+                "widths depend on the weights (e.g. GhostNet's sliced concatenation)"
+            )
         with torch.no_grad():
             if model(x).shape != out_shape:  # the classifier was ignored; a bug otherwise
                 raise RuntimeError(f"channel pruning changed the output shape {out_shape}")
@@ -130,14 +141,21 @@ def channel_prune(model: nn.Module, cfg: ChannelPruneConfig) -> nn.Module:
     return model
 
 
-def _prune(tp: Any, model: nn.Module, x: torch.Tensor, imp: Any, cfg: ChannelPruneConfig,
-           ignored: list[nn.Module]) -> None:
+def _prune(
+    tp: Any,
+    model: nn.Module,
+    x: torch.Tensor,
+    imp: Any,
+    cfg: ChannelPruneConfig,
+    ignored: list[nn.Module],
+) -> None:
     with warnings.catch_warnings():
         # Layer-scale vectors (ConvNeXt's gamma) are pruned along their only
         # non-singleton dimension, the channel one: what we want, not news.
         warnings.filterwarnings("ignore", message="Unwrapped parameters detected")
-        pruner = tp.pruner.MetaPruner(model, x, imp, pruning_ratio=cfg.ratio,
-                                      ignored_layers=ignored, round_to=cfg.round_to)
+        pruner = tp.pruner.MetaPruner(
+            model, x, imp, pruning_ratio=cfg.ratio, ignored_layers=ignored, round_to=cfg.round_to
+        )
         pruner.step()
 
 
@@ -201,7 +219,9 @@ def _input_shape(model: nn.Module, cfg: ChannelPruneConfig) -> tuple[int, ...]:
     pretrained = getattr(model, "pretrained_cfg", None) or {}
     size = pretrained.get("input_size") if isinstance(pretrained, dict) else None
     if size is None:
-        raise ValueError(f"ChannelPruneConfig(input_shape=None) cannot trace "
-                         f"{type(model).__name__}: it has no timm pretrained_cfg; "
-                         "pass input_shape=(1, C, H, W)")
+        raise ValueError(
+            f"ChannelPruneConfig(input_shape=None) cannot trace "
+            f"{type(model).__name__}: it has no timm pretrained_cfg; "
+            "pass input_shape=(1, C, H, W)"
+        )
     return (1, *size)

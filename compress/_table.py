@@ -47,7 +47,13 @@ __all__ = [
 ]
 
 KINDS: tuple[tuple[str, int], ...] = (
-    ("int", 2), ("int", 3), ("int", 4), ("int", 6), ("int", 8), ("f16", 16), ("f32", 32),
+    ("int", 2),
+    ("int", 3),
+    ("int", 4),
+    ("int", 6),
+    ("int", 8),
+    ("f16", 16),
+    ("f32", 32),
 )
 """(kind, bits) by code: ``"int"`` is k-bit codes ``q + qmax`` after one fp16 scale
 per output channel; ``"f16"``/``"f32"`` are raw IEEE bits. New kinds append."""
@@ -104,8 +110,9 @@ def table_len_bound(sizes: Sequence[int], shapes: Sequence[tuple[int, ...]] = ()
     return 1 + 4 + varint_len(len(sizes)) + sum(2 + varint_len(n) for n in sizes) + shape_len
 
 
-def parse_table(data: bytes, shapes: Sequence[tuple[int, ...]]
-                ) -> tuple[int, int, list[Record], int]:
+def parse_table(
+    data: bytes, shapes: Sequence[tuple[int, ...]]
+) -> tuple[int, int, list[Record], int]:
     """``(flags, signature, records, bytes read)`` from ``data``, which starts with a table.
 
     ``shapes`` are the built model's tensor shapes, in order; a stored shape
@@ -130,8 +137,10 @@ def parse_table(data: bytes, shapes: Sequence[tuple[int, ...]]
         follows = bool(data[pos] & SHAPE_FOLLOWS)
         pos += 2
         if code >= len(KINDS) or enc_code >= len(ENCODINGS):
-            raise ValueError(f"tensor {i}: kind code {code} or encoding code {enc_code} "
-                             f"is out of range ({len(KINDS)} kinds, {len(ENCODINGS)} encodings)")
+            raise ValueError(
+                f"tensor {i}: kind code {code} or encoding code {enc_code} "
+                f"is out of range ({len(KINDS)} kinds, {len(ENCODINGS)} encodings)"
+            )
         shape: tuple[int, ...] | None = None
         if follows:
             dims = []
@@ -140,8 +149,9 @@ def parse_table(data: bytes, shapes: Sequence[tuple[int, ...]]
                 dims.append(d)
             shape = tuple(dims)
             if not built or not all(1 <= d <= b for d, b in zip(shape, built, strict=True)):
-                raise ValueError(f"tensor {i}: shape override {shape} does not fit "
-                                 f"the built shape {built}")
+                raise ValueError(
+                    f"tensor {i}: shape override {shape} does not fit the built shape {built}"
+                )
         size = math.prod(shape if shape is not None else built)
         enc, count = ENCODINGS[enc_code], size
         if enc != "dense":
