@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --plugin {module}: cannot import it ({e})", file=sys.stderr)
             return 2
 
-    from nas._config import ConfigError, compose
+    from nas import compose
+    from nas.config import ConfigError
 
     try:
         cfg = compose(args)
@@ -60,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     try:
-        from nas._report import EXIT_INTERRUPTED, EXIT_NO_FEASIBLE, format_front, format_nearest
-        from nas._search import run_search
+        from nas.driver import run_search
+        from nas.study import EXIT_INTERRUPTED, EXIT_NO_FEASIBLE, format_front, format_nearest
 
         outcome = run_search(cfg, plugins=plugins)
     except ConfigError as e:

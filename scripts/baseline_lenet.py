@@ -20,10 +20,8 @@ from pathlib import Path
 import torch
 
 import compress
-from nas._config import compose
-from nas._data import Batches, load_splits
-from nas._evaluator import load_artifact
-from nas._train import accuracy, train
+from nas import compose
+from nas.pipeline import Batches, accuracy, load_artifact, load_splits, train
 from search_spaces import LENET5, LENET_300_100, get_search_space, search_space_config
 
 

@@ -55,11 +55,12 @@ from compress import (
     PruneSchedule,
     QuantConfig,
     distillation_loss,
+    export_onnx,
+    int8_mac_share,
+    measure_onnx_latency_ms,
 )
-from compress._onnx import export_onnx, int8_mac_share, measure_onnx_latency_ms
-from nas._config import compose
-from nas._data import Batches, Splits, load_splits
-from nas._train import accuracy, train
+from nas import compose
+from nas.pipeline import Batches, Splits, accuracy, load_splits, train
 from search_spaces import LENET5, LENET_300_100, get_search_space
 
 LENETS = {"LeNet-300-100": LENET_300_100, "LeNet-5": LENET5}
@@ -312,9 +313,9 @@ def _agreement(fp32: Path, int8: Path, x: torch.Tensor) -> dict[str, float]:
 def _macs(path: Path) -> int:
     import onnx
 
-    from compress._onnx import _weight_macs
+    from compress._onnx_runtime import weight_macs
 
-    return sum(_weight_macs(onnx.load(os.fspath(path))).values())
+    return sum(weight_macs(onnx.load(os.fspath(path))).values())
 
 
 # --- report --------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Does distillation help? The same student, with and without a teacher, equal epochs.
 
 The teacher is what ``nas.search`` uses: the search space's largest model trained
-with the search's loop and budget (``nas._teacher.LargestTeacher``, cached on disk).
+with the search's loop and budget (``nas.pipeline._teacher.LargestTeacher``, cached on disk).
 Each student is trained twice per seed with identical data order and initialization:
 once with cross-entropy, once with ``alpha * KL * T^2 + (1 - alpha) * CE``.
 
@@ -27,11 +27,17 @@ from typing import Any
 
 import torch
 
-from nas._config import compose
-from nas._data import Batches, load_splits
-from nas._teacher import LargestTeacher, make_teacher
-from nas._train import accuracy, train
-from nas._trial import distiller, space_from_cfg
+from nas import compose
+from nas.pipeline import (
+    Batches,
+    LargestTeacher,
+    accuracy,
+    distiller,
+    load_splits,
+    make_teacher,
+    space_from_cfg,
+    train,
+)
 
 
 def main() -> int:

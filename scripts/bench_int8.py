@@ -27,7 +27,7 @@ import numpy as np
 import timm
 import torch
 
-from compress._onnx import OnnxInt8Config, export_onnx, int8_mac_share, measure_onnx_latency_ms
+from compress import OnnxInt8Config, export_onnx, int8_mac_share, measure_onnx_latency_ms
 
 MODELS = ("mobilenetv3_small_050", "resnet18")
 SHAPE = (1, 3, 224, 224)

@@ -1,6 +1,6 @@
 """Search strategies at an equal wall-clock budget on mnist5k (issue 6).
 
-Every strategy runs through ``nas._search.run_search`` with config overrides, once
+Every strategy runs through ``nas.driver._search.run_search`` with config overrides, once
 per seed, in its own output directory:
 
 - ``joint``: the default config (default sampler and early stopping);
@@ -11,7 +11,7 @@ per seed, in its own output directory:
 - ``random``: random joint sampling, no constraint model, early stopping off;
 - ``two_stage``: what users do today: an architecture-only search (fp32, no pruning)
   for half the budget, then a grid of sparsity x bits over its 3 most accurate
-  architectures, trained with ``nas._trial.train_proposal`` until the budget ends.
+  architectures, trained with ``nas.pipeline._candidate.train_proposal`` until the budget ends.
 
 Each strategy's score is the hypervolume of its test-set front: the front is
 selected on val accuracy (test is never used to select) and each member is placed
@@ -282,14 +282,14 @@ def _same_as(strategies: list[str], extra: list[str]) -> dict[str, str]:
 
 
 def compose(overrides: list[str]) -> Any:
-    from nas._config import compose as nas_compose
+    from nas import compose as nas_compose
 
     return nas_compose(overrides)
 
 
 def run_strategy(out: Path, seed: int, budget: float, overrides: list[str]) -> list[dict[str, Any]]:
     """One search through run_search; its trained, feasible trials as rows."""
-    from nas._search import run_search
+    from nas.driver import run_search
 
     cfg = compose(
         [
@@ -310,7 +310,7 @@ def study_rows(out: Path, study_name: str) -> list[dict[str, Any]]:
     import optuna
     from optuna.trial import TrialState
 
-    from nas._study import make_storage
+    from nas.study import make_storage
 
     study = optuna.load_study(study_name=study_name, storage=make_storage(None, study_name, out))
     rows = []
@@ -331,8 +331,8 @@ def study_rows(out: Path, study_name: str) -> list[dict[str, Any]]:
 
 def run_two_stage(out: Path, seed: int, budget: float, extra: list[str]) -> list[dict[str, Any]]:
     """Stage 1: fp32 architecture search (half the budget); stage 2: compress a grid."""
-    from nas._context import make_context
-    from nas._trial import propose, train_proposal
+    from nas.pipeline import propose, train_proposal
+    from nas.runners import make_context
 
     start = time.monotonic()
     rows = run_strategy(out, seed, budget / 2, [*STAGE1, *extra])
@@ -403,7 +403,7 @@ class _Fixed:
 
 def summarize(rows: list[dict[str, Any]], lenet_val: float) -> dict[str, Any]:
     """Hypervolume of the val-selected front at test accuracy, and the LeNet-5 match."""
-    from nas._pareto import Point, hypervolume, pareto_front
+    from nas.study import Point, hypervolume, pareto_front
 
     points = [
         Point(r["number"], r["val_accuracy"], r["size_bytes"], {"test": r["test_accuracy"]})
@@ -446,8 +446,7 @@ def lenet5_val_accuracy(seed: int) -> float:
     """fp32 LeNet-5 trained like scripts/baseline_lenet.py, on the split of ``seed``."""
     import torch
 
-    from nas._data import Batches, load_splits
-    from nas._train import accuracy, train
+    from nas.pipeline import Batches, accuracy, load_splits, train
     from search_spaces import LENET5, get_search_space
 
     cfg = compose(["search_space=tiny", f"search.seed={seed}"])
@@ -497,7 +496,7 @@ FEASIBILITY_SETTINGS = {
 def feasibility_study(n: int, *, seed: int) -> dict[str, Any]:
     """Share of infeasible proposals under +hw=mobile, proposals only (no training).
 
-    Each setting proposes ``n`` candidates with ``nas._trial.propose`` (the search's
+    Each setting proposes ``n`` candidates with ``nas.pipeline._candidate.propose`` (the search's
     own feasibility check). Infeasible ones are told as the search tells them (val
     accuracy 0, estimated size); feasible ones get a synthetic accuracy instead of
     training: 0.99 - 0.1 * exp(-params / 30,000), minus 0.04 at 2 bits and 0.015 at
@@ -507,9 +506,9 @@ def feasibility_study(n: int, *, seed: int) -> dict[str, Any]:
     """
     import optuna
 
-    from nas._context import make_context
-    from nas._study import make_sampler
-    from nas._trial import propose
+    from nas.pipeline import propose
+    from nas.runners import make_context
+    from nas.study import make_sampler
 
     results: dict[str, Any] = {
         "proposals": n,

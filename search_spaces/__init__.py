@@ -7,6 +7,7 @@ the first time the space is constructed, so configs validate in milliseconds.
 from __future__ import annotations
 
 from search_spaces._configs import LENET5, LENET_300_100, MBConvSpaceConfig, TinySpaceConfig
+from search_spaces._header import artifact_meta, build_from_meta
 from search_spaces._registry import (
     Arch,
     InputSpec,
@@ -27,6 +28,8 @@ __all__ = [
     "SearchSpace",
     "Suggest",
     "TinySpaceConfig",
+    "artifact_meta",
+    "build_from_meta",
     "get_search_space",
     "list_search_spaces",
     "register_search_space",

@@ -22,20 +22,15 @@ import copy
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-if TYPE_CHECKING:
-    from nas.hw._profile import HardwareModel
-
 __all__ = [
     "HOST_KERNEL_BITS",
     "Bits",
     "bake",
-    "deployed_latency_ms",
     "deploys_int8",
     "export_deployed",
     "measure_deployed_ms",
@@ -164,28 +159,3 @@ def measure_deployed_ms(
         return time_onnx_ms(
             path, input_shape, threads=threads, warmup=warmup, repeats=repeats, rounds=rounds
         )
-
-
-def deployed_latency_ms(
-    hw: HardwareModel,
-    model: nn.Module,
-    input_shape: Sequence[int],
-    *,
-    bits: Bits = 32,
-    sparsity: float = 0.0,
-    calib: torch.Tensor | None = None,
-) -> float:
-    """Latency of a trained, compressed model as deployed on ``hw``'s device, in ms.
-
-    Call it after training. ``latency: measure`` profiles time the deployed form here
-    (``measure_deployed_ms``: real int8 ONNX Runtime kernels at 8 bits, fp32
-    otherwise, calibrated on ``calib``, e.g. a few hundred training images);
-    ``predict`` profiles predict it from the model's real shapes, bit-width and
-    sparsity (``HardwareModel.latency_ms``); ``none`` gives ``nan``.
-    """
-    if hw.profile.latency == "measure":
-        median, _ = measure_deployed_ms(
-            model, input_shape, bits=bits, threads=hw.profile.threads, calib=calib
-        )
-        return median
-    return hw.latency_ms(model, input_shape, bits=bits, sparsity=sparsity)

@@ -20,15 +20,18 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import torch
 from torch import nn
 
 from nas.hw._deploy import HOST_KERNEL_BITS, Bits, measure_deployed_ms
 from nas.hw._device_profile import read_device_profile
 from nas.hw._memory import peak_activation_bytes
+from nas.hw._methods import LATENCY_METHODS
 from nas.hw._predictor import LatencyPredictor
 
 __all__ = [
     "HardwareModel",
+    "deployed_latency_ms",
     "HardwareProfile",
     "LatencyMethod",
     "list_latency_methods",
@@ -64,24 +67,14 @@ class LatencyMethod(Protocol):
     ) -> float: ...
 
 
-_METHODS: dict[str, LatencyMethod] = {}
-
-
 def register_latency_method(name: str) -> Callable[[LatencyMethod], LatencyMethod]:
     """Register a latency method under ``name`` (the profile's ``latency`` value)."""
-
-    def deco(fn: LatencyMethod) -> LatencyMethod:
-        if name in _METHODS:
-            raise ValueError(f"latency method {name!r} is already registered")
-        _METHODS[name] = fn
-        return fn
-
-    return deco
+    return LATENCY_METHODS.register(name)
 
 
 def list_latency_methods() -> list[str]:
     """Names of the registered latency methods, sorted."""
-    return sorted(_METHODS)
+    return LATENCY_METHODS.names()
 
 
 class HardwareModel:
@@ -92,7 +85,7 @@ class HardwareModel:
     """
 
     def __init__(self, profile: HardwareProfile) -> None:
-        if profile.latency not in _METHODS:
+        if profile.latency not in LATENCY_METHODS:
             raise ValueError(
                 f"hw profile {profile.name!r}: latency={profile.latency!r} unknown; "
                 f"allowed: {', '.join(list_latency_methods())}"
@@ -106,7 +99,7 @@ class HardwareModel:
         self.predictor: LatencyPredictor | None = None
         profile_file = getattr(profile, "profile", None)
         if profile.latency == "predict" and profile_file:
-            from nas._config import hw_profile_path
+            from nas.config import hw_profile_path
 
             self.predictor = read_device_profile(hw_profile_path(profile_file))
         elif profile.latency == "predict":
@@ -155,7 +148,7 @@ class HardwareModel:
         """
         if not 0.0 <= float(sparsity) < 1.0:
             raise ValueError(f"sparsity={sparsity} is outside [0, 1)")
-        method = _METHODS[self.profile.latency]
+        method = LATENCY_METHODS.get(self.profile.latency)
         return method(self, model, input_shape, bits=bits, sparsity=float(sparsity))
 
     def peak_memory_bytes(self, model: nn.Module, input_shape: Sequence[int]) -> int:
@@ -189,3 +182,28 @@ def _none(
     hw: HardwareModel, model: nn.Module, input_shape: Sequence[int], *, bits: Bits, sparsity: float
 ) -> float:
     return math.nan
+
+
+def deployed_latency_ms(
+    hw: HardwareModel,
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    bits: Bits = 32,
+    sparsity: float = 0.0,
+    calib: torch.Tensor | None = None,
+) -> float:
+    """Latency of a trained, compressed model as deployed on ``hw``'s device, in ms.
+
+    Call it after training. ``latency: measure`` profiles time the deployed form here
+    (``measure_deployed_ms``: real int8 ONNX Runtime kernels at 8 bits, fp32
+    otherwise, calibrated on ``calib``, e.g. a few hundred training images);
+    ``predict`` profiles predict it from the model's real shapes, bit-width and
+    sparsity (``HardwareModel.latency_ms``); ``none`` gives ``nan``.
+    """
+    if hw.profile.latency == "measure":
+        median, _ = measure_deployed_ms(
+            model, input_shape, bits=bits, threads=hw.profile.threads, calib=calib
+        )
+        return median
+    return hw.latency_ms(model, input_shape, bits=bits, sparsity=sparsity)

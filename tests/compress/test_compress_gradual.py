@@ -8,8 +8,7 @@ from torch import nn
 
 import compress
 from compress import GradualPruner, PruneConfig, PruneSchedule, QuantConfig
-from nas._data import Batches
-from nas._train import train
+from nas.pipeline import Batches, train
 
 
 def _model() -> nn.Module:

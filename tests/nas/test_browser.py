@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from nas._config import compose
-from nas._search import run_search
+from nas import compose
+from nas.driver import run_search
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "mlflow_front.png"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from nas._config import ConfigError, compose, conf_dir
+from nas import compose
+from nas.config import ConfigError, conf_dir
 
 GROUPS = ["dataset", "search_space", "sampler", "train", "compress", "runner"]
 
@@ -101,7 +102,7 @@ def test_cli_rejects_bad_input_fast_without_traceback() -> None:
 
 
 def test_teacher_epochs_default_to_three_times_the_students() -> None:
-    from nas._teacher import teacher_epochs
+    from nas.pipeline import teacher_epochs
 
     assert teacher_epochs(compose(["compress=all", "train.epochs=4"])) == 12
     assert teacher_epochs(compose(["compress=all", "compress.teacher_epochs=7"])) == 7

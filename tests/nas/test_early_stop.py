@@ -9,18 +9,19 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas._config import ConfigError, compose
-from nas._early_stop import (
+from nas import compose
+from nas.config import ConfigError
+from nas.study import (
     MOASHA,
-    PARTIAL_ATTR,
     StudyLink,
     continues,
     crowding_distance,
+    keys,
     make_early_stop,
+    make_storage,
     nondominated_ranks,
     rungs,
 )
-from nas._study import make_storage
 
 
 def test_rungs_are_geometric_and_exclude_the_last_epoch() -> None:
@@ -98,7 +99,7 @@ def test_judge_is_picklable_and_rebuilt_from_the_study(tmp_path: Path) -> None:
     assert judge.should_stop(1, 1, 0.85, 2000.0) is False
     study.tell(trials[0], [0.95, 1000.0])
     study.tell(trials[1], state=TrialState.PRUNED)
-    assert study.trials[1].user_attrs[PARTIAL_ATTR] == {
+    assert study.trials[1].user_attrs[keys.PARTIAL] == {
         "size_bytes": 2000.0,
         "val_accuracy": {"1": 0.8, "2": 0.85},
     }
@@ -119,7 +120,7 @@ def test_config_switches_it_off_and_validates() -> None:
 
 @pytest.mark.slow
 def test_search_with_moasha_prunes_and_keeps_the_front_complete(tmp_path: Path) -> None:
-    from nas._search import run_search
+    from nas.driver import run_search
 
     cfg = compose(
         [
@@ -145,6 +146,6 @@ def test_search_with_moasha_prunes_and_keeps_the_front_complete(tmp_path: Path) 
     for n in pruned:
         t = study.trials[n]
         assert "stopped early" in t.user_attrs["stopped"]
-        assert len(t.user_attrs[PARTIAL_ATTR]["val_accuracy"]) >= 1
+        assert len(t.user_attrs[keys.PARTIAL]["val_accuracy"]) >= 1
     assert outcome.front
     assert all(states[row["trial"]] == TrialState.COMPLETE for row in outcome.front)

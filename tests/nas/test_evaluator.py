@@ -8,10 +8,8 @@ from dataclasses import asdict
 import torch
 
 import compress
-from nas._config import DatasetConfig
-from nas._data import Batches, load_splits
-from nas._evaluator import ArtifactEvaluator
-from nas._train import predict, train
+from nas.config import DatasetConfig
+from nas.pipeline import ArtifactEvaluator, Batches, load_splits, predict, train
 from search_spaces import get_search_space, search_space_config
 
 

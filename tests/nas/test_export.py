@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from nas._config import compose
-from nas._search import run_search
+from nas import compose
+from nas.driver import run_search
 
 FAST = [
     "dataset=digits",
@@ -65,10 +65,10 @@ def _fresh_process_check(out: Path) -> dict[str, float]:
     code = textwrap.dedent(
         f"""
         import json, numpy as np, onnxruntime as ort, torch
-        from nas._config import DatasetConfig
-        from nas._data import load_splits
-        from nas._evaluator import load_artifact
-        from nas._train import predict
+        from nas.config import DatasetConfig
+        from nas.pipeline import load_splits
+        from nas.pipeline import load_artifact
+        from nas.pipeline import predict
         m = json.load(open({str(out / "metrics.json")!r}))
         splits = load_splits(DatasetConfig(**m["dataset"]), seed=m["seed"])
         pred = predict(load_artifact({str(out / "model.dsz")!r}), splits.x_test)
@@ -147,7 +147,7 @@ def test_non_front_member_exports_with_a_warning(search: Search, tmp_path: Path)
     if not others:
         pytest.skip("every trained trial of this search is on the front")
     run = others[0]
-    from nas._export import export_run
+    from nas.export import export_run
 
     lines: list[str] = []
     result = export_run(
@@ -215,7 +215,7 @@ def test_bad_input_is_one_line_and_exit_2(
         )  # fmt: skip
         code, err = done.returncode, done.stderr
     else:
-        from nas.export import main
+        from nas.export.__main__ import main
 
         code, err = main(args), capsys.readouterr().err
     assert code == 2

@@ -19,12 +19,12 @@ import numpy as np
 import optuna
 import pytest
 
-from nas._budgets import smallest_achievable
-from nas._config import compose
-from nas._data import load_splits
-from nas._search import run_search
+from nas import compose
+from nas.driver import run_search
 from nas.hw import HardwareModel, LatencyPredictor, write_device_profile
 from nas.hw._random_arch import random_archs
+from nas.pipeline import load_splits
+from nas.study import smallest_achievable
 from search_spaces import InputSpec, get_search_space
 
 FAST = [

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from nas._pareto import Point, hypervolume, pareto_front
+from nas.study import Point, hypervolume, pareto_front
 
 
 def test_front_keeps_only_non_dominated_points() -> None:

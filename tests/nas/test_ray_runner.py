@@ -21,10 +21,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from nas._config import compose
-from nas._early_stop import PARTIAL_ATTR
-from nas._search import run_search
-from nas._study import INTERRUPTED
+from nas import compose
+from nas.driver import run_search
+from nas.study import PARTIAL_ATTR
+from nas.study.keys import INTERRUPTED
 
 ray_cluster = cluster_fixtures.ray_cluster
 mlflow_server = cluster_fixtures.mlflow_server
@@ -99,7 +99,7 @@ def test_ray_search_records_like_local_and_resumes(tmp_path: Path, monkeypatch) 
     search (parent + one child per trial, tagged with its Ray node), an infeasible
     proposal is told in the driver without reaching Ray, the shared early-stopping judge
     (an actor) sees every trained trial, and a rerun with a larger budget adds trials."""
-    import nas._ray_runner as rr
+    import nas.runners._ray as rr
 
     real = rr.propose
 

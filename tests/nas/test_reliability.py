@@ -22,10 +22,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
-from nas._config import compose
-from nas._report import EXIT_INTERRUPTED, EXIT_NO_FEASIBLE
-from nas._search import run_search
-from nas._study import INTERRUPTED
+from nas import compose
+from nas.driver import run_search
+from nas.study import EXIT_INTERRUPTED, EXIT_NO_FEASIBLE
+from nas.study.keys import INTERRUPTED
 
 FAST = [
     "dataset=digits",
@@ -49,7 +49,7 @@ TRIALS = {int(n) for n in os.environ.get("FAULT_TRIALS", "").split(",") if n}
 SLEEP = float(os.environ.get("FAULT_SLEEP", "120"))
 
 if mp.current_process().name == "nas-evaluator":
-    import nas._evaluator as ev
+    import nas.pipeline._evaluator as ev
 
     (MARKS / f"evaluator-{os.getpid()}.pid").write_text(str(os.getpid()))
     _evaluate = ev.evaluate_artifact
@@ -63,8 +63,8 @@ if mp.current_process().name == "nas-evaluator":
 
     ev.evaluate_artifact = evaluate_artifact
 else:
-    import nas._search as search
-    import nas._trial as trial
+    import nas.driver._search as search
+    import nas.pipeline._candidate as trial
 
     _run_trial, _train = search.run_trial, trial.train
     current = {}
@@ -314,10 +314,10 @@ def _failed(out: Path, number: int) -> tuple[optuna.trial.FrozenTrial, str]:
 
 
 def test_raising_and_diverging_trials_fail_and_the_search_goes_on(tmp_path, monkeypatch) -> None:
-    import nas._trial
+    import nas.pipeline._candidate
     from search_spaces._tiny import TinySearchSpace
 
-    build, train = TinySearchSpace.build, nas._trial.train
+    build, train = TinySearchSpace.build, nas.pipeline._candidate.train
     calls = {"build": 0, "train": 0}
 
     def broken_build(self, arch, spec):  # trial 0's model cannot be built
@@ -333,7 +333,7 @@ def test_raising_and_diverging_trials_fail_and_the_search_goes_on(tmp_path, monk
         return train(model, batches, **kw)
 
     monkeypatch.setattr(TinySearchSpace, "build", broken_build)
-    monkeypatch.setattr(nas._trial, "train", nan_train)
+    monkeypatch.setattr(nas.pipeline._candidate, "train", nan_train)
     outcome = run_search(compose([*FAST, f"search.output_dir={tmp_path}", "search.n_trials=3"]))
     assert outcome.exit_code == 0 and outcome.n_trials == 3 and outcome.n_failed == 2
     _, reason = _failed(tmp_path, 0)
@@ -450,8 +450,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path, case) -> None:
 
 
 def test_budget_unmet_after_the_search_reports_the_nearest(tmp_path: Path) -> None:
-    from nas._budgets import smallest_achievable
-    from nas._data import load_splits
+    from nas.pipeline import load_splits
+    from nas.study import smallest_achievable
 
     cfg = compose([*FAST, "+hw=mcu"])
     smallest = smallest_achievable(cfg, load_splits(cfg.dataset, seed=0).spec)["size_bytes"]
@@ -504,7 +504,7 @@ ARTIFACTS: dict[str, Callable[[], bytes]] = {
 
 @pytest.mark.parametrize("kind", list(ARTIFACTS))
 def test_crafted_artifacts_are_refused(tmp_path: Path, kind: str, monkeypatch) -> None:
-    from nas._evaluator import load_artifact
+    from nas.pipeline import load_artifact
 
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "model.dsz"

@@ -9,11 +9,11 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 
-from nas._budgets import smallest_achievable
-from nas._config import compose
-from nas._data import load_splits
-from nas._search import run_search, study_name_of
-from nas._study import INTERRUPTED
+from nas import compose
+from nas.driver import run_search, study_name_of
+from nas.pipeline import load_splits
+from nas.study import smallest_achievable
+from nas.study.keys import INTERRUPTED
 
 FAST = [
     "dataset=digits",
@@ -89,12 +89,12 @@ def test_search_writes_front_and_runs_to_mlflow(tmp_path: Path) -> None:
 
 
 def test_budget_breaking_candidates_are_rejected_without_training(tmp_path, monkeypatch) -> None:
-    import nas._trial
+    import nas.pipeline._candidate
 
     def boom(*args, **kwargs):
         raise AssertionError("an infeasible candidate must not be trained")
 
-    monkeypatch.setattr(nas._trial, "train", boom)
+    monkeypatch.setattr(nas.pipeline._candidate, "train", boom)
     # The budget only the smallest candidate at the strongest compression meets (a
     # smaller one is refused at start-up, see test_reliability.py): sampled ones break it.
     cfg = _cfg(tmp_path, "+hw=mcu")
@@ -137,7 +137,7 @@ def test_resume_runs_only_the_remaining_trials(tmp_path: Path) -> None:
 
 
 def test_resume_with_other_config_is_refused(tmp_path: Path) -> None:
-    from nas._config import ConfigError
+    from nas.config import ConfigError
 
     run_search(_cfg(tmp_path, "search.n_trials=1", "search.study_name=fixed"))
     with pytest.raises(ConfigError, match="different config"):

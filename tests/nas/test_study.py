@@ -5,8 +5,8 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from nas._config import compose
-from nas._study import ConstraintModelSampler, list_samplers, make_sampler
+from nas import compose
+from nas.study import ConstraintModelSampler, list_samplers, make_sampler
 
 
 def _infeasible_shares(sampler: optuna.samplers.BaseSampler, n: int = 50) -> tuple[int, int]:

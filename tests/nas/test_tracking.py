@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nas._tracking import flatten, redact_secrets
+from nas.study import flatten, redact_secrets
 
 
 def test_passwords_in_urls_are_masked_before_logging() -> None:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from nas._config import ConfigError, compose
+from nas import compose
+from nas.config import ConfigError
 from nas.hw import (
     HardwareModel,
     LatencyPredictor,

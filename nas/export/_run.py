@@ -16,7 +16,7 @@ older searches its flattened params), split with the search's seed, so the test
 split is the same held-out one the search never selected on.
 
 Bad input (an unknown run, an unreachable tracking server, a run without an
-artifact, an unwritable folder) raises :class:`nas._config.ConfigError` with one line.
+artifact, an unwritable folder) raises :class:`nas.config._schema.ConfigError` with one line.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from nas._config import ConfigError, DatasetConfig
+from nas.config import ConfigError, DatasetConfig
 
 __all__ = ["ExportResult", "configs_from_params", "default_tracking_uri", "export_run"]
 
@@ -51,9 +51,9 @@ def default_tracking_uri() -> str:
 def configs_from_params(params: Mapping[str, Any], input_shape: tuple[int, ...]) -> list[Any]:
     """The ``compress`` configs of an artifact header's ``meta["compression"]``, in apply order.
 
-    One mapping for search and export alike: :func:`nas._trial.compression_configs`.
+    One mapping for search and export alike: :func:`nas.pipeline._candidate.compression_configs`.
     """
-    from nas._trial import compression_configs
+    from nas.pipeline import compression_configs
 
     return compression_configs(dict(params), tuple(input_shape))
 
@@ -141,7 +141,7 @@ def export_run(
     import torch
 
     torch.set_num_threads(int(threads or record.train.get("threads") or 1))
-    from nas._data import load_splits
+    from nas.pipeline._data import load_splits
 
     say(f"data: {record.dataset.name} (seed {record.seed}, config from {record.source})")
     splits = load_splits(record.dataset, seed=record.seed)
@@ -339,7 +339,7 @@ def _search_record(client: Any, parent_id: str) -> SearchRecord:
 
 def _config_from_params(params: dict[str, str]) -> dict[str, Any]:
     """The scalar keys of the config sections export needs, from flattened params."""
-    from nas._config import TrainConfig
+    from nas.config import TrainConfig
 
     cfg: dict[str, Any] = {}
     for section, names in (
@@ -413,8 +413,8 @@ def _fetch_artifact(client: Any, run: Any, record: SearchRecord, dst: Path, uri:
 
 def _score_artifact(path: Path, splits: Any) -> dict[str, Any]:
     """The artifact, loaded as a fresh process would, and its predictions on val and test."""
-    from nas._evaluator import load_artifact
-    from nas._train import predict
+    from nas.pipeline._evaluator import load_artifact
+    from nas.pipeline._train import predict
 
     model = load_artifact(path)
     out: dict[str, Any] = {"model": model}
@@ -444,7 +444,7 @@ def _search_teacher(
         return None
     from omegaconf import OmegaConf
 
-    from nas._teacher import make_teacher
+    from nas.pipeline._teacher import make_teacher
 
     cfg = OmegaConf.create(record.config)
     searched = Path(str(OmegaConf.select(cfg, "search.output_dir", default="."))).expanduser()
@@ -472,10 +472,9 @@ def _retrain(
     from tqdm.auto import tqdm
 
     import compress
-    from nas._data import Batches
-    from nas._train import train
-    from nas._trial import build_from_meta
-    from search_spaces import get_search_space, search_space_config
+    from nas.pipeline._data import Batches
+    from nas.pipeline._train import train
+    from search_spaces import build_from_meta, get_search_space, search_space_config
 
     name = meta["space"]
     space = get_search_space(name, search_space_config(name)(**meta["space_cfg"]))
@@ -491,7 +490,7 @@ def _retrain(
                 "no config.yaml to rebuild its teacher from; retraining uses cross-entropy"
             )
         else:
-            from nas._trial import distiller
+            from nas.pipeline import distiller
 
             temperature, alpha = float(comp["distill_temperature"]), float(comp["distill_alpha"])
             loss_fn = distiller(teacher, temperature=temperature, alpha=alpha)
@@ -678,7 +677,7 @@ def _normalization(dataset: DatasetConfig, splits: Any) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from nas._data import get_loader
+    from nas.pipeline._data import get_loader
 
     try:
         x, _, fixed = get_loader(dataset.name)(dataset)
@@ -829,7 +828,7 @@ def _readme(r: dict[str, Any]) -> str:
         )
     else:
         lines.append(
-            "Pixels normalized as `nas._data.load_splits` does (mean and std of the "
+            "Pixels normalized as `nas.pipeline._data.load_splits` does (mean and std of the "
             "training split)."
         )
     lines += [

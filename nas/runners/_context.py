@@ -1,4 +1,4 @@
-"""Builds a :class:`~nas._trial.TrialContext` from a config: once per search locally,
+"""Builds a :class:`~nas.pipeline.TrialContext` from a config: once per search locally,
 once per worker process under Ray (a context holds tensors and a child process, so it
 is rebuilt where the trials run rather than shipped)."""
 
@@ -11,15 +11,19 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nas._config import ConfigError
-from nas._data import load_splits
-from nas._early_stop import make_early_stop
-from nas._evaluator import ArtifactEvaluator
-from nas._teacher import make_teacher
-from nas._trial import TrialContext, space_from_cfg
+from nas.config import ConfigError
 from nas.hw import HardwareModel
+from nas.pipeline import (
+    STRATEGIES,
+    ArtifactEvaluator,
+    TrialContext,
+    load_splits,
+    make_teacher,
+    space_from_cfg,
+)
+from nas.study import make_early_stop
 
-__all__ = ["make_context", "usable_bits"]
+__all__ = ["make_context", "strategy_name", "usable_bits"]
 
 
 def usable_bits(cfg: DictConfig) -> list[int]:
@@ -76,4 +80,11 @@ def make_context(
             cache_dir=out_dir / "outputs" / "teachers",
         ),
         early_stop=make_early_stop(cfg, out_dir=out_dir, study_name=study_name),
+        strategy=STRATEGIES.get(strategy_name(cfg))(),
     )
+
+
+def strategy_name(cfg: DictConfig) -> str:
+    """The ``strategy=`` option (``scratch`` for a config made before strategies)."""
+    node = cfg.get("strategy")
+    return "scratch" if node is None else str(node.name)

@@ -11,7 +11,7 @@ fewer than ``eta`` results (or at most ``grace_trials``) stops nothing: asynchro
 promotion, so the first trials are never stopped for lack of company.
 
 Lifecycle: :func:`make_early_stop` builds the judge when the trial context is made;
-``nas._trial.train_proposal`` calls :meth:`MOASHA.should_stop` after every training
+``nas.pipeline._candidate.train_proposal`` calls :meth:`MOASHA.should_stop` after every training
 epoch but the last. The judge keeps an in-memory table of rung results. With a
 :class:`StudyLink`, it also writes each trial's partial results to that trial in the
 Optuna study (user attr ``partial``) and, on its first call, rebuilds its table from
@@ -23,15 +23,20 @@ the storage lazily), so the Ray runner can host it in an actor.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from nas.config import Registry
+from nas.study import keys
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-    from nas._trial import EpochJudge
+    from nas.pipeline import EpochJudge
 
 __all__ = [
+    "EARLY_STOPPERS",
     "MOASHA",
     "PARTIAL_ATTR",
     "StudyLink",
@@ -42,7 +47,7 @@ __all__ = [
     "rungs",
 ]
 
-PARTIAL_ATTR = "partial"
+PARTIAL_ATTR = keys.PARTIAL
 """Trial user attr: ``{"size_bytes": estimate, "val_accuracy": {"<epochs>": acc, ...}}``."""
 
 
@@ -53,17 +58,28 @@ def make_early_stop(
 
     Args:
         out_dir, study_name: where the search's study lives (as for
-            ``nas._study.make_storage``); with both, partial results are persisted to
+            ``nas.study._storage.make_storage``); with both, partial results are persisted to
             and rebuilt from the study, otherwise they live in memory only.
     """
-    e = cfg.early_stop
-    if e.name == "none":
-        return None
-    if e.name != "moasha":
-        raise ValueError(f"early_stop.name={e.name!r} is not known")
     link = None
     if out_dir is not None and study_name is not None:
         link = StudyLink(storage=cfg.search.storage, study_name=study_name, output_dir=str(out_dir))
+    return EARLY_STOPPERS.get(cfg.early_stop.name)(cfg, link)
+
+
+JudgeFactory = Callable[["DictConfig", "StudyLink | None"], "EpochJudge | None"]
+EARLY_STOPPERS: Registry[JudgeFactory] = Registry("early_stop")
+"""Judge factories ``(cfg, link) -> judge`` by ``early_stop=`` option."""
+
+
+@EARLY_STOPPERS.register("none")
+def _no_early_stop(cfg: DictConfig, link: StudyLink | None) -> EpochJudge | None:
+    return None
+
+
+@EARLY_STOPPERS.register("moasha")
+def _moasha(cfg: DictConfig, link: StudyLink | None) -> EpochJudge | None:
+    e = cfg.early_stop
     return MOASHA(
         epochs=int(cfg.train.epochs),
         min_epochs=int(e.min_epochs),
@@ -89,7 +105,7 @@ class StudyLink:
     """Where partial results persist: the trials of an Optuna study.
 
     Picklable (strings only); the storage is opened on first use in each process.
-    Args are those of ``nas._study.make_storage``.
+    Args are those of ``nas.study._storage.make_storage``.
     """
 
     def __init__(self, *, storage: str | None, study_name: str, output_dir: str) -> None:
@@ -103,7 +119,7 @@ class StudyLink:
         if self._opened is None:
             import optuna
 
-            from nas._study import make_storage
+            from nas.study._storage import make_storage
 
             storage = make_storage(self.storage, self.study_name, Path(self.output_dir))
             if isinstance(storage, str):  # an RDB URL

@@ -7,16 +7,13 @@ another node can log a child run by id.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import platform
 import re
-import signal
 import subprocess
-import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -24,37 +21,12 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-__all__ = ["Tracker", "flatten"]
+from nas.study import keys
+from nas.study._signals import sigint_deferred
+
+__all__ = ["Tracker", "check_reachable", "flatten", "redact_secrets"]
 
 _PACKAGES = ("downsize", "torch", "torchvision", "timm", "optuna", "mlflow", "hydra-core", "ray")
-
-
-@contextlib.contextmanager
-def sigint_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C until the block ends, then raise it as usual.
-
-    A KeyboardInterrupt in the middle of a store write can leave a SQLite transaction
-    open in this process, which then locks the database against the bookkeeping that
-    follows the interrupt (ending the runs as KILLED/FAILED).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if previous in (signal.SIG_IGN, None):
-        yield
-        return
-    pending: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if pending:
-            if callable(previous):
-                previous(signal.SIGINT, None)
-            else:
-                raise KeyboardInterrupt
 
 
 class _Uninterruptible:
@@ -99,7 +71,10 @@ class Tracker:
         """Create the study's parent run, or reattach to it; True when resumed."""
         found = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`nas.study_name` = '{study_name}' and tags.`nas.role` = 'search'",
+            filter_string=(
+                f"tags.`{keys.TAG_STUDY}` = '{study_name}' "
+                f"and tags.`{keys.TAG_ROLE}` = '{keys.ROLE_SEARCH}'"
+            ),
             max_results=1,
         )
         if found:
@@ -112,7 +87,12 @@ class Tracker:
         run = self.client.create_run(
             self.experiment_id,
             run_name=study_name,
-            tags={"nas.role": "search", "nas.study_name": study_name, **tags, **_provenance()},
+            tags={
+                keys.TAG_ROLE: keys.ROLE_SEARCH,
+                keys.TAG_STUDY: study_name,
+                **tags,
+                **_provenance(),
+            },
         )
         self.parent_id = run.info.run_id
         self._log(self.parent_id, params=params)
@@ -139,10 +119,10 @@ class Tracker:
             self.experiment_id,
             run_name=f"trial-{number:04d}",
             tags={
-                "mlflow.parentRunId": self.parent_id,
-                "nas.role": "trial",
-                "nas.study_name": study_name,
-                "nas.trial": str(number),
+                keys.TAG_PARENT: self.parent_id,
+                keys.TAG_ROLE: keys.ROLE_TRIAL,
+                keys.TAG_STUDY: study_name,
+                keys.TAG_TRIAL: str(number),
             },
         )
         return run.info.run_id
@@ -242,7 +222,7 @@ def _provenance() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     try:
-        root = Path(__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[2]
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "HEAD"],
             capture_output=True,
@@ -260,3 +240,26 @@ def _provenance() -> dict[str, str]:
     except (OSError, subprocess.SubprocessError):
         tags["git.commit"] = "unknown"
     return tags
+
+
+def check_reachable(uri: str, *, name: str, hint: str = "") -> None:
+    """Refuse an ``http(s)://`` tracking server that does not answer its health check.
+
+    Args:
+        name: how the user gave the URI (``mlflow.tracking_uri='...'``, ``--tracking-uri
+            ...``); it opens the one-line error.
+        hint: what to do about it, appended after a semicolon.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    from nas.config import ConfigError, one_line
+
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5).read()
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise ConfigError(
+            f"{name} is unreachable ({one_line(e, 200)})" + (f"; {hint}" if hint else "")
+        ) from None

@@ -12,9 +12,10 @@ from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 import compress
-from nas._config import ConfigError
-from nas._trial import compression_configs, space_from_cfg, structural_copy
+from nas.config import ConfigError
 from nas.hw import HardwareModel
+from nas.pipeline import compression_configs, space_from_cfg, structural_copy
+from nas.study import keys
 from search_spaces import InputSpec, SearchSpace
 
 __all__ = ["check_budgets_reachable", "nearest_candidates", "smallest_achievable"]
@@ -142,7 +143,7 @@ def nearest_candidates(study: optuna.Study, k: int = 3) -> list[dict[str, Any]]:
         }
         if not violations:
             continue
-        m = t.user_attrs.get("metrics", {})
+        m = t.user_attrs.get(keys.METRICS, {})
         row: dict[str, Any] = {"trial": t.number, "violation": max(violations.values())}
         for key in ("size_bytes", "latency_ms_estimate", "peak_memory_bytes"):
             if key in m:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from nas._config import ConfigError, DatasetConfig
+from nas.config import ConfigError, DatasetConfig, Registry
 from search_spaces import InputSpec
 
 __all__ = ["Batches", "Splits", "get_loader", "list_datasets", "load_splits", "register_dataset"]
@@ -52,30 +52,21 @@ class Splits:
 Loader = Callable[
     [DatasetConfig], tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]
 ]
-_DATASETS: dict[str, Loader] = {}
+DATASETS: Registry[Loader] = Registry("dataset")
+"""Data-set loaders by ``dataset=`` option."""
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:
     """Register a loader under the name of its ``conf/dataset/<name>.yaml``."""
-
-    def deco(fn: Loader) -> Loader:
-        if name in _DATASETS:
-            raise ValueError(f"dataset {name!r} is already registered")
-        _DATASETS[name] = fn
-        return fn
-
-    return deco
+    return DATASETS.register(name)
 
 
 def list_datasets() -> list[str]:
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def get_loader(name: str) -> Loader:
-    if name not in _DATASETS:
-        known = ", ".join(list_datasets())
-        raise ConfigError(f"dataset={name} is not known; choose one of: {known}")
-    return _DATASETS[name]
+    return DATASETS.get(name)
 
 
 def load_splits(cfg: DatasetConfig, *, seed: int) -> Splits:

@@ -1,87 +1,41 @@
-"""One trial, as one straight path: sample -> feasibility -> train -> compress ->
-fine-tune -> export -> evaluate the artifact in a fresh process.
+"""A candidate: sampled as data, and everything known of it before training.
 
-See ``STYLE.md`` ("The shape of the system"). Nothing here knows about MLflow or
-the runner; :func:`run_trial` returns a :class:`TrialResult` the caller records.
+:func:`propose` draws an architecture and its compression from the Optuna trial (or
+any :class:`~search_spaces.Suggest`), then computes what the budgets constrain (size,
+latency, peak memory) on the untrained model, so an infeasible candidate is refused in
+milliseconds. What happens to a feasible one is the search strategy's business
+(``nas.pipeline.Strategy``).
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
 import compress
-from nas._config import CompressSearchConfig, HwConfig
-from nas._data import Batches, Splits
-from nas._evaluator import ArtifactEvaluator
-from nas._train import LossFn, accuracy, train
-from nas.hw import HardwareModel, count_macs, deployed_latency_ms
-from search_spaces import Arch, InputSpec, SearchSpace, Suggest
+from nas.config import CompressSearchConfig, HwConfig
+from nas.hw import count_macs
+from nas.pipeline._context import TrialContext
+from search_spaces import Arch, SearchSpace, Suggest, artifact_meta
 
 __all__ = [
-    "EpochJudge",
     "Proposal",
-    "TeacherSource",
-    "TrialContext",
     "TrialResult",
-    "TrialStopped",
-    "build_from_meta",
+    "build_candidate",
+    "candidate_meta",
     "compression_configs",
     "hw_constraints",
     "infeasible_result",
     "propose",
-    "run_trial",
     "sample_compression",
     "space_from_cfg",
-    "train_proposal",
+    "structural_copy",
 ]
-
-
-class TrialStopped(Exception):
-    """Early stopping ended the trial after a partial result; it is recorded as PRUNED."""
-
-
-class EpochJudge(Protocol):
-    """Decides after each training epoch whether a trial goes on (multi-objective ASHA)."""
-
-    def should_stop(
-        self, number: int, epoch: int, val_accuracy: float, size_bytes: float
-    ) -> bool: ...
-
-
-class TeacherSource(Protocol):
-    def get(self) -> nn.Module: ...
-
-
-@dataclass
-class TrialContext:
-    """Everything a trial needs; built once per search (once per worker under Ray)."""
-
-    space: SearchSpace
-    space_cfg: dict[str, Any]
-    splits: Splits
-    compress_cfg: CompressSearchConfig
-    train_cfg: Any
-    bits: list[int]
-    hw: HardwareModel | None
-    hw_cfg: HwConfig | None
-    evaluator: ArtifactEvaluator | None
-    artifact_dir: Path
-    seed: int = 0
-    trial_timeout_s: float | None = None
-    teacher: TeacherSource | None = None
-    early_stop: EpochJudge | None = None
-
-    @property
-    def input_shape(self) -> tuple[int, int, int, int]:
-        spec = self.splits.spec
-        return (1, spec.in_chans, spec.image_size, spec.image_size)
 
 
 @dataclass
@@ -93,6 +47,8 @@ class Proposal:
     compression: dict[str, Any]
     metrics: dict[str, float]
     constraints: dict[str, float]
+    # "score": the strategy scores it; "final": a finalist the strategy trains for real.
+    phase: str = "score"
 
     @property
     def feasible(self) -> bool:
@@ -229,15 +185,6 @@ def space_from_cfg(node: Any) -> tuple[SearchSpace, dict[str, Any]]:
     return get_search_space(name, search_space_config(name)(**ranges)), ranges
 
 
-def build_from_meta(meta: dict[str, Any]) -> nn.Module:
-    """Rebuild the uncompressed model an artifact's header describes."""
-    from search_spaces import get_search_space, search_space_config
-
-    name = meta["space"]
-    space = get_search_space(name, search_space_config(name)(**meta["space_cfg"]))
-    return space.build(meta["arch"], InputSpec(**meta["spec"]))
-
-
 def build_candidate(ctx: TrialContext, arch: Arch, number: int) -> nn.Module:
     """The untrained model of trial ``number``; seeded, so any worker builds the same one."""
     torch.manual_seed(ctx.seed + number)
@@ -245,14 +192,8 @@ def build_candidate(ctx: TrialContext, arch: Arch, number: int) -> nn.Module:
 
 
 def candidate_meta(ctx: TrialContext, arch: Arch, compression: dict[str, Any]) -> dict[str, Any]:
-    """The artifact header: what :func:`build_from_meta` needs to rebuild the model."""
-    return {
-        "space": ctx.space.name,
-        "space_cfg": ctx.space_cfg,
-        "arch": arch,
-        "spec": asdict(ctx.splits.spec),
-        "compression": compression,
-    }
+    """The artifact header of a candidate (``search_spaces.artifact_meta``)."""
+    return artifact_meta(ctx.space, ctx.space_cfg, arch, ctx.splits.spec, compression)
 
 
 def propose(suggest: Suggest, ctx: TrialContext, *, number: int) -> Proposal:
@@ -296,121 +237,3 @@ def infeasible_result(p: Proposal) -> TrialResult:
     """An infeasible proposal's record: never trained, scored at zero accuracy."""
     metrics = dict(p.metrics, val_accuracy=0.0, size_bytes=p.metrics["size_bytes_estimate"])
     return TrialResult(False, p.arch, p.compression, metrics, p.constraints)
-
-
-def train_proposal(p: Proposal, ctx: TrialContext) -> TrialResult:
-    """Train, compress, fine-tune, export and evaluate a feasible proposal.
-
-    Raises:
-        TrialStopped: ``ctx.early_stop`` stopped it after an epoch.
-        TrainFailed, TrialTimeout: recorded as failed by the caller.
-    """
-    start = time.monotonic()
-    deadline = None if ctx.trial_timeout_s is None else start + ctx.trial_timeout_s
-    number, comp = p.number, p.compression
-    model = build_candidate(ctx, p.arch, number)
-    cfgs = compression_configs(comp, ctx.input_shape)
-    t = ctx.train_cfg
-    batches = Batches(
-        ctx.splits.x_train,
-        ctx.splits.y_train,
-        batch_size=t.batch_size,
-        shuffle=True,
-        seed=ctx.seed + number,
-    )
-    loss_fn = None
-    if comp.get("distill"):
-        if ctx.teacher is None:
-            raise RuntimeError("the candidate asks for distillation but the search has no teacher")
-        loss_fn = distiller(
-            ctx.teacher.get(), temperature=comp["distill_temperature"], alpha=comp["distill_alpha"]
-        )
-    on_epoch = None
-    if ctx.early_stop is not None:
-        judge, est = ctx.early_stop, p.metrics["size_bytes_estimate"]
-
-        def on_epoch(epoch: int, _loss: float) -> None:
-            acc = accuracy(model, ctx.splits.x_val, ctx.splits.y_val)
-            model.train()
-            if epoch + 1 < t.epochs and judge.should_stop(number, epoch, acc, est):
-                raise TrialStopped(f"stopped early after epoch {epoch + 1} (val {acc:.4f})")
-
-    train_seconds = train(
-        model,
-        batches,
-        epochs=t.epochs,
-        lr=t.lr or ctx.space.default_lr,
-        weight_decay=t.weight_decay,
-        label_smoothing=t.label_smoothing,
-        loss_fn=loss_fn,
-        deadline=deadline,
-        on_epoch=on_epoch,
-    ).seconds
-    model = compress.apply(model, cfgs)
-    if cfgs and ctx.compress_cfg.finetune_epochs > 0:
-        train_seconds += train(
-            model,
-            batches,
-            epochs=ctx.compress_cfg.finetune_epochs,
-            lr=ctx.compress_cfg.finetune_lr,
-            weight_decay=0.0,
-            loss_fn=loss_fn,
-            deadline=deadline,
-        ).seconds
-
-    # Honest numbers: the bytes written, and accuracy of the model loaded back from them.
-    ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
-    path = ctx.artifact_dir / f"trial_{number:05d}.dsz"
-    size = compress.export(model, path, meta=candidate_meta(ctx, p.arch, comp))
-    final = compress.stats(model)
-    if ctx.evaluator is None:
-        raise RuntimeError("this trial context has no evaluator (a Ray driver's trains nothing)")
-    evaluated = ctx.evaluator.evaluate(path, deadline=deadline)
-    metrics = dict(p.metrics)
-    metrics.update(
-        val_accuracy=evaluated["val_accuracy"],
-        size_bytes=float(size),
-        nonzero_params=float(final["nonzero_params"]),
-        train_seconds=train_seconds,
-        trial_seconds=time.monotonic() - start + p.metrics["feasibility_seconds"],
-    )
-    if ctx.hw is not None:
-        # A predicted latency depends only on shapes, bits and sparsity, all fixed before
-        # training, so the estimate is the figure. A measured one is taken again on the
-        # trained model as deployed (ONNX Runtime; real int8 kernels at 8 bits).
-        measured = ctx.hw_cfg is not None and ctx.hw_cfg.latency == "measure"
-        metrics["latency_ms"] = (
-            deployed_latency_ms(
-                ctx.hw,
-                model,
-                ctx.input_shape,
-                bits=comp["bits"],
-                sparsity=comp.get("sparsity", 0.0),
-                calib=ctx.splits.x_train[:256],
-            )
-            if measured
-            else metrics["latency_ms_estimate"]
-        )
-    return TrialResult(
-        True, p.arch, comp, metrics, p.constraints, str(path), evaluated["test_accuracy"]
-    )
-
-
-def run_trial(suggest: Suggest, ctx: TrialContext, *, number: int) -> TrialResult:
-    """Propose a candidate and, when it is feasible, train and evaluate it."""
-    p = propose(suggest, ctx, number=number)
-    return train_proposal(p, ctx) if p.feasible else infeasible_result(p)
-
-
-def distiller(teacher: nn.Module, *, temperature: float, alpha: float) -> LossFn:
-    """The training loss of a distilled student (``compress.distillation_loss``)."""
-    teacher.eval()
-
-    def loss_fn(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            teacher_logits = teacher(inputs)
-        return compress.distillation_loss(
-            logits, teacher_logits, targets, temperature=temperature, alpha=alpha
-        )
-
-    return loss_fn

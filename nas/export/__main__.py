@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --threads={args.threads} must be >= 1", file=sys.stderr)
         return 2
 
-    from nas._config import ConfigError
-    from nas._export import export_run
+    from nas.config import ConfigError
+    from nas.export import export_run
 
     try:
         result = export_run(

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas._data import Batches
+from nas.pipeline._data import Batches
 
 __all__ = ["TrainFailed", "TrainStats", "TrialTimeout", "accuracy", "predict", "train"]
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,13 @@ import torch
 from torch import nn
 
 import compress
-from nas._data import Batches, Splits
-from nas._train import accuracy, train
-from search_spaces import SearchSpace
+from nas.config import Registry
+from nas.pipeline._data import Splits
+from nas.pipeline._recipe import Recipe, train_compressed
+from nas.pipeline._train import accuracy
+from search_spaces import SearchSpace, artifact_meta, build_from_meta
 
-__all__ = ["LargestTeacher", "TimmTeacher", "make_teacher", "teacher_epochs"]
+__all__ = ["TEACHERS", "LargestTeacher", "TimmTeacher", "make_teacher", "teacher_epochs"]
 
 
 class LargestTeacher:
@@ -64,13 +67,7 @@ class LargestTeacher:
         self.val_accuracy: float | None = None
 
     def _meta(self) -> dict[str, Any]:
-        return {
-            "space": self.space.name,
-            "space_cfg": self.space_cfg,
-            "arch": self.arch,
-            "spec": asdict(self.splits.spec),
-            "compression": {},
-        }
+        return artifact_meta(self.space, self.space_cfg, self.arch, self.splits.spec, {})
 
     def describe(self) -> str:
         state = "cached" if self.path.exists() else "not cached yet; trains first"
@@ -79,8 +76,6 @@ class LargestTeacher:
     def get(self) -> nn.Module:
         if self._model is not None:
             return self._model
-        from nas._trial import build_from_meta
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one worker trains, the others wait and load
@@ -104,21 +99,8 @@ class LargestTeacher:
         start = time.monotonic()
         torch.manual_seed(self.seed)
         model = self.space.build(self.arch, self.splits.spec)
-        batches = Batches(
-            self.splits.x_train,
-            self.splits.y_train,
-            batch_size=t.batch_size,
-            shuffle=True,
-            seed=self.seed,
-        )
-        train(
-            model,
-            batches,
-            epochs=self.epochs,
-            lr=t.lr or self.space.default_lr,
-            weight_decay=t.weight_decay,
-            label_smoothing=t.label_smoothing,
-        )
+        recipe = Recipe.from_config(t, None, default_lr=self.space.default_lr, epochs=self.epochs)
+        train_compressed(model, self.splits, recipe, compression=[], seed=self.seed)
         tmp = self.path.with_suffix(".tmp")
         compress.export(model, tmp, meta=self._meta())
         tmp.replace(self.path)  # atomic: a crash never leaves a half-written teacher
@@ -176,15 +158,16 @@ def teacher_epochs(cfg: Any) -> int:
     return int(cfg.compress.teacher_epochs or TEACHER_EPOCHS_FACTOR * cfg.train.epochs)
 
 
-def make_teacher(
-    cfg: Any, *, space: SearchSpace, space_cfg: dict[str, Any], splits: Splits, cache_dir: Path
-) -> LargestTeacher | TimmTeacher | None:
-    """The teacher the ``compress`` config asks for, or None when distillation is off."""
-    c = cfg.compress
-    if True not in list(c.distill):
-        return None
-    if str(c.teacher).startswith("timm:"):
-        return TimmTeacher(str(c.teacher)[5:], Path(c.teacher_checkpoint).expanduser(), splits)
+TeacherFactory = Callable[..., "LargestTeacher | TimmTeacher"]
+TEACHERS: Registry[TeacherFactory] = Registry("compress.teacher")
+"""Teacher factories by the part of ``compress.teacher`` before any ``:``."""
+
+
+@TEACHERS.register("largest")
+def _largest(
+    cfg: Any, arg: str, *, space: SearchSpace, space_cfg: dict[str, Any], splits: Splits,
+    cache_dir: Path,
+) -> LargestTeacher:  # fmt: skip
     return LargestTeacher(
         space=space,
         space_cfg=space_cfg,
@@ -194,3 +177,22 @@ def make_teacher(
         seed=int(cfg.search.seed),
         cache_dir=cache_dir,
     )
+
+
+@TEACHERS.register("timm")
+def _timm(cfg: Any, arg: str, *, splits: Splits, **_: Any) -> TimmTeacher:
+    return TimmTeacher(arg, Path(cfg.compress.teacher_checkpoint).expanduser(), splits)
+
+
+def make_teacher(
+    cfg: Any, *, space: SearchSpace, space_cfg: dict[str, Any], splits: Splits, cache_dir: Path
+) -> LargestTeacher | TimmTeacher | None:
+    """The teacher the ``compress`` config asks for, or None when distillation is off.
+
+    ``compress.teacher`` is ``largest`` or ``timm:<model name>``.
+    """
+    if True not in list(cfg.compress.distill):
+        return None
+    name, _, arg = str(cfg.compress.teacher).partition(":")
+    factory = TEACHERS.get(name)
+    return factory(cfg, arg, space=space, space_cfg=space_cfg, splits=splits, cache_dir=cache_dir)

@@ -17,7 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_ARTIFACT_PARAMS", "ArtifactEvaluator", "evaluate_artifact", "load_artifact"]
+__all__ = [
+    "MAX_ARTIFACT_PARAMS",
+    "ArtifactEvaluator",
+    "evaluate_artifact",
+    "load_artifact",
+    "score_artifact",
+]
 
 
 class ArtifactEvaluator:
@@ -143,7 +149,7 @@ def load_artifact(path: str | Path) -> Any:
     import torch
 
     import compress
-    from nas._trial import build_from_meta
+    from search_spaces import build_from_meta
 
     meta = compress.read_meta(path)
     try:
@@ -162,16 +168,33 @@ def load_artifact(path: str | Path) -> Any:
     return compress.load(path, build_from_meta)
 
 
-def evaluate_artifact(path: str | Path, splits: Any) -> dict[str, Any]:
-    """Score the model loaded from ``path`` on ``splits`` (val and test)."""
-    from nas._train import predict
+def score_artifact(path: str | Path, splits: Any) -> tuple[Any, dict[str, Any]]:
+    """The model loaded from ``path`` (as a fresh process would load it) and its scores.
+
+    Returns:
+        (model, scores): ``scores`` holds ``val_accuracy`` and ``test_accuracy``
+        (fractions) and the predicted classes ``val_pred`` and ``test_pred``.
+    """
+    from nas.pipeline._train import predict
 
     model = load_artifact(path)
     out: dict[str, Any] = {}
     for name in ("val", "test"):
         x, y = getattr(splits, f"x_{name}"), getattr(splits, f"y_{name}")
         pred = predict(model, x)
+        out[f"{name}_pred"] = pred
         out[f"{name}_accuracy"] = float((pred == y).float().mean())
+    return model, out
+
+
+def evaluate_artifact(path: str | Path, splits: Any) -> dict[str, Any]:
+    """Val and test accuracy of the model loaded from ``path``, and checksums of its
+    predictions (what the evaluator process sends back: no tensors)."""
+    _, scores = score_artifact(path, splits)
+    out: dict[str, Any] = {}
+    for name in ("val", "test"):
+        pred = scores.pop(f"{name}_pred")
+        out[f"{name}_accuracy"] = scores[f"{name}_accuracy"]
         out[f"{name}_pred_crc"] = zlib.crc32(pred.numpy().astype("int64").tobytes())
     return out
 
@@ -193,8 +216,8 @@ def _serve(
 
     for module in plugins:
         importlib.import_module(module)
-    from nas._config import DatasetConfig
-    from nas._data import load_splits
+    from nas.config import DatasetConfig
+    from nas.pipeline._data import load_splits
 
     torch.set_num_threads(threads)
     splits = load_splits(DatasetConfig(**dataset), seed=seed)

@@ -9,8 +9,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nas._pareto import Point, hypervolume, pareto_front
-from nas._tracking import Tracker
+from nas.study import keys
+from nas.study._pareto import Point, hypervolume, pareto_front
+from nas.study._tracking import Tracker
 
 __all__ = ["FrontState", "front_rows"]
 
@@ -30,10 +31,12 @@ class FrontState:
     def refresh(self, study: optuna.Study, *, step: int | None) -> None:
         self.points = []
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            run_id = t.user_attrs.get("mlflow_run_id")
+            run_id = t.user_attrs.get(keys.RUN_ID)
             if run_id:
                 self._runs[t.number] = run_id
-            if t.user_attrs.get("feasible") and t.values is not None:
+            # Only recorded trials (with a run) make the front: a strategy's scored-only
+            # trials are estimates, its finalists the real thing.
+            if run_id and t.user_attrs.get(keys.FEASIBLE) and t.values is not None:
                 self.points.append(_point(t))
         self.front = pareto_front(self.points)
         self.hv = hypervolume(self.points, ref_accuracy=self.ref_acc, ref_size_bytes=self.ref_size)
@@ -43,14 +46,14 @@ class FrontState:
             want = number in on_front
             if self._tagged.get(number) == want and step is not None:
                 continue
-            self.tracker.set_tags(run_id, {"pareto": str(want).lower()})
+            self.tracker.set_tags(run_id, {keys.TAG_PARETO: str(want).lower()})
             self._tagged[number] = want
             t = by_number[number]
             if want and number not in self._artifact_logged:
-                test_acc = t.user_attrs.get("test_accuracy")
+                test_acc = t.user_attrs.get(keys.TEST_ACCURACY)
                 if test_acc is not None:
-                    self.tracker.log_metrics(run_id, {"test_accuracy": float(test_acc)})
-                artifact = t.user_attrs.get("artifact")
+                    self.tracker.log_metrics(run_id, {keys.TEST_ACCURACY: float(test_acc)})
+                artifact = t.user_attrs.get(keys.ARTIFACT)
                 if artifact and Path(artifact).exists():
                     self.tracker.log_artifact(run_id, Path(artifact))
                 self._artifact_logged.add(number)
@@ -61,7 +64,7 @@ class FrontState:
 
 
 def _point(t: FrozenTrial) -> Point:
-    m = t.user_attrs.get("metrics", {})
+    m = t.user_attrs.get(keys.METRICS, {})
     extra: dict[str, Any] = {
         k: t.params[k] for k in ("bits", "sparsity", "width_mult") if k in t.params
     }
@@ -74,12 +77,12 @@ def front_rows(study: optuna.Study, front: list[Point]) -> list[dict[str, Any]]:
     rows = []
     for p in front:
         t = study.trials[p.number]
-        m = t.user_attrs.get("metrics", {})
+        m = t.user_attrs.get(keys.METRICS, {})
         row: dict[str, Any] = {
             "trial": p.number,
-            "run_id": t.user_attrs.get("mlflow_run_id", ""),
+            "run_id": t.user_attrs.get(keys.RUN_ID, ""),
             "val_accuracy": p.accuracy,
-            "test_accuracy": t.user_attrs.get("test_accuracy"),
+            "test_accuracy": t.user_attrs.get(keys.TEST_ACCURACY),
             "size_bytes": int(p.size_bytes),
         }
         for k in (
@@ -93,6 +96,6 @@ def front_rows(study: optuna.Study, front: list[Point]) -> list[dict[str, Any]]:
             if k in m:
                 row[k] = m[k]
         row.update(t.params)
-        row["arch"] = json.dumps(t.user_attrs.get("arch", {}))
+        row["arch"] = json.dumps(t.user_attrs.get(keys.ARCH, {}))
         rows.append(row)
     return rows

@@ -1,0 +1,62 @@
+"""The search's configuration: Hydra group schemas, composition, validation, registries.
+
+Light on purpose (Hydra and OmegaConf, never torch): a bad command line fails in
+about a second with one line that names the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from nas.config._compose import compose, conf_dir, register_schemas
+from nas.config._registry import Registry
+from nas.config._schema import (
+    GROUP_SCHEMAS,
+    PRUNE_KINDS,
+    PRUNE_SCOPES,
+    CompressSearchConfig,
+    Config,
+    ConfigError,
+    DatasetConfig,
+    EarlyStopConfig,
+    HwConfig,
+    MlflowConfig,
+    RunnerConfig,
+    SamplerConfig,
+    SearchConfig,
+    StrategyConfig,
+    TrainConfig,
+    as_plain,
+    hw_profile_path,
+    is_finite,
+    one_line,
+    search_hash,
+)
+from nas.config._validate import GROUP_CHECKS, validate
+
+__all__ = [
+    "GROUP_CHECKS",
+    "GROUP_SCHEMAS",
+    "PRUNE_KINDS",
+    "PRUNE_SCOPES",
+    "CompressSearchConfig",
+    "Config",
+    "ConfigError",
+    "DatasetConfig",
+    "EarlyStopConfig",
+    "HwConfig",
+    "MlflowConfig",
+    "Registry",
+    "RunnerConfig",
+    "SamplerConfig",
+    "SearchConfig",
+    "StrategyConfig",
+    "TrainConfig",
+    "as_plain",
+    "compose",
+    "conf_dir",
+    "hw_profile_path",
+    "is_finite",
+    "one_line",
+    "register_schemas",
+    "search_hash",
+    "validate",
+]

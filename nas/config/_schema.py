@@ -1,0 +1,311 @@
+"""The config schema: one dataclass per Hydra group, stored in Hydra's ConfigStore.
+
+Imports only OmegaConf (never torch), so that a bad command line fails in about a
+second with one clear line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+__all__ = [
+    "CompressSearchConfig",
+    "Config",
+    "ConfigError",
+    "DatasetConfig",
+    "GROUP_SCHEMAS",
+    "PRUNE_KINDS",
+    "PRUNE_SCOPES",
+    "EarlyStopConfig",
+    "HwConfig",
+    "MlflowConfig",
+    "RunnerConfig",
+    "SamplerConfig",
+    "SearchConfig",
+    "StrategyConfig",
+    "TrainConfig",
+    "as_plain",
+    "hw_profile_path",
+    "is_finite",
+    "one_line",
+    "search_hash",
+]
+
+PRUNE_SCOPES = ("global", "layer")
+PRUNE_KINDS = ("unstructured", "structured")
+
+
+class ConfigError(ValueError):
+    """A user's configuration is wrong; the message is one line for the user."""
+
+
+def one_line(e: BaseException, n: int = 300) -> str:
+    """An error as one line of at most ``n`` characters, for a user or a record."""
+    return " ".join(str(e).split())[:n] or type(e).__name__
+
+
+@dataclass
+class DatasetConfig:
+    """Where the images come from and how they are split (stratified, seeded)."""
+
+    name: str = MISSING
+    root: str | None = None
+    n_test: int = 1000
+    n_val: int = 500
+    # None: every image not in test or val trains.
+    n_train: int | None = None
+    # None keeps the native resolution; set it to resize (imagefolder needs it).
+    image_size: int | None = None
+    in_chans: int | None = None
+    # Hypervolume reference point (worst accuracy, largest size) for this data set.
+    hv_ref_accuracy: float = 0.5
+    hv_ref_size_bytes: int = 4_000_000
+
+
+@dataclass
+class SamplerConfig:
+    name: str = MISSING
+    n_startup_trials: int = 10
+    population_size: int = 16
+    # Proposals screened by a model of the hw constraints fitted on past trials
+    # (nas.study._storage.ConstraintModelSampler); 0 leaves the sampler's proposals as they are.
+    feasibility_candidates: int = 0
+
+
+@dataclass
+class EarlyStopConfig:
+    """Multi-objective early stopping of training (``nas.study._early_stop``).
+
+    moasha: asynchronous successive halving on the Pareto rank of (val accuracy, size)
+    at rungs of ``min_epochs * reduction_factor**k`` epochs; none: every feasible
+    candidate trains for all of ``train.epochs``.
+    """
+
+    name: str = MISSING
+    # r_min: epochs trained before the first rung.
+    min_epochs: int = 1
+    # eta: each rung keeps the top 1/eta of the results recorded there.
+    reduction_factor: int = 3
+    # The first `grace_trials` results at each rung always continue.
+    grace_trials: int = 0
+
+
+@dataclass
+class TrainConfig:
+    """The one training loop's budget; compression fine-tuning reuses it."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    # Peak learning rate; null takes the search space's default_lr.
+    lr: float | None = None
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    # torch intra-op threads for training and evaluation.
+    threads: int = 2
+
+
+@dataclass
+class CompressSearchConfig:
+    """Searched compression ranges, sampled jointly with the architecture."""
+
+    name: str = MISSING
+    bits: list[int] = field(default_factory=lambda: [2, 3, 4, 6, 8, 16, 32])
+    sparsity_min: float = 0.0
+    sparsity_max: float = 0.9
+    prune_scopes: list[str] = field(default_factory=lambda: ["global", "layer"])
+    # Epochs of masked, quantization-aware fine-tuning after pruning.
+    finetune_epochs: int = 1
+    finetune_lr: float = 0.002
+    # Pruning kinds a trial chooses from: "unstructured" (weight masks, `sparsity_*`) and
+    # "structured" (channels removed by torch-pruning, `channel_ratio_*`).
+    prune_kinds: list[str] = field(default_factory=lambda: ["unstructured"])
+    channel_ratio_min: float = 0.0
+    channel_ratio_max: float = 0.5
+    # Low-rank factorization: rank ratios to choose from; 1.0 leaves the layers whole.
+    rank_ratios: list[float] = field(default_factory=lambda: [1.0])
+    # Knowledge distillation: on/off choices, and the ranges of T and alpha.
+    distill: list[bool] = field(default_factory=lambda: [False])
+    distill_temperature_min: float = 2.0
+    distill_temperature_max: float = 8.0
+    distill_alpha_min: float = 0.3
+    distill_alpha_max: float = 0.9
+    # "largest": the space's largest model, trained once per search and cached on disk;
+    # "timm:<name>": a timm model loaded from `teacher_checkpoint` (never downloaded).
+    teacher: str = "largest"
+    teacher_checkpoint: str | None = None
+    # Epochs the "largest" teacher trains for; null takes 3x train.epochs. A teacher
+    # trained as briefly as its students teaches little: on mnist5k a 5-epoch teacher
+    # (test 0.973) left 5-epoch students where they were, a 15-epoch one (0.982) lifted
+    # them (scripts/bench_distill.py, README "Distillation").
+    teacher_epochs: int | None = None
+
+
+@dataclass
+class RunnerConfig:
+    """Where trials run: ``local`` (this process) or ``ray`` (Ray Tune; conf/runner/ray.yaml)."""
+
+    name: str = MISSING
+    # Ray only. Empty/null: start a local Ray in this process; "auto": the cluster in
+    # RAY_ADDRESS or the one started on this machine; "host:port": a head's GCS address.
+    address: str | None = None
+    max_concurrent: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    # Tune restarts a trial whose worker or node died this many times (0: never).
+    max_failures: int = 1
+    # A local Ray's CPUs (null: max_concurrent * cpus_per_trial) and object store.
+    num_cpus: int | None = None
+    object_store_mb: int = 200
+
+
+@dataclass
+class HwConfig:
+    """A hardware profile: its budgets and how latency is obtained."""
+
+    name: str = MISSING
+    description: str = ""
+    # measure: on this machine; predict: per-op model `predictor`; none: not constrained.
+    latency: str = "predict"
+    predictor: str | None = None
+    latency_budget_ms: float | None = None
+    size_budget_bytes: int | None = None
+    peak_memory_budget_bytes: int | None = None
+    # Bit-widths with kernels on the device; the search samples only these.
+    bits: list[int] = field(default_factory=lambda: [2, 3, 4, 6, 8, 16, 32])
+    # Bytes per activation element for peak memory (4: fp32, 1: int8 on MCUs).
+    activation_bytes: int = 4
+    threads: int = 1
+    # A device profile JSON (python -m nas.calibrate_hw / nas.profile_hw) whose predictor
+    # replaces `predictor`; "pkg://nas.hw/data/<file>" names one shipped with the package.
+    profile: str | None = None
+    # Whether unstructured sparsity makes the device faster. False for dense kernels (every
+    # profile here): zeros cost as much as any weight, so only structured pruning, which
+    # makes the model itself smaller, lowers latency.
+    sparse_speedup: bool = False
+
+
+@dataclass
+class StrategyConfig:
+    """How candidates get their accuracy (``nas.pipeline.STRATEGIES``).
+
+    scratch: every feasible candidate is trained from scratch, compressed, fine-tuned
+    and recorded as its own MLflow run.
+    """
+
+    name: str = MISSING
+
+
+@dataclass
+class SearchConfig:
+    n_trials: int = 27
+    timeout_s: float | None = 250.0
+    # None: derived from a hash of the search-relevant config.
+    study_name: str | None = None
+    # None: a journal file `<study_name>.journal` in the output directory; else an RDB URL.
+    storage: str | None = None
+    seed: int = 0
+    trial_timeout_s: float | None = 180.0
+    # None: the launch directory.
+    output_dir: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class MlflowConfig:
+    # None: sqlite:///<output_dir>/mlflow.db
+    tracking_uri: str | None = None
+    experiment: str = "downsize"
+
+
+@dataclass
+class Config:
+    defaults: list[Any] = field(
+        default_factory=lambda: [
+            {"dataset": "mnist5k"},
+            {"search_space": "mbconv"},
+            {"sampler": "tpe"},
+            {"train": "default"},
+            {"compress": "joint"},
+            {"runner": "local"},
+            {"early_stop": "none"},
+            {"strategy": "scratch"},
+            "_self_",
+        ]
+    )
+    dataset: DatasetConfig = MISSING
+    search_space: Any = MISSING
+    sampler: SamplerConfig = MISSING
+    train: TrainConfig = MISSING
+    compress: CompressSearchConfig = MISSING
+    runner: RunnerConfig = MISSING
+    early_stop: EarlyStopConfig = MISSING
+    strategy: StrategyConfig = MISSING
+    search: SearchConfig = field(default_factory=SearchConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    hw: HwConfig | None = None
+
+
+GROUP_SCHEMAS: dict[str, type[Any]] = {
+    "dataset": DatasetConfig,
+    "sampler": SamplerConfig,
+    "train": TrainConfig,
+    "compress": CompressSearchConfig,
+    "runner": RunnerConfig,
+    "early_stop": EarlyStopConfig,
+    "hw": HwConfig,
+    "strategy": StrategyConfig,
+}
+"""Each Hydra group's schema; Hydra's ConfigStore holds it as ``<group>_schema``."""
+
+
+def hw_profile_path(value: str) -> Path:
+    """The file ``hw.profile`` names: a path, or ``pkg://<package>/<file>`` for one shipped.
+
+    Resolved without importing the package (``nas.hw`` imports torch).
+    """
+    prefix = "pkg://"
+    if not value.startswith(prefix):
+        return Path(value).expanduser()
+    package, _, rest = value[len(prefix) :].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return Path(value)
+    return Path(next(iter(spec.submodule_search_locations))) / rest
+
+
+def search_hash(cfg: DictConfig) -> str:
+    """A short hash of everything that changes what a trial computes.
+
+    Budgets (n_trials, timeout), storage and tracking are left out on purpose, so
+    that the same search can be continued with a larger budget.
+    """
+    keys = ("dataset", "search_space", "sampler", "train", "compress", "hw")
+    relevant = {
+        k: None if cfg[k] is None else OmegaConf.to_container(cfg[k], resolve=True) for k in keys
+    }
+    relevant["seed"] = cfg.search.seed
+    strategy = cfg.get("strategy")
+    if strategy is not None and strategy.name != "scratch":
+        # Left out for scratch, so that studies made before strategies existed resume.
+        relevant["strategy"] = OmegaConf.to_container(strategy, resolve=True)
+    blob = json.dumps(relevant, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def as_plain(cfg: Any) -> Any:
+    """A plain-container copy of a (sub)config, for logging and hashing."""
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+def is_finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -1,0 +1,201 @@
+"""Range checks the schemas cannot express: one check per group, one line per problem.
+
+The schema (types, unknown keys) is Hydra's and OmegaConf's job; what is left is
+ranges and combinations. Each group has its own check in :data:`GROUP_CHECKS`, so a
+new group adds one function. Names of registered things (samplers, runners, ...) are
+checked against their registries by ``nas.driver.preflight``, which knows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from compress import BITS
+from nas.config._schema import PRUNE_KINDS, PRUNE_SCOPES, ConfigError, hw_profile_path
+from search_spaces import search_space_config
+
+__all__ = ["GROUP_CHECKS", "validate"]
+
+
+def validate(cfg: DictConfig) -> None:
+    """Run every group's check on ``cfg``; raise :class:`ConfigError` at the first problem."""
+    for group, check in GROUP_CHECKS.items():
+        if cfg.get(group) is not None:
+            check(cfg)
+    _check_bits_overlap(cfg)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _at_least(section: str, node: Any, names: tuple[str, ...], low: float) -> None:
+    for name in names:
+        v = node[name]
+        _require(v is None or v >= low, f"{section}.{name}={v} must be >= {low:g}")
+
+
+def _check_search(cfg: DictConfig) -> None:
+    s = cfg.search
+    _require(s.n_trials >= 1, f"search.n_trials={s.n_trials} must be an integer >= 1")
+    for name in ("timeout_s", "trial_timeout_s"):
+        v = s[name]
+        _require(v is None or v > 0, f"search.{name}={v} must be > 0 or null")
+
+
+def _check_train(cfg: DictConfig) -> None:
+    t = cfg.train
+    _at_least("train", t, ("epochs", "batch_size", "threads"), 1)
+    _require(t.lr is None or t.lr > 0, f"train.lr={t.lr} must be > 0 or null")
+
+
+def _check_range(section: str, node: Any, low_name: str, high_name: str) -> None:
+    for name in (low_name, high_name):
+        _require(0.0 <= node[name] < 1.0, f"{section}.{name}={node[name]} is outside [0, 1)")
+    _require(
+        node[low_name] <= node[high_name],
+        f"{section}.{low_name}={node[low_name]} exceeds {section}.{high_name}={node[high_name]}",
+    )
+
+
+def _check_choices(key: str, values: Any, allowed: tuple[Any, ...], empty_hint: str) -> None:
+    _require(len(values) > 0, f"{key} is empty; {empty_hint}")
+    for v in values:
+        _require(v in allowed, f"{key} has {v!r}; allowed {allowed}")
+
+
+def _check_compress(cfg: DictConfig) -> None:
+    c = cfg.compress
+    for b in c.bits:
+        _require(b in BITS, f"compress.bits contains {b}, which is not one of {BITS}")
+    _require(len(c.bits) > 0, f"compress.bits is empty; choose from {BITS}")
+    _check_range("compress", c, "sparsity_min", "sparsity_max")
+    _check_choices("compress.prune_scopes", c.prune_scopes, PRUNE_SCOPES, "use [global]")
+    _require(c.finetune_epochs >= 0, f"compress.finetune_epochs={c.finetune_epochs} must be >= 0")
+    _check_choices("compress.prune_kinds", c.prune_kinds, PRUNE_KINDS, f"choose from {PRUNE_KINDS}")
+    _check_range("compress", c, "channel_ratio_min", "channel_ratio_max")
+    _require(len(c.rank_ratios) > 0, "compress.rank_ratios is empty; use [1.0] for no low-rank")
+    for r in c.rank_ratios:
+        _require(0.0 < r <= 1.0, f"compress.rank_ratios has {r}, outside (0, 1]")
+    _check_distill(c)
+
+
+def _check_distill(c: Any) -> None:
+    _require(len(c.distill) > 0, "compress.distill is empty; use [false], [true] or both")
+    _require(
+        0 < c.distill_temperature_min <= c.distill_temperature_max,
+        f"compress.distill_temperature_min/max={c.distill_temperature_min}/"
+        f"{c.distill_temperature_max} must satisfy 0 < min <= max",
+    )
+    _require(
+        0 <= c.distill_alpha_min <= c.distill_alpha_max <= 1,
+        f"compress.distill_alpha_min/max={c.distill_alpha_min}/{c.distill_alpha_max} "
+        "must satisfy 0 <= min <= max <= 1",
+    )
+    if str(c.teacher).startswith("timm:") and True in c.distill:
+        ckpt = c.teacher_checkpoint
+        _require(
+            ckpt is not None and Path(ckpt).expanduser().is_file(),
+            f"compress.teacher_checkpoint={ckpt!r} must be an existing local file for "
+            f"compress.teacher={c.teacher!r} (teachers are never downloaded)",
+        )
+    _require(
+        c.teacher_epochs is None or c.teacher_epochs >= 1,
+        f"compress.teacher_epochs={c.teacher_epochs} must be >= 1 or null",
+    )
+
+
+def _check_runner(cfg: DictConfig) -> None:
+    r = cfg.runner
+    _at_least("runner", r, ("max_concurrent",), 1)
+    _require(r.cpus_per_trial > 0, f"runner.cpus_per_trial={r.cpus_per_trial} must be > 0")
+    _at_least("runner", r, ("gpus_per_trial", "max_failures"), 0)
+    _require(
+        r.num_cpus is None or r.num_cpus >= r.cpus_per_trial,
+        f"runner.num_cpus={r.num_cpus} must be null or >= runner.cpus_per_trial={r.cpus_per_trial}",
+    )
+    _at_least("runner", r, ("object_store_mb",), 80)
+
+
+def _check_sampler(cfg: DictConfig) -> None:
+    _at_least("sampler", cfg.sampler, ("feasibility_candidates",), 0)
+
+
+def _check_early_stop(cfg: DictConfig) -> None:
+    e = cfg.early_stop
+    _at_least("early_stop", e, ("min_epochs",), 1)
+    _at_least("early_stop", e, ("reduction_factor",), 2)
+    _at_least("early_stop", e, ("grace_trials",), 0)
+
+
+def _check_search_space(cfg: DictConfig) -> None:
+    space = dict(OmegaConf.to_container(cfg.search_space, resolve=True))  # type: ignore[arg-type]
+    space_name = space.pop("name")
+    try:
+        search_space_config(space_name)(**space)
+    except ValueError as e:
+        raise ConfigError(f"search_space={space_name}: {e}") from None
+
+
+def _check_dataset(cfg: DictConfig) -> None:
+    d = cfg.dataset
+    _at_least("dataset", d, ("n_test", "n_val"), 1)
+    _require(
+        0.0 <= d.hv_ref_accuracy < 1.0,
+        f"dataset.hv_ref_accuracy={d.hv_ref_accuracy} is outside [0, 1)",
+    )
+    if d.root is not None and not Path(d.root).expanduser().exists():
+        raise ConfigError(f"dataset.root={d.root!r} does not exist; give an existing directory")
+
+
+def _check_hw(cfg: DictConfig) -> None:
+    h = cfg.hw
+    for b in h.bits:
+        _require(b in BITS, f"hw.bits contains {b}, which is not one of {BITS}")
+    for name in ("latency_budget_ms", "size_budget_bytes", "peak_memory_budget_bytes"):
+        v = h[name]
+        _require(v is None or v > 0, f"hw.{name}={v} must be > 0 or null")
+    _require(
+        h.activation_bytes in (1, 2, 4),
+        f"hw.activation_bytes={h.activation_bytes}; allowed 1, 2, 4",
+    )
+    if h.profile is not None:
+        _require(
+            h.latency == "predict",
+            f"hw.profile is set, so hw.latency must be 'predict', not {h.latency!r}",
+        )
+        path = hw_profile_path(h.profile)
+        _require(
+            path.is_file(),
+            f"hw.profile={h.profile!r}: no such file ({path}); write one with "
+            "python -m nas.calibrate_hw or python -m nas.profile_hw",
+        )
+
+
+def _check_bits_overlap(cfg: DictConfig) -> None:
+    if cfg.get("hw") is None:
+        return
+    c, h = cfg.compress, cfg.hw
+    _require(
+        len(set(c.bits) & set(h.bits)) > 0,
+        f"compress.bits={list(c.bits)} and hw.bits={list(h.bits)} share no bit-width",
+    )
+
+
+GROUP_CHECKS: dict[str, Callable[[DictConfig], None]] = {
+    "search": _check_search,
+    "train": _check_train,
+    "compress": _check_compress,
+    "runner": _check_runner,
+    "sampler": _check_sampler,
+    "early_stop": _check_early_stop,
+    "search_space": _check_search_space,
+    "dataset": _check_dataset,
+    "hw": _check_hw,
+}
+"""The check of each config section, run in this order."""

@@ -1,0 +1,33 @@
+"""Start-up checks that need the registries: every named option exists, and the Ray
+cluster answers. Light (no torch), so a bad command fails in about a second."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from nas.config import ConfigError
+from nas.hw import LATENCY_METHODS
+from nas.pipeline import STRATEGIES
+from nas.runners import RUNNERS, check_address
+from nas.study import EARLY_STOPPERS, SAMPLERS
+
+__all__ = ["TEACHER_FORMS", "preflight"]
+
+TEACHER_FORMS = "'largest' or 'timm:<model name>'"
+
+
+def preflight(cfg: DictConfig) -> None:
+    """Refuse, with one line, a config naming something no registry holds, or a Ray
+    cluster that does not answer. Run after composing, before anything heavy."""
+    RUNNERS.check(cfg.runner.name, key="runner")
+    SAMPLERS.check(cfg.sampler.name, key="sampler.name")
+    EARLY_STOPPERS.check(cfg.early_stop.name, key="early_stop.name")
+    strategy = cfg.get("strategy")
+    if strategy is not None:
+        STRATEGIES.check(strategy.name, key="strategy")
+    teacher = str(cfg.compress.teacher)
+    if teacher != "largest" and not (teacher.startswith("timm:") and len(teacher) > 5):
+        raise ConfigError(f"compress.teacher={teacher!r}; allowed {TEACHER_FORMS}")
+    if cfg.get("hw") is not None:
+        LATENCY_METHODS.check(cfg.hw.latency, key="hw.latency")
+    check_address(cfg.runner)

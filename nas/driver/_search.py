@@ -1,0 +1,296 @@
+"""The search driver: open the study and its MLflow parent run, let the runner run the
+trials through the one recorder, keep the front, and report.
+
+Heavy imports (torch, timm, mlflow) live here, behind ``nas.search``, which
+validates the config first.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
+
+from nas.config import ConfigError, one_line, search_hash
+from nas.pipeline import TrialContext
+from nas.runners import Runner, SearchLoop, get_runner, make_context
+from nas.study import (
+    EXIT_INTERRUPTED,
+    EXIT_NO_FEASIBLE,
+    FrontState,
+    SearchOutcome,
+    Tracker,
+    TrialRecorder,
+    check_budgets_reachable,
+    check_reachable,
+    counted_trials,
+    flatten,
+    front_rows,
+    keys,
+    make_sampler,
+    make_storage,
+    nearest_candidates,
+    open_study,
+    redact_secrets,
+    sigint_ignored,
+    write_csv,
+    write_html,
+    write_png,
+)
+
+__all__ = ["run_search", "study_name_of"]
+
+
+def study_name_of(cfg: DictConfig) -> str:
+    """The study a config names: ``search.study_name``, else one derived from the config."""
+    if cfg.search.study_name:
+        return str(cfg.search.study_name)
+    hw = cfg.hw.name if cfg.hw is not None else "nohw"
+    return f"{cfg.search_space.name}-{cfg.dataset.name}-{hw}-{search_hash(cfg)}"
+
+
+@dataclass
+class _Opened:
+    """A search's records, open: its study and its MLflow parent run."""
+
+    study: optuna.Study
+    tracker: Tracker
+    resumed: bool
+
+
+def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome:
+    """Run (or resume) the search ``cfg`` describes; returns what it found.
+
+    Args:
+        plugins: modules that register user extensions; the evaluator process imports
+            them too, so it can rebuild models of a user's search space.
+    """
+    start = time.monotonic()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out_dir = Path(cfg.search.output_dir or os.getcwd()).expanduser().resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = study_name_of(cfg)
+    tracking_uri = cfg.mlflow.tracking_uri or f"sqlite:///{out_dir / 'mlflow.db'}"
+    runner = get_runner(cfg.runner.name)
+
+    # Everything a user's input can break (data, budgets, the tracking server, the
+    # cluster) is checked before any study or run is written, so a refused start
+    # leaves nothing. The local runner's context starts its evaluator process now, so
+    # its start-up overlaps these checks instead of delaying the first trial.
+    ctx = make_context(
+        cfg, out_dir=out_dir, study_name=name, plugins=plugins, evaluator=runner.trains_here
+    )
+    try:
+        opened = _open(cfg, ctx, runner, name, out_dir, tracking_uri)
+    except BaseException:
+        if ctx.evaluator is not None:
+            ctx.evaluator.close()
+        raise
+    outcome = SearchOutcome(
+        study_name=name, parent_run_id=opened.tracker.parent_id, tracking_uri=tracking_uri
+    )
+    deadline = None if cfg.search.timeout_s is None else start + float(cfg.search.timeout_s)
+    _drive(cfg, opened, ctx, runner, outcome, deadline, tuple(plugins), out_dir)
+    outcome.wall_seconds = time.monotonic() - start
+    if outcome.exit_code == 0 and not outcome.front:
+        outcome.exit_code = EXIT_NO_FEASIBLE
+        outcome.nearest = nearest_candidates(opened.study)
+    return outcome
+
+
+def _open(
+    cfg: DictConfig,
+    ctx: TrialContext,
+    runner: Runner,
+    name: str,
+    out_dir: Path,
+    tracking_uri: str,
+) -> _Opened:
+    """Check what the user's input can break, then open the study and the parent run."""
+    if ctx.hw is not None:
+        check_budgets_reachable(cfg, ctx.splits.spec, ctx.hw)
+    runner.check(cfg)
+    tracker = _open_tracker(cfg, tracking_uri, out_dir)
+    study, resumed = open_study(
+        study_name=name,
+        storage=make_storage(cfg.search.storage, name, out_dir),
+        sampler=make_sampler(cfg.sampler, int(cfg.search.seed)),
+        config_hash=search_hash(cfg),
+    )
+    resolved = redact_secrets(OmegaConf.to_container(cfg, resolve=True))
+    params = flatten(resolved)
+    params.update(
+        {
+            "hv.ref_accuracy": float(cfg.dataset.hv_ref_accuracy),
+            "hv.ref_size_bytes": float(cfg.dataset.hv_ref_size_bytes),
+            "study_name": name,
+        }
+    )
+    tracker.open_parent(
+        study_name=name, params=params, tags={keys.TAG_CONFIG_HASH: search_hash(cfg)}
+    )
+    # The resolved config, whole: what `nas.export` rebuilds the data and training from.
+    tracker.log_text(tracker.parent_id, OmegaConf.to_yaml(resolved), "config.yaml")
+    return _Opened(study, tracker, resumed)
+
+
+def _drive(
+    cfg: DictConfig,
+    opened: _Opened,
+    ctx: TrialContext,
+    runner: Runner,
+    outcome: SearchOutcome,
+    deadline: float | None,
+    plugins: tuple[str, ...],
+    out_dir: Path,
+) -> None:
+    """Run the strategy's phases through the runner; whatever happens, end the records."""
+    study, tracker, name = opened.study, opened.tracker, outcome.study_name
+    strategy = ctx.strategy
+    assert strategy is not None
+    front_state = FrontState(
+        tracker, float(cfg.dataset.hv_ref_accuracy), float(cfg.dataset.hv_ref_size_bytes)
+    )
+    recorder = TrialRecorder(study, tracker, name, records_runs=strategy.records_scores)
+    status = "FAILED"  # unless the loop ends normally or by Ctrl-C
+    bar: tqdm[Any] | None = None
+    try:
+        recorder.sweep_interrupted()
+        front_state.refresh(study, step=None)
+        remaining = max(int(cfg.search.n_trials) - counted_trials(study), 0)
+        if opened.resumed:
+            print(
+                f"Resuming study {name}: {counted_trials(study)} trials done, {remaining} to go.",
+                file=sys.stderr,
+            )
+        bar = tqdm(
+            total=remaining, desc="trials", unit="trial", disable=not cfg.search.progress,
+            file=sys.stderr,
+        )  # fmt: skip
+        loop = SearchLoop(
+            cfg=cfg, study=study, ctx=ctx, recorder=recorder, front_state=front_state, bar=bar,
+            remaining=remaining, deadline=deadline, plugins=plugins, out_dir=out_dir,
+        )  # fmt: skip
+        recorder.callbacks.append(loop.done)
+        strategy.prepare(ctx)
+        if loop.remaining > 0:
+            runner.run(loop)
+        _run_finalists(loop, runner)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        outcome.exit_code = EXIT_INTERRUPTED
+        print("\nInterrupted: the running trial is marked FAILED (interrupted).", file=sys.stderr)
+        # The runner has ended the trials it knew were running; a Ctrl-C that landed
+        # between creating a trial's run and recording it (or telling the study and
+        # ending the run) leaves one behind, so sweep as a resume would.
+        with sigint_ignored():
+            recorder.sweep_interrupted()
+    finally:
+        # A second Ctrl-C must not cut the bookkeeping short and leave runs RUNNING.
+        with sigint_ignored():
+            if bar is not None:
+                bar.close()
+            if ctx.evaluator is not None:
+                ctx.evaluator.close()
+            try:
+                _finish(study, tracker, front_state, out_dir / "outputs" / name, outcome)
+            finally:
+                tracker.close_parent(status)
+
+
+def _run_finalists(loop: SearchLoop, runner: Runner) -> None:
+    """Phase 3 of a strategy: each finalist not yet finalised, as a new recorded trial.
+
+    A finalist is enqueued with its scored trial's parameters, so it is proposed (and
+    checked against the budgets) exactly as it was scored. ``scratch`` has none.
+    """
+    assert loop.ctx.strategy is not None
+    chosen = loop.ctx.strategy.finalists(loop.study)
+    finished = {
+        t.user_attrs.get(keys.FINALIST_OF)
+        for t in loop.study.get_trials(deepcopy=False)
+        if t.user_attrs.get(keys.PHASE) == "final" and t.state.is_finished()
+    }
+    todo = [n for n in chosen if n not in finished]
+    if not todo:
+        return
+    for number in todo:
+        loop.study.enqueue_trial(
+            loop.study.trials[number].params,
+            user_attrs={keys.PHASE: "final", keys.FINALIST_OF: number},
+        )
+    loop.phase, loop.remaining, loop.deadline = "final", len(todo), None
+    loop.recorder.records_runs = True
+    loop.bar.reset(total=len(todo))
+    runner.run(loop)
+
+
+def _open_tracker(cfg: DictConfig, uri: str, out_dir: Path) -> Tracker:
+    check_reachable(
+        uri,
+        name=f"mlflow.tracking_uri={uri!r}",
+        hint="start one with `mlflow server --host 127.0.0.1 --port PORT` or use a sqlite:/// URI",
+    )
+    try:
+        return Tracker(
+            tracking_uri=uri,
+            experiment=cfg.mlflow.experiment,
+            artifact_root=out_dir / "mlartifacts",
+        )
+    except Exception as e:
+        raise ConfigError(
+            f"mlflow.tracking_uri={uri!r} cannot be used: {one_line(e, 200)}"
+        ) from None
+
+
+def _finish(
+    study: optuna.Study,
+    tracker: Tracker,
+    front_state: FrontState,
+    out_dir: Path,
+    outcome: SearchOutcome,
+) -> None:
+    """Count the trials, and write the front (csv, png, html) to disk and the parent run."""
+    front_state.refresh(study, step=None)
+    trials = study.get_trials(deepcopy=False)
+    counted = [t for t in trials if not t.user_attrs.get(keys.INTERRUPTED)]
+    outcome.n_trials = len(counted)
+    outcome.n_failed = len([t for t in counted if t.state == TrialState.FAIL])
+    outcome.n_infeasible = len(
+        [
+            t
+            for t in trials
+            if t.state == TrialState.COMPLETE and not t.user_attrs.get(keys.FEASIBLE)
+        ]
+    )
+    outcome.hypervolume = front_state.hv
+    outcome.front = front_rows(study, front_state.front)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path, html_path = (out_dir / f"pareto.{ext}" for ext in ("csv", "png", "html"))
+    write_csv(csv_path, outcome.front)
+    title = (
+        f"{outcome.study_name}: {len(front_state.front)} on the front of "
+        f"{len(front_state.points)} trained"
+    )
+    write_png(png_path, front_state.points, front_state.front, title=title)
+    write_html(html_path, front_state.points, front_state.front, title=title)
+    tracker.log_parent(
+        metrics={
+            "final_hypervolume": front_state.hv,
+            "n_trials": outcome.n_trials,
+            "n_infeasible": outcome.n_infeasible,
+            "n_failed": outcome.n_failed,
+            "infeasible_fraction": outcome.n_infeasible / max(outcome.n_trials, 1),
+        },
+        artifacts=[csv_path, png_path, html_path],
+    )

@@ -1,0 +1,156 @@
+"""One candidate's path: data, the one training recipe, the candidate, the search
+strategy that scores it, the artifact evaluator and the distillation teacher.
+
+Knows nothing of Optuna studies, MLflow or runners: a trial's result is a
+:class:`TrialResult` that ``nas.study`` records. Names load lazily (torch).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nas._lazy import lazy_getattr
+
+if TYPE_CHECKING:
+    from nas.pipeline._candidate import (
+        Proposal,
+        TrialResult,
+        build_candidate,
+        candidate_meta,
+        compression_configs,
+        hw_constraints,
+        infeasible_result,
+        propose,
+        sample_compression,
+        space_from_cfg,
+        structural_copy,
+    )
+    from nas.pipeline._context import EpochJudge, TeacherSource, TrialContext, TrialStopped
+    from nas.pipeline._data import (
+        DATASETS,
+        Batches,
+        Splits,
+        get_loader,
+        list_datasets,
+        load_splits,
+        register_dataset,
+    )
+    from nas.pipeline._evaluator import (
+        MAX_ARTIFACT_PARAMS,
+        ArtifactEvaluator,
+        evaluate_artifact,
+        load_artifact,
+        score_artifact,
+    )
+    from nas.pipeline._recipe import Recipe, RecipeResult, distiller, train_compressed
+    from nas.pipeline._scratch import ScratchStrategy, train_proposal
+    from nas.pipeline._strategy import STRATEGIES, Strategy, evaluate_proposal, run_trial
+    from nas.pipeline._teacher import (
+        TEACHERS,
+        LargestTeacher,
+        TimmTeacher,
+        make_teacher,
+        teacher_epochs,
+    )
+    from nas.pipeline._train import (
+        LossFn,
+        TrainFailed,
+        TrainStats,
+        TrialTimeout,
+        accuracy,
+        predict,
+        train,
+    )
+
+_NAMES = {
+    **dict.fromkeys(
+        [
+            "Proposal", "TrialResult", "build_candidate", "candidate_meta",
+            "compression_configs", "hw_constraints", "infeasible_result", "propose",
+            "sample_compression", "space_from_cfg", "structural_copy",
+        ],
+        "nas.pipeline._candidate",
+    ),
+    **dict.fromkeys(
+        ["EpochJudge", "TeacherSource", "TrialContext", "TrialStopped"], "nas.pipeline._context"
+    ),
+    **dict.fromkeys(
+        ["DATASETS", "Batches", "Splits", "get_loader", "list_datasets", "load_splits",
+         "register_dataset"],
+        "nas.pipeline._data",
+    ),
+    **dict.fromkeys(
+        ["MAX_ARTIFACT_PARAMS", "ArtifactEvaluator", "evaluate_artifact", "load_artifact",
+         "score_artifact"],
+        "nas.pipeline._evaluator",
+    ),
+    **dict.fromkeys(
+        ["Recipe", "RecipeResult", "distiller", "train_compressed"], "nas.pipeline._recipe"
+    ),
+    **dict.fromkeys(["ScratchStrategy", "train_proposal"], "nas.pipeline._scratch"),
+    **dict.fromkeys(
+        ["STRATEGIES", "Strategy", "evaluate_proposal", "run_trial"], "nas.pipeline._strategy"
+    ),
+    **dict.fromkeys(
+        ["TEACHERS", "LargestTeacher", "TimmTeacher", "make_teacher", "teacher_epochs"],
+        "nas.pipeline._teacher",
+    ),
+    **dict.fromkeys(
+        ["LossFn", "TrainFailed", "TrainStats", "TrialTimeout", "accuracy", "predict", "train"],
+        "nas.pipeline._train",
+    ),
+}  # fmt: skip
+
+__all__ = [
+    "ArtifactEvaluator",
+    "Batches",
+    "DATASETS",
+    "EpochJudge",
+    "LargestTeacher",
+    "LossFn",
+    "MAX_ARTIFACT_PARAMS",
+    "Proposal",
+    "Recipe",
+    "RecipeResult",
+    "STRATEGIES",
+    "ScratchStrategy",
+    "Splits",
+    "Strategy",
+    "TEACHERS",
+    "TeacherSource",
+    "TimmTeacher",
+    "TrainFailed",
+    "TrainStats",
+    "TrialContext",
+    "TrialResult",
+    "TrialStopped",
+    "TrialTimeout",
+    "accuracy",
+    "build_candidate",
+    "candidate_meta",
+    "compression_configs",
+    "distiller",
+    "evaluate_artifact",
+    "evaluate_proposal",
+    "get_loader",
+    "hw_constraints",
+    "infeasible_result",
+    "list_datasets",
+    "load_artifact",
+    "load_splits",
+    "make_teacher",
+    "predict",
+    "propose",
+    "register_dataset",
+    "run_trial",
+    "sample_compression",
+    "score_artifact",
+    "space_from_cfg",
+    "structural_copy",
+    "teacher_epochs",
+    "train",
+    "train_compressed",
+    "train_proposal",
+]
+
+__getattr__ = lazy_getattr(__name__, _NAMES)

@@ -1,0 +1,142 @@
+"""The one training recipe: train, compress, fine-tune (distilled when asked).
+
+Trials, the distillation teacher, ``nas.export``'s retraining and the benchmark
+scripts all train through :func:`train_compressed`, so a figure measured by one is
+the figure of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+import compress
+from nas.pipeline._data import Batches, Splits
+from nas.pipeline._train import LossFn, train
+
+__all__ = ["Recipe", "RecipeResult", "distiller", "train_compressed"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The budget of one training: the ``train`` group plus the fine-tuning after compression."""
+
+    epochs: int
+    lr: float
+    batch_size: int = 128
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    finetune_epochs: int = 1
+    finetune_lr: float = 0.002
+
+    @classmethod
+    def from_config(
+        cls,
+        train_cfg: Mapping[str, Any] | Any,
+        compress_cfg: Mapping[str, Any] | Any | None,
+        *,
+        default_lr: float,
+        epochs: int | None = None,
+    ) -> Recipe:
+        """The recipe of a search's ``train`` and ``compress`` sections.
+
+        Args:
+            default_lr: the search space's, used when ``train.lr`` is null.
+            epochs: overrides ``train.epochs`` (a teacher's or a retraining's budget).
+        """
+
+        def get(node: Any, key: str, default: Any) -> Any:
+            if node is None:
+                return default
+            value = node.get(key, default) if hasattr(node, "get") else getattr(node, key)
+            return default if value is None else value
+
+        c = compress_cfg
+        return cls(
+            epochs=int(epochs if epochs is not None else get(train_cfg, "epochs", 5)),
+            lr=float(get(train_cfg, "lr", None) or default_lr),
+            batch_size=int(get(train_cfg, "batch_size", 128)),
+            weight_decay=float(get(train_cfg, "weight_decay", 0.0)),
+            label_smoothing=float(get(train_cfg, "label_smoothing", 0.0)),
+            finetune_epochs=int(get(c, "finetune_epochs", 1)),
+            finetune_lr=float(get(c, "finetune_lr", 0.002)),
+        )
+
+
+@dataclass
+class RecipeResult:
+    model: nn.Module
+    train_seconds: float
+    finetuned: bool
+
+
+def train_compressed(
+    model: nn.Module,
+    splits: Splits,
+    recipe: Recipe,
+    *,
+    compression: list[Any],
+    seed: int,
+    loss_fn: LossFn | None = None,
+    deadline: float | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> RecipeResult:
+    """Train ``model`` on ``splits``, apply ``compression``, then fine-tune it compressed.
+
+    Fine-tuning (``recipe.finetune_epochs`` at ``recipe.finetune_lr``, no weight decay)
+    runs only when there is something compressed to recover from. The batches are
+    shuffled by ``seed`` alone, so any worker trains the same way.
+
+    Args:
+        compression: ``compress`` configs in apply order (structural first).
+        loss_fn: replaces cross-entropy in both phases (a distillation loss).
+        deadline: ``time.monotonic()`` past which training raises ``TrialTimeout``.
+        on_epoch: called after each epoch of the first phase (early stopping, progress).
+    """
+    batches = Batches(
+        splits.x_train, splits.y_train, batch_size=recipe.batch_size, shuffle=True, seed=seed
+    )
+    seconds = train(
+        model,
+        batches,
+        epochs=recipe.epochs,
+        lr=recipe.lr,
+        weight_decay=recipe.weight_decay,
+        label_smoothing=recipe.label_smoothing,
+        loss_fn=loss_fn,
+        deadline=deadline,
+        on_epoch=on_epoch,
+    ).seconds
+    if not compression:
+        return RecipeResult(model, seconds, finetuned=False)
+    model = compress.apply(model, compression) or model
+    if recipe.finetune_epochs <= 0:
+        return RecipeResult(model, seconds, finetuned=False)
+    seconds += train(
+        model,
+        batches,
+        epochs=recipe.finetune_epochs,
+        lr=recipe.finetune_lr,
+        weight_decay=0.0,
+        loss_fn=loss_fn,
+        deadline=deadline,
+    ).seconds
+    return RecipeResult(model, seconds, finetuned=True)
+
+
+def distiller(teacher: nn.Module, *, temperature: float, alpha: float) -> LossFn:
+    """The training loss of a distilled student (``compress.distillation_loss``)."""
+    teacher.eval()
+
+    def loss_fn(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            teacher_logits = teacher(inputs)
+        return compress.distillation_loss(
+            logits, teacher_logits, targets, temperature=temperature, alpha=alpha
+        )
+
+    return loss_fn

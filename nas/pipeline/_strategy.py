@@ -1,0 +1,83 @@
+"""The search-strategy seam: how a feasible candidate gets its accuracy.
+
+A strategy is registered in :data:`STRATEGIES` under its ``conf/strategy/<name>.yaml``
+option. ``scratch`` (the default) trains every candidate from scratch. A
+weight-sharing strategy (a supernet, as in Once-for-All or BigNAS) plugs in here
+without a second runner, recorder or tracker, in three phases:
+
+1. :meth:`Strategy.prepare`, once, in the driver, before any trial: the one-off,
+   shared work (train the supernet once and cache it on disk, where every worker,
+   local or Ray, finds it).
+2. :meth:`Strategy.score`, once per feasible proposal, on whichever worker runs
+   the trial: cheap when weights are shared. Each proposal is an Optuna trial; it
+   is an MLflow child run only when :attr:`Strategy.records_scores` is true.
+3. :meth:`Strategy.finalists`, once scoring ends: the trials to finalise. The
+   driver re-proposes each as a new trial in phase ``"final"`` (same parameters),
+   and :meth:`Strategy.finalize` trains, exports and scores it, recorded as an
+   MLflow child run exactly as a scratch trial is, and the front is theirs.
+
+``scratch`` scores by training (so every trial is recorded) and has no finalists.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from nas.config import Registry
+
+if TYPE_CHECKING:
+    import optuna
+
+    from nas.pipeline._candidate import Proposal, TrialResult
+    from nas.pipeline._context import TrialContext
+    from search_spaces import Suggest
+
+__all__ = ["STRATEGIES", "Strategy", "evaluate_proposal", "run_trial"]
+
+
+class Strategy(Protocol):
+    """How feasible candidates get their accuracy (see the module docstring)."""
+
+    records_scores: bool
+    """Whether each scored trial is its own MLflow child run (and on the front)."""
+
+    def prepare(self, ctx: TrialContext) -> None:
+        """One-off work before the first trial, in the driver process."""
+
+    def score(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
+        """The result of a feasible proposal (any worker)."""
+        ...
+
+    def finalists(self, study: optuna.Study) -> list[int]:
+        """Numbers of the scored trials to finalise (phase 3); [] for none."""
+        ...
+
+    def finalize(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
+        """Train, export and score a finalist for real (any worker)."""
+        ...
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry(
+    "strategy", lazy={"scratch": "nas.pipeline._scratch:ScratchStrategy"}
+)
+"""Strategy classes by ``strategy=`` option; each is built with no arguments."""
+
+
+def evaluate_proposal(proposal: Proposal, ctx: TrialContext) -> TrialResult:
+    """A feasible proposal's result through ``ctx.strategy``: scored, or finalised."""
+    if ctx.strategy is None:
+        raise RuntimeError("this trial context has no search strategy")
+    if proposal.phase == "final":
+        return ctx.strategy.finalize(proposal, ctx)
+    return ctx.strategy.score(proposal, ctx)
+
+
+def run_trial(
+    suggest: Suggest, ctx: TrialContext, *, number: int, phase: str = "score"
+) -> TrialResult:
+    """Propose a candidate and, when it is feasible, evaluate it through the strategy."""
+    from nas.pipeline._candidate import infeasible_result, propose
+
+    p = propose(suggest, ctx, number=number)
+    p.phase = phase
+    return evaluate_proposal(p, ctx) if p.feasible else infeasible_result(p)

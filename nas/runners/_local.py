@@ -1,0 +1,36 @@
+"""``runner=local``: trials one after another in this process."""
+
+from __future__ import annotations
+
+import time
+
+from omegaconf import DictConfig
+from optuna.trial import TrialState
+
+from nas.pipeline import run_trial
+from nas.runners._base import SearchLoop, register_runner
+from nas.study import keys, run_and_record
+
+__all__ = ["LocalRunner"]
+
+
+@register_runner("local")
+class LocalRunner:
+    """Trials one after another in this process."""
+
+    trains_here = True
+
+    def check(self, cfg: DictConfig) -> None:
+        pass
+
+    def run(self, loop: SearchLoop) -> None:
+        while loop.remaining > 0:
+            if loop.past_deadline():
+                return
+            t0 = time.monotonic()
+            frozen = run_and_record(
+                loop.recorder,
+                lambda trial: run_trial(trial, loop.ctx, number=trial.number, phase=loop.phase),
+            )
+            if frozen.state == TrialState.COMPLETE and frozen.user_attrs.get(keys.FEASIBLE):
+                loop.durations.append(time.monotonic() - t0)

@@ -1,0 +1,180 @@
+"""``runner=ray``: the same search, its trials trained on Ray Tune.
+
+The persisted Optuna study stays the single source of truth, as with the local
+runner. This process (the driver) does all the bookkeeping through the search's one
+trial recorder (:mod:`nas.runners._ray_searcher`); Ray workers only train, compress,
+export and evaluate (:mod:`nas.runners._ray_worker`) and report the result back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from typing import Any, cast
+
+from omegaconf import DictConfig
+
+from nas.config import ConfigError, one_line
+from nas.runners._address import probe_ray_address, resolve_ray_address
+from nas.runners._base import SearchLoop, register_runner
+from nas.runners._ray_searcher import StudySearcher, make_searcher
+from nas.runners._ray_worker import start_judge, train_in_worker, worker_setup
+from nas.study import sigint_ignored
+
+__all__ = ["RayRunner"]
+
+# Set before Ray is imported (the local Ray's processes inherit them) and while Tune runs.
+_RAY_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    # Ctrl-C is the search's to handle (mark running trials, end the parent run KILLED);
+    # Tune's own handler would swallow it and return as if the search had ended.
+    "TUNE_DISABLE_SIGINT_HANDLER": "1",
+    # Results live in the study and in MLflow; Tune's JSON/CSV/TensorBoard loggers
+    # would only duplicate them on disk.
+    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+    "RAY_AIR_NEW_OUTPUT": "0",  # the legacy reporter is silent at verbose=0
+}
+
+
+@contextlib.contextmanager
+def _env(values: dict[str, str]) -> Iterator[None]:
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@register_runner("ray")
+class RayRunner:
+    """Trials on Ray Tune: a local Ray, or a cluster this process joins."""
+
+    trains_here = False
+
+    def __init__(self) -> None:
+        self._address: str | None = None
+
+    def check(self, cfg: DictConfig) -> None:
+        # Also done when the config is validated (before torch is imported); repeated
+        # here for configs built another way.
+        self._address = resolve_ray_address(cfg.runner.address)
+        if self._address is not None:
+            probe_ray_address(self._address, cfg.runner.address)
+
+    def run(self, loop: SearchLoop) -> None:
+        for k, v in _RAY_ENV.items():
+            if k.startswith("RAY_"):
+                os.environ.setdefault(k, v)
+        import ray
+
+        r = loop.cfg.runner
+        started = self._init(ray, loop.cfg)
+        searcher: StudySearcher | None = None
+        judge = None
+        try:
+            _check_resources(ray, r)
+            judge = start_judge(ray, loop)
+            searcher = make_searcher(loop)
+            with _env(_RAY_ENV):
+                _fit(loop, searcher, judge)
+            searcher.end_leftovers()
+        except KeyboardInterrupt:
+            with sigint_ignored():
+                if searcher is not None:
+                    searcher.interrupt()
+            raise
+        finally:
+            with sigint_ignored():
+                # Disconnecting ends this job's actors on a cluster; a local Ray stops.
+                if started:
+                    ray.shutdown()
+                elif judge is not None:  # a caller's session outlives the search
+                    with contextlib.suppress(Exception):
+                        ray.kill(judge)
+
+    def _init(self, ray: Any, cfg: DictConfig) -> bool:
+        r = cfg.runner
+        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
+        if ray.is_initialized():
+            return False  # a caller's own session (tests, notebooks): used as it is
+        if self._address is None:
+            num_cpus = r.num_cpus or math.ceil(r.max_concurrent * r.cpus_per_trial)
+            ray.init(
+                address="local",
+                num_cpus=int(num_cpus),
+                # GPUs are detected when trials ask for them; none are claimed otherwise.
+                num_gpus=None if r.gpus_per_trial > 0 else 0,
+                object_store_memory=int(r.object_store_mb) * 1_000_000,
+                include_dashboard=False,
+                **quiet,
+            )
+            return True
+        try:
+            ray.init(address=self._address, **quiet)
+        except Exception as e:  # wrong token, not a Ray head, version mismatch
+            raise ConfigError(
+                f"runner.address={r.address!r}: cannot join the Ray cluster at "
+                f"{self._address}: {one_line(e)}"
+            ) from None
+        return True
+
+
+def _check_resources(ray: Any, r: Any) -> None:
+    """Refuse a trial no node can hold: Tune would leave it pending forever."""
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    cpus = max((float(n["Resources"].get("CPU", 0)) for n in nodes), default=0.0)
+    gpus = max((float(n["Resources"].get("GPU", 0)) for n in nodes), default=0.0)
+    if r.cpus_per_trial > cpus:
+        raise ConfigError(
+            f"runner.cpus_per_trial={r.cpus_per_trial} exceeds every Ray node's CPUs "
+            f"(largest: {cpus:g}); lower it or add bigger nodes"
+        )
+    if r.gpus_per_trial > gpus:
+        raise ConfigError(
+            f"runner.gpus_per_trial={r.gpus_per_trial} exceeds every Ray node's GPUs "
+            f"(largest: {gpus:g}); set runner.gpus_per_trial=0 or add GPU nodes"
+        )
+
+
+def _fit(loop: SearchLoop, searcher: StudySearcher, judge: Any) -> None:
+    from ray import tune
+
+    r = loop.cfg.runner
+    trainable = tune.with_resources(
+        tune.with_parameters(train_in_worker, setup=worker_setup(loop), judge=judge),
+        {"cpu": float(r.cpus_per_trial), "gpu": float(r.gpus_per_trial)},
+    )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=cast(Any, searcher),
+            num_samples=-1,  # the searcher says when the search is done
+            max_concurrent_trials=int(r.max_concurrent),
+            reuse_actors=True,
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{loop.study_name}-{stamp}",
+            storage_path=str(loop.out_dir / "ray_results"),
+            failure_config=tune.FailureConfig(max_failures=int(r.max_failures)),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            verbose=0,
+            log_to_file=False,
+        ),
+    )
+    tuner.fit()
+
+
+def _trial_name(trial: Any) -> str:
+    return f"trial_{int(trial.config.get('number', -1)):05d}_{trial.trial_id}"

@@ -1,0 +1,192 @@
+"""The workers' side of ``runner=ray``: rebuild the trial context, evaluate a proposal.
+
+Each worker process builds its :class:`~nas.pipeline.TrialContext` once (a
+module-level cache keyed by a hash of the config), and Tune reuses the worker actors
+(``reuse_actors=True``), so later trials pay no imports or data loading. Every path a
+trial uses is absolute, since Tune changes each trial's working directory.
+
+Early stopping (``ctx.early_stop``, an :class:`~nas.pipeline.EpochJudge`) is shared
+by all workers: the judge lives in one Ray actor and workers call it through
+:class:`RemoteJudge`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from nas.config import one_line
+from nas.pipeline import EpochJudge, Proposal, TrialContext, TrialStopped, evaluate_proposal
+from nas.runners._base import SearchLoop
+
+__all__ = [
+    "RemoteJudge",
+    "WorkerSetup",
+    "start_judge",
+    "train_in_worker",
+    "worker_context",
+    "worker_setup",
+]
+
+
+class _JudgeHost:
+    """The one judge of a search, in a Ray actor (every worker asks the same one)."""
+
+    def __init__(self, judge: EpochJudge, cwd: str) -> None:
+        # The judge may persist to a study storage given as a relative path (the
+        # driver's); the actor, pinned to the driver's node, resolves it the same way.
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)
+        self.judge = judge
+
+    def should_stop(self, number: int, epoch: int, val_accuracy: float, size_bytes: float) -> bool:
+        return bool(self.judge.should_stop(number, epoch, val_accuracy, size_bytes))
+
+
+class RemoteJudge:
+    """An :class:`~nas.pipeline._candidate.EpochJudge` that asks the search's judge actor."""
+
+    def __init__(self, handle: Any, timeout_s: float = 60.0) -> None:
+        self.handle = handle
+        self.timeout_s = timeout_s
+
+    def should_stop(self, number: int, epoch: int, val_accuracy: float, size_bytes: float) -> bool:
+        import ray
+
+        try:
+            ref = self.handle.should_stop.remote(number, epoch, val_accuracy, size_bytes)
+            return bool(ray.get(ref, timeout=self.timeout_s))
+        except Exception as e:  # a lost judge never fails a trial: it trains to the end
+            print(f"trial {number}: early-stopping judge unavailable ({e})", file=sys.stderr)
+            return False
+
+
+def start_judge(ray: Any, loop: SearchLoop) -> Any:
+    """The search's early-stopping judge in an actor on this node, or None."""
+    judge: EpochJudge | None = loop.ctx.early_stop
+    if judge is None:
+        return None
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+    actor = ray.remote(num_cpus=0, max_restarts=0)(_JudgeHost)
+    return actor.options(scheduling_strategy=here).remote(judge, os.getcwd())
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What a worker needs to rebuild the search's trial context (small, picklable)."""
+
+    cfg: dict[str, Any]  # the resolved config, every path in it absolute
+    out_dir: str
+    study_name: str
+    plugins: tuple[str, ...]
+    sys_path: tuple[str, ...]
+    threads: int
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps(
+            [self.cfg, self.out_dir, self.study_name, self.plugins, self.threads],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def worker_setup(loop: SearchLoop) -> WorkerSetup:
+    cfg: dict[str, Any] = OmegaConf.to_container(loop.cfg, resolve=True)  # type: ignore[assignment]
+    threads = max(1, math.ceil(float(loop.cfg.runner.cpus_per_trial)))
+    cfg["train"]["threads"] = threads
+    cfg["search"]["output_dir"] = str(loop.out_dir)
+    cfg["mlflow"]["tracking_uri"] = None  # workers never write to MLflow
+    cfg["search"]["storage"] = None  # nor to the study
+
+    def absolute(value: str | None) -> str | None:
+        if value is None or value.startswith("pkg://"):
+            return value
+        return str(Path(value).expanduser().resolve())
+
+    cfg["dataset"]["root"] = absolute(cfg["dataset"].get("root"))
+    cfg["compress"]["teacher_checkpoint"] = absolute(cfg["compress"].get("teacher_checkpoint"))
+    if cfg.get("hw") is not None:
+        cfg["hw"]["profile"] = absolute(cfg["hw"].get("profile"))
+    # Plugins (user search spaces) import from the driver's PYTHONPATH and working dir.
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys_path = tuple(dict.fromkeys(str(Path(p).resolve()) for p in [*paths, os.getcwd()]))
+    return WorkerSetup(cfg, str(loop.out_dir), loop.study_name, loop.plugins, sys_path, threads)
+
+
+_CONTEXTS: dict[str, TrialContext] = {}
+"""This worker process's trial contexts, by :attr:`WorkerSetup.key` (reused actors keep it)."""
+
+
+def worker_context(setup: WorkerSetup) -> TrialContext:
+    ctx = _CONTEXTS.get(setup.key)
+    if ctx is not None:
+        return ctx
+    for path in setup.sys_path:
+        if path not in sys.path:
+            sys.path.append(path)
+    for module in setup.plugins:
+        importlib.import_module(module)
+    from nas.runners._context import make_context
+
+    ctx = make_context(
+        OmegaConf.create(setup.cfg),
+        out_dir=Path(setup.out_dir),
+        study_name=setup.study_name,
+        plugins=setup.plugins,
+    )
+    for old in _CONTEXTS.values():  # another search's context in a reused worker
+        if old.evaluator is not None:
+            old.evaluator.close()
+    _CONTEXTS.clear()
+    _CONTEXTS[setup.key] = ctx
+    return ctx
+
+
+def train_in_worker(
+    config: dict[str, Any], setup: WorkerSetup | None = None, judge: Any = None
+) -> None:
+    """Tune's function trainable: train one proposal and report its result.
+
+    Reports twice: once on start (the node id, which the driver tags at once, so a
+    trial lost with its node still names it) and once with the outcome. A trial's own
+    failure (an error, NaN loss, its time limit) is an outcome, reported like any other;
+    only a lost worker is an error to Tune, which then retries the trial.
+    """
+    import ray
+    from ray import tune
+
+    assert setup is not None
+    node = ray.get_runtime_context().get_node_id()
+    tune.report({"nas_phase": "started", "nas_node_id": node, "nas_pid": os.getpid()})
+    tune.report({"nas_phase": "done", "nas_node_id": node, **_run_in_worker(config, setup, judge)})
+
+
+def _run_in_worker(config: dict[str, Any], setup: WorkerSetup, judge: Any) -> dict[str, Any]:
+    try:
+        proposal = Proposal(**json.loads(config["proposal"]))
+        ctx = worker_context(setup)
+        ctx.early_stop = None if judge is None else RemoteJudge(judge)
+        result = evaluate_proposal(proposal, ctx)
+    except TrialStopped as e:
+        return {"nas_outcome": "pruned", "nas_reason": str(e)}
+    except Exception as e:
+        return {"nas_outcome": "failed", "nas_reason": f"{type(e).__name__}: {one_line(e, 500)}"}
+    out: dict[str, Any] = {"nas_outcome": "complete", "nas_result": json.dumps(asdict(result))}
+    for key in ("val_accuracy", "size_bytes", "train_seconds", "trial_seconds"):
+        if key in result.metrics:
+            out[key] = float(result.metrics[key])
+    return out
