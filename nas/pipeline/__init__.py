@@ -13,8 +13,6 @@ from nas._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from nas.pipeline._candidate import (
-        Proposal,
-        TrialResult,
         build_candidate,
         candidate_meta,
         compression_configs,
@@ -25,7 +23,15 @@ if TYPE_CHECKING:
         space_from_cfg,
         structural_copy,
     )
-    from nas.pipeline._context import EpochJudge, TeacherSource, TrialContext, TrialStopped
+    from nas.pipeline._context import (
+        EpochJudge,
+        Proposal,
+        Strategy,
+        TeacherSource,
+        TrialContext,
+        TrialResult,
+        TrialStopped,
+    )
     from nas.pipeline._data import (
         DATASETS,
         Batches,
@@ -44,7 +50,7 @@ if TYPE_CHECKING:
     )
     from nas.pipeline._recipe import Recipe, RecipeResult, distiller, train_compressed
     from nas.pipeline._scratch import ScratchStrategy, train_proposal
-    from nas.pipeline._strategy import STRATEGIES, Strategy, evaluate_proposal, run_trial
+    from nas.pipeline._strategy import STRATEGIES, evaluate_proposal, run_trial
     from nas.pipeline._teacher import (
         TEACHERS,
         LargestTeacher,
@@ -65,14 +71,16 @@ if TYPE_CHECKING:
 _NAMES = {
     **dict.fromkeys(
         [
-            "Proposal", "TrialResult", "build_candidate", "candidate_meta",
+            "build_candidate", "candidate_meta",
             "compression_configs", "hw_constraints", "infeasible_result", "propose",
             "sample_compression", "space_from_cfg", "structural_copy",
         ],
         "nas.pipeline._candidate",
     ),
     **dict.fromkeys(
-        ["EpochJudge", "TeacherSource", "TrialContext", "TrialStopped"], "nas.pipeline._context"
+        ["EpochJudge", "Proposal", "Strategy", "TeacherSource", "TrialContext", "TrialResult",
+         "TrialStopped"],
+        "nas.pipeline._context",
     ),
     **dict.fromkeys(
         ["DATASETS", "Batches", "Splits", "get_loader", "list_datasets", "load_splits",
@@ -89,7 +97,7 @@ _NAMES = {
     ),
     **dict.fromkeys(["ScratchStrategy", "train_proposal"], "nas.pipeline._scratch"),
     **dict.fromkeys(
-        ["STRATEGIES", "Strategy", "evaluate_proposal", "run_trial"], "nas.pipeline._strategy"
+        ["STRATEGIES", "evaluate_proposal", "run_trial"], "nas.pipeline._strategy"
     ),
     **dict.fromkeys(
         ["TEACHERS", "LargestTeacher", "TimmTeacher", "make_teacher", "teacher_epochs"],

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -20,7 +19,7 @@ from torch import nn
 import compress
 from nas.config import CompressSearchConfig, HwConfig
 from nas.hw import count_macs
-from nas.pipeline._context import TrialContext
+from nas.pipeline._context import Proposal, TrialContext, TrialResult
 from search_spaces import Arch, SearchSpace, Suggest, artifact_meta
 
 __all__ = [
@@ -36,39 +35,6 @@ __all__ = [
     "space_from_cfg",
     "structural_copy",
 ]
-
-
-@dataclass
-class Proposal:
-    """A sampled candidate with everything known before training (its feasibility)."""
-
-    number: int
-    arch: Arch
-    compression: dict[str, Any]
-    metrics: dict[str, float]
-    constraints: dict[str, float]
-    # "score": the strategy scores it; "final": a finalist the strategy trains for real.
-    phase: str = "score"
-
-    @property
-    def feasible(self) -> bool:
-        return all(v <= 0 for v in self.constraints.values())
-
-
-@dataclass
-class TrialResult:
-    feasible: bool
-    arch: Arch
-    compression: dict[str, Any]
-    metrics: dict[str, float] = field(default_factory=dict)
-    constraints: dict[str, float] = field(default_factory=dict)
-    artifact: str | None = None
-    test_accuracy: float | None = None
-
-    @property
-    def values(self) -> tuple[float, float]:
-        """The objectives: (val_accuracy to maximize, size_bytes to minimize)."""
-        return self.metrics["val_accuracy"], self.metrics["size_bytes"]
 
 
 def sample_compression(

@@ -1,28 +1,72 @@
-"""What every trial of a search shares: :class:`TrialContext`, and the small
-interfaces a trial calls out through (a teacher, an early-stopping judge)."""
+"""The types of a trial: what every trial of a search shares (:class:`TrialContext`),
+what it proposes and produces (:class:`Proposal`, :class:`TrialResult`), and the
+small interfaces it calls out through (a strategy, a teacher, an early-stopping
+judge). Light: no torch at import, so the registries can be listed at start-up."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from torch import nn
-
-from nas.config import CompressSearchConfig, HwConfig
-from nas.pipeline._data import Splits
-from nas.pipeline._evaluator import ArtifactEvaluator
-from search_spaces import SearchSpace
+from search_spaces import Arch
 
 if TYPE_CHECKING:
-    from nas.hw import HardwareModel
-    from nas.pipeline._strategy import Strategy
+    import optuna
+    from torch import nn
 
-__all__ = ["EpochJudge", "TeacherSource", "TrialContext", "TrialStopped"]
+    from nas.config import CompressSearchConfig, HwConfig
+    from nas.hw import HardwareModel
+    from nas.pipeline._data import Splits
+    from nas.pipeline._evaluator import ArtifactEvaluator
+    from search_spaces import SearchSpace
+
+__all__ = [
+    "EpochJudge",
+    "Proposal",
+    "Strategy",
+    "TeacherSource",
+    "TrialContext",
+    "TrialResult",
+    "TrialStopped",
+]
 
 
 class TrialStopped(Exception):
     """Early stopping ended the trial after a partial result; it is recorded as PRUNED."""
+
+
+@dataclass
+class Proposal:
+    """A sampled candidate with everything known before training (its feasibility)."""
+
+    number: int
+    arch: Arch
+    compression: dict[str, Any]
+    metrics: dict[str, float]
+    constraints: dict[str, float]
+    # "score": the strategy scores it; "final": a finalist the strategy trains for real.
+    phase: str = "score"
+
+    @property
+    def feasible(self) -> bool:
+        return all(v <= 0 for v in self.constraints.values())
+
+
+@dataclass
+class TrialResult:
+    feasible: bool
+    arch: Arch
+    compression: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+    constraints: dict[str, float] = field(default_factory=dict)
+    artifact: str | None = None
+    test_accuracy: float | None = None
+
+    @property
+    def values(self) -> tuple[float, float]:
+        """The objectives: (val_accuracy to maximize, size_bytes to minimize)."""
+        return self.metrics["val_accuracy"], self.metrics["size_bytes"]
 
 
 class EpochJudge(Protocol):
@@ -39,6 +83,28 @@ class TeacherSource(Protocol):
     def get(self) -> nn.Module: ...
 
     def describe(self) -> str: ...
+
+
+class Strategy(Protocol):
+    """How feasible candidates get their accuracy (see the module docstring)."""
+
+    records_scores: bool
+    """Whether each scored trial is its own MLflow child run (and on the front)."""
+
+    def prepare(self, ctx: TrialContext) -> None:
+        """One-off work before the first trial, in the driver process."""
+
+    def score(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
+        """The result of a feasible proposal (any worker)."""
+        ...
+
+    def finalists(self, study: optuna.Study) -> list[int]:
+        """Numbers of the scored trials to finalise (phase 3); [] for none."""
+        ...
+
+    def finalize(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
+        """Train, export and score a finalist for real (any worker)."""
+        ...
 
 
 @dataclass

@@ -21,40 +21,15 @@ without a second runner, recorder or tracker, in three phases:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from nas.config import Registry
+from nas.pipeline._context import Proposal, Strategy, TrialContext, TrialResult
 
 if TYPE_CHECKING:
-    import optuna
-
-    from nas.pipeline._candidate import Proposal, TrialResult
-    from nas.pipeline._context import TrialContext
     from search_spaces import Suggest
 
 __all__ = ["STRATEGIES", "Strategy", "evaluate_proposal", "run_trial"]
-
-
-class Strategy(Protocol):
-    """How feasible candidates get their accuracy (see the module docstring)."""
-
-    records_scores: bool
-    """Whether each scored trial is its own MLflow child run (and on the front)."""
-
-    def prepare(self, ctx: TrialContext) -> None:
-        """One-off work before the first trial, in the driver process."""
-
-    def score(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
-        """The result of a feasible proposal (any worker)."""
-        ...
-
-    def finalists(self, study: optuna.Study) -> list[int]:
-        """Numbers of the scored trials to finalise (phase 3); [] for none."""
-        ...
-
-    def finalize(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
-        """Train, export and score a finalist for real (any worker)."""
-        ...
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry(
