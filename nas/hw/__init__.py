@@ -19,22 +19,68 @@ from nas._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from nas.hw._calibrate import (
+        Measurements,
         arch_features,
         calibrate_predictor,
         known_predictors,
         read_measurements,
     )
-    from nas.hw._deploy import measure_deployed_ms
-    from nas.hw._device_profile import read_device_profile, write_device_profile
-    from nas.hw._features import LAYER_KINDS, LayerFeature, count_macs, layer_features
-    from nas.hw._measure import measure_latency_ms
-    from nas.hw._memory import peak_activation_bytes
-    from nas.hw._methods import LATENCY_METHODS
+    from nas.hw._deploy import (
+        HOST_KERNEL_BITS,
+        Bits,
+        bake,
+        deploys_int8,
+        export_deployed,
+        measure_deployed_ms,
+        time_onnx_ms,
+    )
+    from nas.hw._device_profile import (
+        read_device_profile,
+        write_device_profile,
+    )
+    from nas.hw._fbnet_data import (
+        FBNetLatencies,
+        fbnet_network_features,
+        fbnet_split,
+        load_fbnet_latencies,
+    )
+    from nas.hw._fbnet_eval import (
+        calibration_holdout,
+        fbnet_feature_matrix,
+    )
+    from nas.hw._features import (
+        LAYER_KINDS,
+        LayerFeature,
+        count_macs,
+        layer_features,
+    )
+    from nas.hw._host_profile import (
+        COMPRESSIONS,
+        HOST_FEATURES,
+        NetSample,
+        accuracy,
+        build_sample,
+        fit_host_predictor,
+        measure_samples,
+        sample_networks,
+    )
+    from nas.hw._measure import (
+        measure_latency_ms,
+    )
+    from nas.hw._memory import (
+        peak_activation_bytes,
+    )
+    from nas.hw._methods import (
+        LATENCY_METHODS,
+    )
     from nas.hw._predictor import (
         FEATURE_NAMES,
+        WEIGHT_KINDS,
         LatencyPredictor,
+        layer_bits,
         list_latency_devices,
         network_features,
+        read_latency_models,
     )
     from nas.hw._profile import (
         HardwareModel,
@@ -44,9 +90,18 @@ if TYPE_CHECKING:
         list_latency_methods,
         register_latency_method,
     )
+    from nas.hw._random_arch import (
+        RandomSuggest,
+        random_archs,
+    )
 
 _NAMES = {
+    "Bits": "nas.hw._deploy",
+    "COMPRESSIONS": "nas.hw._host_profile",
+    "FBNetLatencies": "nas.hw._fbnet_data",
     "FEATURE_NAMES": "nas.hw._predictor",
+    "HOST_FEATURES": "nas.hw._host_profile",
+    "HOST_KERNEL_BITS": "nas.hw._deploy",
     "HardwareModel": "nas.hw._profile",
     "HardwareProfile": "nas.hw._profile",
     "LATENCY_METHODS": "nas.hw._methods",
@@ -54,26 +109,52 @@ _NAMES = {
     "LatencyMethod": "nas.hw._profile",
     "LatencyPredictor": "nas.hw._predictor",
     "LayerFeature": "nas.hw._features",
+    "Measurements": "nas.hw._calibrate",
+    "NetSample": "nas.hw._host_profile",
+    "RandomSuggest": "nas.hw._random_arch",
+    "WEIGHT_KINDS": "nas.hw._predictor",
+    "accuracy": "nas.hw._host_profile",
     "arch_features": "nas.hw._calibrate",
+    "bake": "nas.hw._deploy",
+    "build_sample": "nas.hw._host_profile",
     "calibrate_predictor": "nas.hw._calibrate",
+    "calibration_holdout": "nas.hw._fbnet_eval",
     "count_macs": "nas.hw._features",
     "deployed_latency_ms": "nas.hw._profile",
+    "deploys_int8": "nas.hw._deploy",
+    "export_deployed": "nas.hw._deploy",
+    "fbnet_feature_matrix": "nas.hw._fbnet_eval",
+    "fbnet_network_features": "nas.hw._fbnet_data",
+    "fbnet_split": "nas.hw._fbnet_data",
+    "fit_host_predictor": "nas.hw._host_profile",
     "known_predictors": "nas.hw._calibrate",
+    "layer_bits": "nas.hw._predictor",
     "layer_features": "nas.hw._features",
     "list_latency_devices": "nas.hw._predictor",
     "list_latency_methods": "nas.hw._profile",
+    "load_fbnet_latencies": "nas.hw._fbnet_data",
     "measure_deployed_ms": "nas.hw._deploy",
     "measure_latency_ms": "nas.hw._measure",
+    "measure_samples": "nas.hw._host_profile",
     "network_features": "nas.hw._predictor",
     "peak_activation_bytes": "nas.hw._memory",
+    "random_archs": "nas.hw._random_arch",
     "read_device_profile": "nas.hw._device_profile",
+    "read_latency_models": "nas.hw._predictor",
     "read_measurements": "nas.hw._calibrate",
     "register_latency_method": "nas.hw._profile",
+    "sample_networks": "nas.hw._host_profile",
+    "time_onnx_ms": "nas.hw._deploy",
     "write_device_profile": "nas.hw._device_profile",
 }
 
 __all__ = [
+    "Bits",
+    "COMPRESSIONS",
+    "FBNetLatencies",
     "FEATURE_NAMES",
+    "HOST_FEATURES",
+    "HOST_KERNEL_BITS",
     "HardwareModel",
     "HardwareProfile",
     "LATENCY_METHODS",
@@ -81,21 +162,42 @@ __all__ = [
     "LatencyMethod",
     "LatencyPredictor",
     "LayerFeature",
+    "Measurements",
+    "NetSample",
+    "RandomSuggest",
+    "WEIGHT_KINDS",
+    "accuracy",
     "arch_features",
+    "bake",
+    "build_sample",
     "calibrate_predictor",
+    "calibration_holdout",
     "count_macs",
     "deployed_latency_ms",
+    "deploys_int8",
+    "export_deployed",
+    "fbnet_feature_matrix",
+    "fbnet_network_features",
+    "fbnet_split",
+    "fit_host_predictor",
     "known_predictors",
+    "layer_bits",
     "layer_features",
     "list_latency_devices",
     "list_latency_methods",
+    "load_fbnet_latencies",
     "measure_deployed_ms",
     "measure_latency_ms",
+    "measure_samples",
     "network_features",
     "peak_activation_bytes",
+    "random_archs",
     "read_device_profile",
+    "read_latency_models",
     "read_measurements",
     "register_latency_method",
+    "sample_networks",
+    "time_onnx_ms",
     "write_device_profile",
 ]
 

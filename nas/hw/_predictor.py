@@ -45,6 +45,7 @@ __all__ = [
     "layer_bits",
     "list_latency_devices",
     "network_features",
+    "read_latency_models",
 ]
 
 # Every layer kind but identity, which costs nothing, in LAYER_KINDS order.
@@ -132,7 +133,7 @@ class LatencyPredictor:
     @classmethod
     def load(cls, device: str, *, path: str | Path | None = None) -> LatencyPredictor:
         """The predictor fitted for ``device`` (see ``list_latency_devices``)."""
-        models = _read_models(path)["devices"]
+        models = read_latency_models(path)["devices"]
         if device not in models:
             raise KeyError(
                 f"no latency model for device {device!r}; available: {', '.join(sorted(models))}"
@@ -303,14 +304,15 @@ class LatencyPredictor:
 
 def list_latency_devices(*, path: str | Path | None = None) -> list[str]:
     """Devices with a fitted latency model, sorted."""
-    return sorted(_read_models(path)["devices"])
+    return sorted(read_latency_models(path)["devices"])
 
 
 def _matrix(features: Sequence[Mapping[str, float]]) -> np.ndarray:
     return np.array([[float(f.get(n, 0.0)) for n in FEATURE_NAMES] for f in features])
 
 
-def _read_models(path: str | Path | None) -> dict[str, Any]:
+def read_latency_models(path: str | Path | None = None) -> dict[str, Any]:
+    """The fitted latency models: the shipped ``nas/hw/data`` file, or the one at ``path``."""
     if path is not None:
         return json.loads(Path(path).read_text())
     text = resources.files("nas.hw").joinpath("data", MODELS_FILE).read_text()
