@@ -99,35 +99,57 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=None, help="write JSON here (and a .md)")
     p.add_argument("--quick", action="store_true", help="1 seed, fewer epochs, 1 model")
-    p.add_argument("--only", choices=("rows", "latency"), default=None,
-                   help="run one part; the other is kept from an existing --out file")
+    p.add_argument(
+        "--only",
+        choices=("rows", "latency"),
+        default=None,
+        help="run one part; the other is kept from an existing --out file",
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     start = time.monotonic()
     kept: dict[str, Any] = {}
     if args.only:
         if args.out is None or not args.out.exists():
-            p.error(f"--only {args.only} keeps the other part from --out, and "
-                    f"{args.out} does not exist")
+            p.error(
+                f"--only {args.only} keeps the other part from --out, and {args.out} does not exist"
+            )
         kept = json.loads(args.out.read_text())
-    dense_epochs, ft_epochs, seeds = ((QUICK_DENSE_EPOCHS, QUICK_FINETUNE_EPOCHS, QUICK_SEEDS)
-                                      if args.quick else (DENSE_EPOCHS, FINETUNE_EPOCHS, SEEDS))
-    rows = (kept["rows"] if args.only == "latency"
-            else lenet_rows(seeds=seeds, dense_epochs=dense_epochs, ft_epochs=ft_epochs))
+    dense_epochs, ft_epochs, seeds = (
+        (QUICK_DENSE_EPOCHS, QUICK_FINETUNE_EPOCHS, QUICK_SEEDS)
+        if args.quick
+        else (DENSE_EPOCHS, FINETUNE_EPOCHS, SEEDS)
+    )
+    rows = (
+        kept["rows"]
+        if args.only == "latency"
+        else lenet_rows(seeds=seeds, dense_epochs=dense_epochs, ft_epochs=ft_epochs)
+    )
     models = LATENCY_MODELS[:1] if args.quick else LATENCY_MODELS
-    latency = (kept["latency"] if args.only == "rows"
-               else [e for m in models for e in latency_entries(m, quick=args.quick)])
-    meta = {"only": args.only, "quick": args.quick, "seconds": round(time.monotonic() - start, 1),
-            "load_average": os.getloadavg(), "cpus": os.cpu_count(),
-            "torch_threads": 1, "ort_threads": 1, "seeds": list(seeds),
-            "dense_epochs": dense_epochs, "finetune_epochs": ft_epochs,
-            "schedule": asdict(SCHEDULE), "recipes": {k: asdict(v) for k, v in RECIPES.items()}}
+    latency = (
+        kept["latency"]
+        if args.only == "rows"
+        else [e for m in models for e in latency_entries(m, quick=args.quick)]
+    )
+    meta = {
+        "only": args.only,
+        "quick": args.quick,
+        "seconds": round(time.monotonic() - start, 1),
+        "load_average": os.getloadavg(),
+        "cpus": os.cpu_count(),
+        "torch_threads": 1,
+        "ort_threads": 1,
+        "seeds": list(seeds),
+        "dense_epochs": dense_epochs,
+        "finetune_epochs": ft_epochs,
+        "schedule": asdict(SCHEDULE),
+        "recipes": {k: asdict(v) for k, v in RECIPES.items()},
+    }
     md = markdown(rows, latency, meta)
     print(md)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"rows": rows, "latency": latency, "meta": meta},
-                                       indent=1))
+        args.out.write_text(json.dumps({"rows": rows, "latency": latency, "meta": meta}, indent=1))
         args.out.with_suffix(".md").write_text(md)
         print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return 0
@@ -136,48 +158,84 @@ def main() -> int:
 # --- Deep Compression-style table ----------------------------------------------------
 
 
-def lenet_rows(*, seeds: tuple[int, ...], dense_epochs: int, ft_epochs: int,
-               models: tuple[str, ...] = tuple(LENETS)) -> list[dict[str, Any]]:
+def lenet_rows(
+    *,
+    seeds: tuple[int, ...],
+    dense_epochs: int,
+    ft_epochs: int,
+    models: tuple[str, ...] = tuple(LENETS),
+) -> list[dict[str, Any]]:
     cfg = compose(["dataset=mnist5k", "search_space=tiny"])
     splits = load_splits(cfg.dataset, seed=int(cfg.search.seed))
     space = get_search_space("tiny")
-    hp: dict[str, Any] = {"lr": float(cfg.train.lr or space.default_lr),
-          "weight_decay": float(cfg.train.weight_decay), "batch_size": int(cfg.train.batch_size)}
+    hp: dict[str, Any] = {
+        "lr": float(cfg.train.lr or space.default_lr),
+        "weight_decay": float(cfg.train.weight_decay),
+        "batch_size": int(cfg.train.batch_size),
+    }
     rows = []
     for name in models:
         arch, recipe = LENETS[name], RECIPES[name]
         results: dict[str, list[dict[str, Any]]] = {}
         for seed in seeds:
-            for method, res in run_lenet(space, arch, splits, recipe, seed=seed,
-                                         dense_epochs=dense_epochs, ft_epochs=ft_epochs,
-                                         **hp).items():
+            for method, res in run_lenet(
+                space,
+                arch,
+                splits,
+                recipe,
+                seed=seed,
+                dense_epochs=dense_epochs,
+                ft_epochs=ft_epochs,
+                **hp,
+            ).items():
                 results.setdefault(method, []).append(res)
         fp32_bytes = results["fp32"][0]["size_bytes"]
         for method, runs in results.items():
             test = [r["test_accuracy"] for r in runs]
             size = max(r["size_bytes"] for r in runs)  # the largest of the seeds' artifacts
-            rows.append({
-                "model": name, "method": method, "size_bytes": size,
-                "ratio": fp32_bytes / size,
-                "test_accuracy": statistics.mean(test),
-                "test_accuracy_std": statistics.pstdev(test),
-                "val_accuracy": statistics.mean(r["val_accuracy"] for r in runs),
-                "sparsity": statistics.mean(r["sparsity"] for r in runs),
-                "bits": runs[0]["bits"], "params": runs[0]["params"],
-                "nonzero_params": max(r["nonzero_params"] for r in runs),
-                "seeds": len(runs), "epochs": dense_epochs + ft_epochs,
-            })
+            rows.append(
+                {
+                    "model": name,
+                    "method": method,
+                    "size_bytes": size,
+                    "ratio": fp32_bytes / size,
+                    "test_accuracy": statistics.mean(test),
+                    "test_accuracy_std": statistics.pstdev(test),
+                    "val_accuracy": statistics.mean(r["val_accuracy"] for r in runs),
+                    "sparsity": statistics.mean(r["sparsity"] for r in runs),
+                    "bits": runs[0]["bits"],
+                    "params": runs[0]["params"],
+                    "nonzero_params": max(r["nonzero_params"] for r in runs),
+                    "seeds": len(runs),
+                    "epochs": dense_epochs + ft_epochs,
+                }
+            )
     return rows
 
 
-def run_lenet(space: Any, arch: dict[str, Any], splits: Splits, recipe: Recipe, *, seed: int,
-              dense_epochs: int, ft_epochs: int, lr: float, weight_decay: float,
-              batch_size: int) -> dict[str, dict[str, Any]]:
+def run_lenet(
+    space: Any,
+    arch: dict[str, Any],
+    splits: Splits,
+    recipe: Recipe,
+    *,
+    seed: int,
+    dense_epochs: int,
+    ft_epochs: int,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+) -> dict[str, dict[str, Any]]:
     """Train one seed's dense model, then each row's fine-tuning from it."""
 
     def batches(offset: int) -> Batches:
-        return Batches(splits.x_train, splits.y_train, batch_size=batch_size, shuffle=True,
-                       seed=seed * 100 + offset)
+        return Batches(
+            splits.x_train,
+            splits.y_train,
+            batch_size=batch_size,
+            shuffle=True,
+            seed=seed * 100 + offset,
+        )
 
     def fit(model: nn.Module, epochs: int, offset: int, **kw: Any) -> None:
         train(model, batches(offset), epochs=epochs, lr=lr, weight_decay=weight_decay, **kw)
@@ -204,8 +262,9 @@ def run_lenet(space: Any, arch: dict[str, Any], splits: Splits, recipe: Recipe, 
             def loss_fn(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
                 with torch.no_grad():
                     t = teacher(x)
-                return distillation_loss(logits, t, y, temperature=recipe.temperature,
-                                         alpha=recipe.alpha)
+                return distillation_loss(
+                    logits, t, y, temperature=recipe.temperature, alpha=recipe.alpha
+                )
 
         torch.manual_seed(seed)
         fit(model, ft_epochs, 1, on_step=pruner, loss_fn=loss_fn)
@@ -213,8 +272,9 @@ def run_lenet(space: Any, arch: dict[str, Any], splits: Splits, recipe: Recipe, 
     return out
 
 
-def score(model: nn.Module, space: Any, arch: dict[str, Any], splits: Splits, *, bits: int
-          ) -> dict[str, Any]:
+def score(
+    model: nn.Module, space: Any, arch: dict[str, Any], splits: Splits, *, bits: int
+) -> dict[str, Any]:
     """Export, load back (a plain model), and measure the loaded model."""
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "model.dsz"
@@ -223,11 +283,15 @@ def score(model: nn.Module, space: Any, arch: dict[str, Any], splits: Splits, *,
     s = compress.stats(loaded)
     weights = [m.weight for m in loaded.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     zeros = sum(int((w == 0).sum()) for w in weights)
-    return {"size_bytes": size, "bits": bits, "params": s["params"],
-            "nonzero_params": s["nonzero_params"],
-            "sparsity": zeros / sum(w.numel() for w in weights),
-            "test_accuracy": accuracy(loaded, splits.x_test, splits.y_test),
-            "val_accuracy": accuracy(loaded, splits.x_val, splits.y_val)}
+    return {
+        "size_bytes": size,
+        "bits": bits,
+        "params": s["params"],
+        "nonzero_params": s["nonzero_params"],
+        "sparsity": zeros / sum(w.numel() for w in weights),
+        "test_accuracy": accuracy(loaded, splits.x_test, splits.y_test),
+        "val_accuracy": accuracy(loaded, splits.x_val, splits.y_val),
+    }
 
 
 # --- int8 and structured-pruning latency --------------------------------------------
@@ -239,8 +303,9 @@ def latency_entries(name: str, *, quick: bool) -> list[dict[str, Any]]:
     rounds, repeats, n_calib = (5, 10, 32) if quick else (15, 25, 128)
     torch.manual_seed(0)
     dense = timm.create_model(name, pretrained=False).eval()
-    pruned = compress.apply(copy.deepcopy(dense),
-                            [ChannelPruneConfig(ratio=PRUNE_RATIO[name], round_to=ROUND_TO)])
+    pruned = compress.apply(
+        copy.deepcopy(dense), [ChannelPruneConfig(ratio=PRUNE_RATIO[name], round_to=ROUND_TO)]
+    )
     gen = torch.Generator().manual_seed(1)
     calib = torch.randn(n_calib, *SHAPE[1:], generator=gen)
     held_out = torch.randn(16, *SHAPE[1:], generator=gen)
@@ -250,43 +315,56 @@ def latency_entries(name: str, *, quick: bool) -> list[dict[str, Any]]:
         for variant, model in (("dense", dense), ("pruned", pruned)):
             for kind in ("fp32", "int8"):
                 path = Path(tmp) / f"{variant}_{kind}.onnx"
-                sizes[variant, kind] = export_onnx(model, path, input_shape=SHAPE,
-                                                   int8=kind == "int8", calibration=calib)
+                sizes[variant, kind] = export_onnx(
+                    model, path, input_shape=SHAPE, int8=kind == "int8", calibration=calib
+                )
                 paths[variant, kind] = path
             macs[variant] = _macs(paths[variant, "fp32"])
         times = _interleaved(paths, rounds=rounds, repeats=repeats)
-        agree = {v: _agreement(paths[v, "fp32"], paths[v, "int8"], held_out)
-                 for v in ("dense", "pruned")}
+        agree = {
+            v: _agreement(paths[v, "fp32"], paths[v, "int8"], held_out) for v in ("dense", "pruned")
+        }
         base = float(np.median(times["dense", "fp32"]["thread"]))
         for (variant, kind), t in times.items():
             ms = float(np.median(t["thread"]))
             p10, p90 = np.percentile(t["thread"], [10, 50, 90])[[0, 2]]
             ref = float(np.median(times[variant, "fp32"]["thread"]))
-            entries.append({
-                "model": name, "variant": f"{variant}-{kind}",
-                "fp32_ms": base, "ms": ms, "speedup": base / ms,
-                "p10_ms": float(p10), "p90_ms": float(p90),
-                "speedup_p10_p90": _ratio_spread(times["dense", "fp32"]["thread"], t["thread"]),
-                "speedup_vs_same_fp32": ref / ms,
-                "wall_ms": float(np.median(t["wall"])),
-                "int8_mac_share": int8_mac_share(paths[variant, kind]),
-                "macs": macs[variant], "mac_ratio": macs[variant] / macs["dense"],
-                "size_bytes": sizes[variant, kind],
-                **(agree[variant] if kind == "int8" else {}),
-            })
+            entries.append(
+                {
+                    "model": name,
+                    "variant": f"{variant}-{kind}",
+                    "fp32_ms": base,
+                    "ms": ms,
+                    "speedup": base / ms,
+                    "p10_ms": float(p10),
+                    "p90_ms": float(p90),
+                    "speedup_p10_p90": _ratio_spread(times["dense", "fp32"]["thread"], t["thread"]),
+                    "speedup_vs_same_fp32": ref / ms,
+                    "wall_ms": float(np.median(t["wall"])),
+                    "int8_mac_share": int8_mac_share(paths[variant, kind]),
+                    "macs": macs[variant],
+                    "mac_ratio": macs[variant] / macs["dense"],
+                    "size_bytes": sizes[variant, kind],
+                    **(agree[variant] if kind == "int8" else {}),
+                }
+            )
     return entries
 
 
-def _interleaved(paths: dict[tuple[str, str], Path], *, rounds: int, repeats: int
-                 ) -> dict[tuple[str, str], dict[str, list[float]]]:
+def _interleaved(
+    paths: dict[tuple[str, str], Path], *, rounds: int, repeats: int
+) -> dict[tuple[str, str], dict[str, list[float]]]:
     times: dict[tuple[str, str], dict[str, list[float]]] = {
-        k: {"thread": [], "wall": []} for k in paths}
+        k: {"thread": [], "wall": []} for k in paths
+    }
     for _ in range(rounds):
         for k, path in paths.items():
-            times[k]["thread"].append(measure_onnx_latency_ms(
-                path, SHAPE, warmup=3, repeats=repeats, clock="thread")[0])
-            times[k]["wall"].append(measure_onnx_latency_ms(
-                path, SHAPE, warmup=1, repeats=max(3, repeats // 5))[0])
+            times[k]["thread"].append(
+                measure_onnx_latency_ms(path, SHAPE, warmup=3, repeats=repeats, clock="thread")[0]
+            )
+            times[k]["wall"].append(
+                measure_onnx_latency_ms(path, SHAPE, warmup=1, repeats=max(3, repeats // 5))[0]
+            )
     return times
 
 
@@ -305,9 +383,12 @@ def _agreement(fp32: Path, int8: Path, x: torch.Tensor) -> dict[str, float]:
         outs.append(np.concatenate([sess.run(None, {"input": xi[None].numpy()})[0] for xi in x]))
     a, b = outs
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    return {"top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
-            "cosine_min": float(cos.min()), "max_abs_logit_diff": float(np.abs(a - b).max()),
-            "max_abs_logit": float(np.abs(a).max())}
+    return {
+        "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
+        "cosine_min": float(cos.min()),
+        "max_abs_logit_diff": float(np.abs(a - b).max()),
+        "max_abs_logit": float(np.abs(a).max()),
+    }
 
 
 def _macs(path: Path) -> int:
@@ -321,44 +402,63 @@ def _macs(path: Path) -> int:
 # --- report --------------------------------------------------------------------------
 
 
-def markdown(rows: list[dict[str, Any]], latency: list[dict[str, Any]], meta: dict[str, Any]
-             ) -> str:
-    lines = ["Deep Compression-style table on mnist5k (every row of a model: the same "
-             "epochs, dense + fine-tuning; accuracy of the artifact loaded back, mean +- "
-             "std over seeds):", "",
-             "| model | method | size_bytes | ratio | test_accuracy | std | val_accuracy | "
-             "sparsity | bits | seeds | epochs |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+def markdown(
+    rows: list[dict[str, Any]], latency: list[dict[str, Any]], meta: dict[str, Any]
+) -> str:
+    lines = [
+        "Deep Compression-style table on mnist5k (every row of a model: the same "
+        "epochs, dense + fine-tuning; accuracy of the artifact loaded back, mean +- "
+        "std over seeds):",
+        "",
+        "| model | method | size_bytes | ratio | test_accuracy | std | val_accuracy | "
+        "sparsity | bits | seeds | epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['method']} | {r['size_bytes']:,} | "
-                     f"{r['ratio']:.1f}x | {r['test_accuracy']:.4f} | "
-                     f"{r['test_accuracy_std']:.4f} | {r['val_accuracy']:.4f} | "
-                     f"{r['sparsity']:.3f} | {r['bits']} | {r['seeds']} | {r['epochs']} |")
-    lines += ["", "ONNX Runtime 1 thread, batch 1, 224 px, random weights; ms = median "
-              "thread CPU time over rounds (p10-p90); speedup vs dense fp32 (p10-p90 over "
-              "rounds):", "",
-              "| model | variant | ms | p10-p90 | wall ms | speedup | speedup p10-p90 | "
-              "vs same fp32 | MACs | int8 MAC share | top-1 agree | max logit err |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['model']} | {r['method']} | {r['size_bytes']:,} | "
+            f"{r['ratio']:.1f}x | {r['test_accuracy']:.4f} | "
+            f"{r['test_accuracy_std']:.4f} | {r['val_accuracy']:.4f} | "
+            f"{r['sparsity']:.3f} | {r['bits']} | {r['seeds']} | {r['epochs']} |"
+        )
+    lines += [
+        "",
+        "ONNX Runtime 1 thread, batch 1, 224 px, random weights; ms = median "
+        "thread CPU time over rounds (p10-p90); speedup vs dense fp32 (p10-p90 over "
+        "rounds):",
+        "",
+        "| model | variant | ms | p10-p90 | wall ms | speedup | speedup p10-p90 | "
+        "vs same fp32 | MACs | int8 MAC share | top-1 agree | max logit err |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for e in latency:
-        err = (f"{e['max_abs_logit_diff']:.2g} / {e['max_abs_logit']:.2g}"
-               if "max_abs_logit_diff" in e else "-")
+        err = (
+            f"{e['max_abs_logit_diff']:.2g} / {e['max_abs_logit']:.2g}"
+            if "max_abs_logit_diff" in e
+            else "-"
+        )
         agree = f"{e['top1_agreement']:.2f}" if "top1_agreement" in e else "-"
         lo, hi = e["speedup_p10_p90"]
         lines.append(
             f"| {e['model']} | {e['variant']} | {e['ms']:.2f} | {e['p10_ms']:.2f}-"
             f"{e['p90_ms']:.2f} | {e['wall_ms']:.2f} | {e['speedup']:.2f}x | {lo:.2f}-{hi:.2f} "
             f"| {e['speedup_vs_same_fp32']:.2f}x | {e['macs'] / 1e6:.1f}M | "
-            f"{e['int8_mac_share']:.1%} | {agree} | {err} |")
+            f"{e['int8_mac_share']:.1%} | {agree} | {err} |"
+        )
     la = meta["load_average"]
     # The benchmark itself keeps one CPU busy; more than that is someone else's load.
     busy = la[0] > 1.5 or la[1] > 1.5
-    lines += ["", f"{meta['seconds']:.0f} s; load average {la[0]:.1f} / {la[1]:.1f} / "
-              f"{la[2]:.1f} on {meta['cpus']} CPUs at the end"
-              + (" (other jobs shared the machine: re-measure on a quiet one)." if busy else ".")]
+    lines += [
+        "",
+        f"{meta['seconds']:.0f} s; load average {la[0]:.1f} / {la[1]:.1f} / "
+        f"{la[2]:.1f} on {meta['cpus']} CPUs at the end"
+        + (" (other jobs shared the machine: re-measure on a quiet one)." if busy else "."),
+    ]
     if meta.get("only"):
-        lines.append(f"This run measured only the {meta['only']}; the other part is kept "
-                     "from the previous run of the same file.")
+        lines.append(
+            f"This run measured only the {meta['only']}; the other part is kept "
+            "from the previous run of the same file."
+        )
     return "\n".join(lines) + "\n"
 
 

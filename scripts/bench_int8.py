@@ -47,42 +47,71 @@ def main() -> None:
             calib = torch.randn(n_calib, *SHAPE[1:])
             variants = ("fp32", "int8", "int8-plain")
             paths = {v: Path(tmp) / f"{name}_{v}.onnx" for v in variants}
-            sizes = {"fp32": export_onnx(model, paths["fp32"], input_shape=SHAPE),
-                     "int8": export_onnx(model, paths["int8"], input_shape=SHAPE,
-                                         int8=True, calibration=calib),
-                     "int8-plain": export_onnx(model, paths["int8-plain"], input_shape=SHAPE,
-                                               int8=True, calibration=calib,
-                                               config=OnnxInt8Config(rewrite=False))}
+            sizes = {
+                "fp32": export_onnx(model, paths["fp32"], input_shape=SHAPE),
+                "int8": export_onnx(
+                    model, paths["int8"], input_shape=SHAPE, int8=True, calibration=calib
+                ),
+                "int8-plain": export_onnx(
+                    model,
+                    paths["int8-plain"],
+                    input_shape=SHAPE,
+                    int8=True,
+                    calibration=calib,
+                    config=OnnxInt8Config(rewrite=False),
+                ),
+            }
             times: dict[str, list[float]] = {v: [] for v in variants}
             for _ in range(rounds):
                 for v in variants:
-                    times[v].append(measure_onnx_latency_ms(
-                        paths[v], SHAPE, threads=1, warmup=3, repeats=repeats,
-                        clock="thread")[0])
+                    times[v].append(
+                        measure_onnx_latency_ms(
+                            paths[v], SHAPE, threads=1, warmup=3, repeats=repeats, clock="thread"
+                        )[0]
+                    )
             held_out = torch.randn(8, *SHAPE[1:]).numpy()
-            sims = {v: _similarity({"fp32": paths["fp32"], "int8": paths[v]}, held_out)
-                    for v in variants[1:]}
+            sims = {
+                v: _similarity({"fp32": paths["fp32"], "int8": paths[v]}, held_out)
+                for v in variants[1:]
+            }
             fp32_ms = float(np.median(times["fp32"]))
             for v in variants:
                 q1, ms, q3 = np.percentile(times[v], [25, 50, 75])
-                rows.append({
-                    "model": name, "variant": v, "fp32_ms": fp32_ms, "ms": float(ms),
-                    "spread": float((q3 - q1) / ms), "speedup": fp32_ms / float(ms),
-                    "int8_mac_share": int8_mac_share(paths[v]), "size_bytes": sizes[v],
-                    **sims.get(v, {}),
-                })
+                rows.append(
+                    {
+                        "model": name,
+                        "variant": v,
+                        "fp32_ms": fp32_ms,
+                        "ms": float(ms),
+                        "spread": float((q3 - q1) / ms),
+                        "speedup": fp32_ms / float(ms),
+                        "int8_mac_share": int8_mac_share(paths[v]),
+                        "size_bytes": sizes[v],
+                        **sims.get(v, {}),
+                    }
+                )
     load = os.getloadavg()
-    print(f"{'model':24s} {'variant':10s} {'ms':>8s} {'spread':>7s} {'speedup':>8s} "
-          f"{'int8 MACs':>9s} {'cosine':>7s} {'size':>9s}")
+    print(
+        f"{'model':24s} {'variant':10s} {'ms':>8s} {'spread':>7s} {'speedup':>8s} "
+        f"{'int8 MACs':>9s} {'cosine':>7s} {'size':>9s}"
+    )
     for r in rows:
-        print(f"{r['model']:24s} {r['variant']:10s} {r['ms']:8.3f} {r['spread']:7.2f} "
-              f"{r['speedup']:8.2f} {r['int8_mac_share']:9.1%} {r.get('cosine', 1.0):7.4f} "
-              f"{r['size_bytes']:9d}")
-    print(f"load average {load[0]:.1f} on {os.cpu_count()} CPUs; ms = thread CPU time; "
-          f"spread = IQR / median over {rounds} interleaved rounds of {repeats} runs")
+        print(
+            f"{r['model']:24s} {r['variant']:10s} {r['ms']:8.3f} {r['spread']:7.2f} "
+            f"{r['speedup']:8.2f} {r['int8_mac_share']:9.1%} {r.get('cosine', 1.0):7.4f} "
+            f"{r['size_bytes']:9d}"
+        )
+    print(
+        f"load average {load[0]:.1f} on {os.cpu_count()} CPUs; ms = thread CPU time; "
+        f"spread = IQR / median over {rounds} interleaved rounds of {repeats} runs"
+    )
     if args.out:
-        args.out.write_text(json.dumps({"latency": rows, "load_average": load,
-                                        "rounds": rounds, "repeats": repeats}, indent=1))
+        args.out.write_text(
+            json.dumps(
+                {"latency": rows, "load_average": load, "rounds": rounds, "repeats": repeats},
+                indent=1,
+            )
+        )
         print(f"wrote {args.out}")
 
 
@@ -96,8 +125,11 @@ def _similarity(paths: dict[str, Path], x: np.ndarray) -> dict[str, float]:
         outs[v] = np.concatenate([sess.run(None, {"input": xi[None]})[0] for xi in x])
     a, b = outs["fp32"], outs["int8"]
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-    return {"cosine": float(cos.min()), "max_abs_diff": float(np.abs(a - b).max()),
-            "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean())}
+    return {
+        "cosine": float(cos.min()),
+        "max_abs_diff": float(np.abs(a - b).max()),
+        "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
+    }
 
 
 if __name__ == "__main__":
