@@ -1,0 +1,119 @@
+"""The search-strategy seam (``nas.pipeline.Strategy``) carries a three-phase
+strategy through the same runner, recorder and tracker as ``scratch``: a one-off
+``prepare``, cheap scoring of every candidate (Optuna trials, not MLflow runs), and
+finalists trained and recorded as ordinary child runs, which alone make the front."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from nas import compose
+from nas.driver import run_search
+from nas.pipeline import STRATEGIES, Proposal, TrialContext, TrialResult, train_proposal
+from nas.study import keys
+
+TINY = [
+    "dataset=digits",
+    "search_space=tiny",
+    "train.epochs=1",
+    "compress.finetune_epochs=0",
+    "search.timeout_s=null",
+    "search.progress=false",
+    "sampler=random",
+]
+
+
+class CheapStrategy:
+    """Scores without training (a made-up accuracy from the architecture); the two
+    best scored candidates are finalised by training them from scratch."""
+
+    records_scores = False
+    prepared = 0
+    scored = 0
+
+    def prepare(self, ctx: TrialContext) -> None:
+        type(self).prepared += 1
+
+    def score(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
+        type(self).scored += 1
+        size = proposal.metrics["size_bytes_estimate"]
+        metrics = dict(proposal.metrics, val_accuracy=1.0 - 1.0 / (1.0 + size), size_bytes=size)
+        return TrialResult(True, proposal.arch, proposal.compression, metrics, proposal.constraints)
+
+    def finalists(self, study: optuna.Study) -> list[int]:
+        scored = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get(keys.PHASE) != "final" and t.user_attrs.get(keys.FEASIBLE)
+        ]
+        return [t.number for t in sorted(scored, key=lambda t: -t.values[0])[:2]]
+
+    def finalize(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
+        return train_proposal(proposal, ctx)
+
+
+@pytest.fixture
+def cheap_strategy() -> Any:
+    if "cheap_test" not in STRATEGIES:
+        STRATEGIES.add("cheap_test", CheapStrategy)
+    CheapStrategy.prepared = CheapStrategy.scored = 0
+    return CheapStrategy
+
+
+def _search(tmp_path: Path, n_trials: int) -> Any:
+    cfg = compose([*TINY, f"search.n_trials={n_trials}", f"search.output_dir={tmp_path}"])
+    cfg.strategy.name = "cheap_test"
+    return run_search(cfg)
+
+
+def test_scored_trials_are_not_runs_and_finalists_are(tmp_path: Path, cheap_strategy: Any) -> None:
+    outcome = _search(tmp_path, n_trials=6)
+
+    assert cheap_strategy.prepared == 1
+    study = optuna.load_study(
+        study_name=outcome.study_name,
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(
+                str(tmp_path / f"{outcome.study_name}.journal")
+            )
+        ),
+    )
+    trials = study.get_trials(deepcopy=False)
+    final = [t for t in trials if t.user_attrs.get(keys.PHASE) == "final"]
+    scored = [t for t in trials if t.user_attrs.get(keys.PHASE) != "final"]
+    assert len(scored) == 6 and len(final) == 2
+    assert all(keys.RUN_ID not in t.user_attrs for t in scored)
+    assert all(t.state == TrialState.COMPLETE and keys.RUN_ID in t.user_attrs for t in final)
+    for t in final:  # a finalist is its scored trial, re-proposed with the same params
+        assert t.params == study.trials[t.user_attrs[keys.FINALIST_OF]].params
+        assert t.user_attrs[keys.ARTIFACT].endswith(f"trial_{t.number:05d}.dsz")
+
+    client = MlflowClient(tracking_uri=outcome.tracking_uri)
+    runs = client.search_runs(
+        [client.get_run(outcome.parent_run_id).info.experiment_id],
+        filter_string=f"tags.`{keys.TAG_PARENT}` = '{outcome.parent_run_id}'",
+    )
+    assert sorted(int(r.data.tags[keys.TAG_TRIAL]) for r in runs) == sorted(t.number for t in final)
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    # The front is made of finalists only: scored trials are estimates.
+    assert outcome.front and {row["trial"] for row in outcome.front} <= {t.number for t in final}
+
+
+def test_a_resumed_search_does_not_finalise_twice(tmp_path: Path, cheap_strategy: Any) -> None:
+    first = _search(tmp_path, n_trials=4)
+    again = _search(tmp_path, n_trials=4)
+
+    assert again.study_name == first.study_name
+    assert cheap_strategy.scored == 4  # nothing left to score on resume
+    client = MlflowClient(tracking_uri=again.tracking_uri)
+    runs = client.search_runs(
+        [client.get_run(again.parent_run_id).info.experiment_id],
+        filter_string=f"tags.`{keys.TAG_PARENT}` = '{again.parent_run_id}'",
+    )
+    assert len(runs) == 2
