@@ -166,12 +166,7 @@ def _drive(
     try:
         recorder.sweep_interrupted()
         front_state.refresh(study, step=None)
-        remaining = max(int(cfg.search.n_trials) - counted_trials(study), 0)
-        if opened.resumed:
-            print(
-                f"Resuming study {name}: {counted_trials(study)} trials done, {remaining} to go.",
-                file=sys.stderr,
-            )
+        remaining = _remaining(cfg, study, resumed=opened.resumed)
         bar = tqdm(
             total=remaining, desc="trials", unit="trial", disable=not cfg.search.progress,
             file=sys.stderr,
@@ -206,6 +201,16 @@ def _drive(
                 _finish(study, tracker, front_state, out_dir / "outputs" / name, outcome)
             finally:
                 tracker.close_parent(status)
+
+
+def _remaining(cfg: DictConfig, study: optuna.Study, *, resumed: bool) -> int:
+    """Trials still to run: ``search.n_trials`` less those a resumed study counts."""
+    done = counted_trials(study)
+    remaining = max(int(cfg.search.n_trials) - done, 0)
+    if resumed:
+        print(f"Resuming study {study.study_name}: {done} trials done, {remaining} to go.",
+              file=sys.stderr)  # fmt: skip
+    return remaining
 
 
 def _run_finalists(loop: SearchLoop, runner: Runner) -> None:
