@@ -168,13 +168,30 @@ def load(
         )
     except (ValueError, AttributeError) as err:
         raise ValueError(f"{path}: the stored structure does not fit the model: {err}") from None
+    state = _decode_all(tensors, records, sizes, rest[used:], flags, str(path))
+    missing_keys, _ = model.load_state_dict(state, strict=False)
+    left = [k for k in missing_keys if not k.endswith("num_batches_tracked")]
+    if left:  # plain_tensors lists every such key, so a bug of ours
+        raise RuntimeError(f"{path}: tensors left unset: {left[:3]}")
+    return model
+
+
+def _decode_all(
+    tensors: list[tuple[str, tuple[int, ...]]],
+    records: list[Any],
+    sizes: list[int],
+    rest: bytes,
+    flags: int,
+    path: str,
+) -> dict[str, torch.Tensor]:
+    """Every tensor of the table, decoded from the payload that follows it."""
     lengths = []
     for (name, shape), r, n in zip(tensors, records, sizes, strict=True):
         if r.kind == "int" and not shape:
             raise ValueError(f"{path}: {name}: a quantized tensor needs an output channel")
         head = shape[0] * _SCALE_BYTES if r.kind == "int" else 0
         lengths.append(head + encoded_len(r.enc, r.count, n, r.bits))
-    payload = _payload(rest[used:], flags, sum(lengths), str(path))
+    payload = _payload(rest, flags, sum(lengths), path)
     state: dict[str, torch.Tensor] = {}
     offset = 0
     for (name, shape), r, length in zip(tensors, records, lengths, strict=True):
@@ -183,11 +200,7 @@ def load(
         except ValueError as err:
             raise ValueError(f"{path}: {name}: {err}") from None
         offset += length
-    missing_keys, _ = model.load_state_dict(state, strict=False)
-    left = [k for k in missing_keys if not k.endswith("num_batches_tracked")]
-    if left:  # plain_tensors lists every such key, so a bug of ours
-        raise RuntimeError(f"{path}: tensors left unset: {left[:3]}")
-    return model
+    return state
 
 
 def structure_of(model: nn.Module) -> dict[str, Any]:

@@ -62,26 +62,7 @@ def estimate_size_bytes(
         ValueError: If ``cfgs`` holds a technique this estimate does not model, or
             a structural technique after ``prune``/``quant`` (``apply`` refuses that).
     """
-    bits, prune = 32, None
-    shaped = model
-    for cfg in cfgs:
-        if isinstance(cfg, QuantConfig):
-            bits = cfg.bits if cfg.bits != 32 else bits  # 32 leaves earlier quantization on
-        elif isinstance(cfg, PruneConfig):
-            prune = cfg  # masks only tighten, so the last config's sparsity holds
-        elif isinstance(cfg, ChannelPruneConfig | LowRankConfig):
-            if prune is not None or bits != 32:
-                raise ValueError(
-                    f"{type(cfg).__name__} must come before PruneConfig and QuantConfig"
-                )
-            if shaped is model:
-                shaped = copy.deepcopy(model)
-            if isinstance(cfg, ChannelPruneConfig):
-                shaped = channel_prune(shaped, cfg)
-            else:
-                shaped = factorize_all(shaped, cfg.rank_ratio, init=False)
-        else:
-            raise ValueError(f"estimate_size_bytes does not model {type(cfg).__name__}")
+    shaped, bits, prune = _apply_shapes(model, cfgs)
     tensors = plain_tensors(shaped)
     overrides = shape_overrides(shaped, tensors)
     sizes: list[int] = []
@@ -106,6 +87,34 @@ def estimate_size_bytes(
     payload = fixed + math.ceil(weights)
     header = header_bytes(meta or {}, structure_of(shaped))
     return _PREFIX + len(header) + table_len_bound(sizes, list(overrides.values())) + payload
+
+
+def _apply_shapes(
+    model: nn.Module, cfgs: Sequence[Any]
+) -> tuple[nn.Module, int, PruneConfig | None]:
+    """The model with the structural configs applied (to a copy), its bit-width and the
+    pruning that holds at the end."""
+    bits, prune = 32, None
+    shaped = model
+    for cfg in cfgs:
+        if isinstance(cfg, QuantConfig):
+            bits = cfg.bits if cfg.bits != 32 else bits  # 32 leaves earlier quantization on
+        elif isinstance(cfg, PruneConfig):
+            prune = cfg  # masks only tighten, so the last config's sparsity holds
+        elif isinstance(cfg, ChannelPruneConfig | LowRankConfig):
+            if prune is not None or bits != 32:
+                raise ValueError(
+                    f"{type(cfg).__name__} must come before PruneConfig and QuantConfig"
+                )
+            if shaped is model:
+                shaped = copy.deepcopy(model)
+            if isinstance(cfg, ChannelPruneConfig):
+                shaped = channel_prune(shaped, cfg)
+            else:
+                shaped = factorize_all(shaped, cfg.rank_ratio, init=False)
+        else:
+            raise ValueError(f"estimate_size_bytes does not model {type(cfg).__name__}")
+    return shaped, bits, prune
 
 
 def stats(model: nn.Module) -> dict[str, int]:
