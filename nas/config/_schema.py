@@ -144,7 +144,7 @@ class CompressSearchConfig:
     # Epochs the "largest" teacher trains for; null takes 3x train.epochs. A teacher
     # trained as briefly as its students teaches little: on mnist5k a 5-epoch teacher
     # (test 0.973) left 5-epoch students where they were, a 15-epoch one (0.982) lifted
-    # them (scripts/bench_distill.py, README "Distillation").
+    # them (scripts/bench_distill.py, docs/results.md "Distillation").
     teacher_epochs: int | None = None
 
 
