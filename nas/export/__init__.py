@@ -1,7 +1,9 @@
 """Getting a model out of a search: a trial's MLflow run -> a deployable folder.
 
 ``python -m nas.export RUN_ID --out DIR`` (this package's ``__main__``), or
-:func:`export_run` from Python.
+:func:`export_run` from Python. The steps live in modules named by role: resolve
+(``_resolve``), fetch (``_fetch``), retrain (``_retrain``), ONNX (``_onnx``) and
+write (``_readme``); ``_run`` strings them together.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ from typing import TYPE_CHECKING
 from nas._lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from nas.export._run import ExportResult, configs_from_params, default_tracking_uri, export_run
+    from nas.export._resolve import default_tracking_uri
+    from nas.export._retrain import configs_from_params
+    from nas.export._run import ExportResult, export_run
 
 _NAMES = {
     "ExportResult": "nas.export._run",
-    "configs_from_params": "nas.export._run",
-    "default_tracking_uri": "nas.export._run",
+    "configs_from_params": "nas.export._retrain",
+    "default_tracking_uri": "nas.export._resolve",
     "export_run": "nas.export._run",
 }
 

@@ -61,17 +61,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+    from nas.config import ConfigError, one_line
+
     for module in args.plugin:
+        # A plugin registers its own search spaces on import; its failure is the user's.
         try:
             importlib.import_module(module)
-        except ImportError as e:
-            print(f"error: --plugin {module}: cannot import it ({e})", file=sys.stderr)
+        except Exception as e:
+            print(f"error: --plugin {module}: cannot import it ({one_line(e)})", file=sys.stderr)
             return 2
-    if args.threads is not None and args.threads < 1:
-        print(f"error: --threads={args.threads} must be >= 1", file=sys.stderr)
-        return 2
 
-    from nas.config import ConfigError
     from nas.export import export_run
 
     try:

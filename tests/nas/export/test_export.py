@@ -1,4 +1,7 @@
-"""`python -m nas.export` on the front of a real (tiny) search, checked from outside."""
+"""`python -m nas.export` on the front of a real (tiny) search, checked from outside.
+
+The refusals of bad input that need no search are in ``test_export_inputs.py``.
+"""
 
 from __future__ import annotations
 
@@ -225,8 +228,9 @@ def test_bad_input_is_one_line_and_exit_2(
 
 
 def test_missing_tracking_database_is_not_created(tmp_path: Path) -> None:
+    run_id = "0123456789abcdef0123456789abcdef"
     done = subprocess.run(
-        [sys.executable, "-m", "nas.export", "abc", "--out", str(tmp_path / "o")],
+        [sys.executable, "-m", "nas.export", run_id, "--out", str(tmp_path / "o")],
         capture_output=True, text=True, env={**ENV, "MLFLOW_TRACKING_URI": ""}, cwd=tmp_path,
         timeout=120,
     )  # fmt: skip
