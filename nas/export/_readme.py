@@ -206,7 +206,7 @@ def _input_section(r: dict[str, Any]) -> list[str]:
         )
     else:
         how = (
-            "Pixels normalized as `nas.pipeline._data.load_splits` does (mean and std of the "
+            "Pixels normalized as `nas.pipeline.load_splits` does (mean and std of the "
             "training split)."
         )
     return [
