@@ -35,18 +35,18 @@ import numpy as np
 import torch
 
 import compress
-from nas.hw._deploy import bake
-from nas.hw._fbnet_data import load_fbnet_latencies
-from nas.hw._fbnet_eval import calibration_holdout
-from nas.hw._host_profile import (
+from nas.hw import (
     NetSample,
     accuracy,
+    bake,
+    calibration_holdout,
     fit_host_predictor,
+    load_fbnet_latencies,
     measure_samples,
+    random_archs,
+    read_latency_models,
     sample_networks,
 )
-from nas.hw._predictor import _read_models
-from nas.hw._random_arch import random_archs
 from nas.profile_hw import GRIDS
 from search_spaces import InputSpec, get_search_space
 
@@ -73,7 +73,7 @@ def main() -> None:
         devices = list(load_fbnet_latencies().latency_ms)
         for key, n in (("calibration", 20), ("calibration_10", 10)):
             result[key] = {d: calibration_holdout(d, n_samples=n, seeds=seeds) for d in devices}
-        stored = _read_models(None)["devices"]
+        stored = read_latency_models(None)["devices"]
         result["fbnet_predictor"] = {
             d: {k: stored[d]["metrics"][k] for k in ("spearman", "within_10pct")} for d in devices
         }

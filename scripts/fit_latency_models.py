@@ -22,8 +22,13 @@ import torch
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from nas.hw._fbnet_data import fbnet_network_features, fbnet_split, load_fbnet_latencies
-from nas.hw._predictor import FEATURE_NAMES, LatencyPredictor
+from nas.hw import (
+    FEATURE_NAMES,
+    LatencyPredictor,
+    fbnet_network_features,
+    fbnet_split,
+    load_fbnet_latencies,
+)
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "nas" / "hw" / "data" / "latency_models.json"
 TRAIN_FRACTION = 0.8
