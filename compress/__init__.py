@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         measure_onnx_latency_ms,
         onnx_predict,
         onnx_session,
+        weight_macs,
     )
     from compress._prune import GradualPruner, PruneConfig, PruneSchedule
     from compress._quant import QuantConfig
@@ -58,6 +59,7 @@ _LAZY = {
     "measure_onnx_latency_ms": "compress._onnx_runtime",
     "onnx_predict": "compress._onnx_runtime",
     "onnx_session": "compress._onnx_runtime",
+    "weight_macs": "compress._onnx_runtime",
     "GradualPruner": "compress._prune",
     "PruneConfig": "compress._prune",
     "PruneSchedule": "compress._prune",
@@ -96,6 +98,7 @@ __all__ = [
     "register_technique",
     "size_bytes",
     "stats",
+    "weight_macs",
 ]
 
 

@@ -1,8 +1,8 @@
 """fp32 LeNet-5 and LeNet-300-100 on the search's own split, for comparison.
 
-Trains each with the search's training loop and budget (``train`` config group),
-exports it uncompressed with ``compress.export``, and scores the model loaded back
-from that file. Prints a table and writes JSON::
+Trains each as a search trial would, uncompressed: ``nas.pipeline.train_compressed``
+with the search's recipe (``train`` config group), exports it with ``compress.export``,
+and scores the model loaded back from that file. Prints a table and writes JSON::
 
     python scripts/baseline_lenet.py [--dataset mnist5k] [--seeds 0 1 2] [--out FILE.json]
 """
@@ -18,10 +18,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from _common import train_uncompressed
 
 import compress
 from nas import compose
-from nas.pipeline import Batches, accuracy, load_artifact, load_splits, train
+from nas.pipeline import Recipe, accuracy, load_artifact, load_splits
 from search_spaces import LENET5, LENET_300_100, get_search_space, search_space_config
 
 
@@ -37,18 +38,12 @@ def main() -> int:
     splits = load_splits(cfg.dataset, seed=int(cfg.search.seed))
     space = get_search_space("tiny")
     space_cfg = asdict(search_space_config("tiny")())
+    recipe = Recipe.from_config(cfg.train, cfg.compress, default_lr=space.default_lr)
     rows = []
     for name, arch in (("LeNet-300-100", LENET_300_100), ("LeNet-5", LENET5)):
         accs, size = [], 0
         for seed in args.seeds:
-            torch.manual_seed(seed)
-            model = space.build(arch, splits.spec)
-            batches = Batches(
-                splits.x_train, splits.y_train, batch_size=cfg.train.batch_size, shuffle=True,
-                seed=seed,
-            )  # fmt: skip
-            train(model, batches, epochs=cfg.train.epochs, lr=cfg.train.lr or space.default_lr,
-                  weight_decay=cfg.train.weight_decay)  # fmt: skip
+            model = train_uncompressed(space, arch, splits, recipe, seed=seed)
             meta = {"space": "tiny", "space_cfg": space_cfg, "arch": arch,
                     "spec": asdict(splits.spec)}  # fmt: skip
             with tempfile.TemporaryDirectory() as d:
@@ -61,7 +56,7 @@ def main() -> int:
             "model": name, "params": params, "size_bytes": size,
             "test_accuracy": statistics.mean(accs),
             "test_accuracy_std": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
-            "seeds": args.seeds, "epochs": int(cfg.train.epochs), "dataset": args.dataset,
+            "seeds": args.seeds, "epochs": recipe.epochs, "dataset": args.dataset,
         })  # fmt: skip
     print(f"{'model':<14} {'params':>8} {'size_bytes':>11} {'test_acc':>9}")
     for r in rows:

@@ -3,12 +3,17 @@
 Rows (``"rows"``): LeNet-300-100 and LeNet-5 on ``mnist5k`` (1,000 test / 500 val /
 3,500 train), each fp32; pruned; pruned + quantized; pruned + quantized + distilled.
 Every row has the same training budget: ``DENSE_EPOCHS`` of dense training, then
-``FINETUNE_EPOCHS`` more with the project's one training loop (fp32: plain; the
-others: gradual magnitude pruning on Zhu & Gupta's cubic schedule, quantization-aware
-with fake quantization, and for the last row a distillation loss whose teacher is
-the fp32 model of the same seed). Sizes are the bytes ``compress.export`` wrote;
-accuracies are those of the model loaded back with ``compress.load``, averaged over
-the seeds. The sparsity and bits of each model were chosen on the val split.
+``FINETUNE_EPOCHS`` more, both at the search's learning rate and weight decay (the
+``train`` group). The dense model and the fp32 row's fine-tuning go through the
+search's recipe (``nas.pipeline.train_compressed``, uncompressed). The other rows
+fine-tune with the project's one training loop and gradual magnitude pruning on Zhu &
+Gupta's cubic schedule, which the recipe's one-shot compression does not do:
+quantization-aware with fake quantization, and for the last row a distillation loss
+(``nas.pipeline.distiller``) whose teacher is the fp32 model of the same seed. So these
+rows measure ``compress``'s gradual pruning, not a search trial's figure. Sizes are the
+bytes ``compress.export`` wrote; accuracies are those of the model loaded back with
+``compress.load``, averaged over the seeds. The sparsity and bits of each model were
+chosen on the val split.
 
 Latency (``"latency"``): timm ``mobilenetv3_small_050`` and ``resnet18`` (random init,
 224 px, batch 1, one ONNX Runtime thread), dense and structurally pruned to about half
@@ -39,12 +44,13 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from _common import logit_agreement, onnx_logits
 from torch import nn
 
 import compress
@@ -54,20 +60,29 @@ from compress import (
     PruneConfig,
     PruneSchedule,
     QuantConfig,
-    distillation_loss,
     export_onnx,
     int8_mac_share,
     measure_onnx_latency_ms,
+    weight_macs,
 )
 from nas import compose
-from nas.pipeline import Batches, Splits, accuracy, load_splits, train
+from nas.pipeline import (
+    Batches,
+    Recipe,
+    Splits,
+    accuracy,
+    distiller,
+    load_splits,
+    train,
+    train_compressed,
+)
 from search_spaces import LENET5, LENET_300_100, get_search_space
 
 LENETS = {"LeNet-300-100": LENET_300_100, "LeNet-5": LENET5}
 
 
 @dataclass(frozen=True)
-class Recipe:
+class LeNetCompression:
     """How one LeNet is compressed (chosen on the val split of seed 0)."""
 
     sparsity: float
@@ -80,8 +95,8 @@ class Recipe:
 # Global magnitude ranking prunes the small first conv and the classifier least, as
 # Deep Compression's per-layer rates did (their weights are larger).
 RECIPES = {
-    "LeNet-300-100": Recipe(sparsity=0.95, bits=3),
-    "LeNet-5": Recipe(sparsity=0.97, bits=4),
+    "LeNet-300-100": LeNetCompression(sparsity=0.95, bits=3),
+    "LeNet-5": LeNetCompression(sparsity=0.97, bits=4),
 }
 SCHEDULE = PruneSchedule(initial_sparsity=0.5, begin=0.0, end=0.6, every=4)
 DENSE_EPOCHS, FINETUNE_EPOCHS, SEEDS = 8, 10, (0, 1, 2)
@@ -168,14 +183,12 @@ def lenet_rows(
     cfg = compose(["dataset=mnist5k", "search_space=tiny"])
     splits = load_splits(cfg.dataset, seed=int(cfg.search.seed))
     space = get_search_space("tiny")
-    hp: dict[str, Any] = {
-        "lr": float(cfg.train.lr or space.default_lr),
-        "weight_decay": float(cfg.train.weight_decay),
-        "batch_size": int(cfg.train.batch_size),
-    }
+    recipe = Recipe.from_config(
+        cfg.train, cfg.compress, default_lr=space.default_lr, epochs=dense_epochs
+    )
     rows = []
     for name in models:
-        arch, recipe = LENETS[name], RECIPES[name]
+        arch = LENETS[name]
         results: dict[str, list[dict[str, Any]]] = {}
         for seed in seeds:
             for method, res in run_lenet(
@@ -183,10 +196,9 @@ def lenet_rows(
                 arch,
                 splits,
                 recipe,
+                RECIPES[name],
                 seed=seed,
-                dense_epochs=dense_epochs,
                 ft_epochs=ft_epochs,
-                **hp,
             ).items():
                 results.setdefault(method, []).append(res)
         fp32_bytes = results["fp32"][0]["size_bytes"]
@@ -218,56 +230,50 @@ def run_lenet(
     arch: dict[str, Any],
     splits: Splits,
     recipe: Recipe,
+    comp: LeNetCompression,
     *,
     seed: int,
-    dense_epochs: int,
     ft_epochs: int,
-    lr: float,
-    weight_decay: float,
-    batch_size: int,
 ) -> dict[str, dict[str, Any]]:
-    """Train one seed's dense model, then each row's fine-tuning from it."""
-
-    def batches(offset: int) -> Batches:
-        return Batches(
-            splits.x_train,
-            splits.y_train,
-            batch_size=batch_size,
-            shuffle=True,
-            seed=seed * 100 + offset,
-        )
-
-    def fit(model: nn.Module, epochs: int, offset: int, **kw: Any) -> None:
-        train(model, batches(offset), epochs=epochs, lr=lr, weight_decay=weight_decay, **kw)
-
+    """Train one seed's dense model (``recipe.epochs``), then each row's fine-tuning from it."""
+    # Seeds of the batch order: the dense training's, then every row's fine-tuning.
+    dense_seed, ft_seed = seed * 100, seed * 100 + 1
     torch.manual_seed(seed)
     dense = space.build(arch, splits.spec)
-    fit(dense, dense_epochs, 0)
+    train_compressed(dense, splits, recipe, compression=[], seed=dense_seed)
     out: dict[str, dict[str, Any]] = {}
     teacher = copy.deepcopy(dense)
-    fit(teacher, ft_epochs, 1)
+    ft_recipe = replace(recipe, epochs=ft_epochs)
+    train_compressed(teacher, splits, ft_recipe, compression=[], seed=ft_seed)
     out["fp32"] = score(teacher, space, arch, splits, bits=32)
     teacher.eval()
-    prune_cfg = PruneConfig(sparsity=recipe.sparsity, scope=recipe.scope)
+    prune_cfg = PruneConfig(sparsity=comp.sparsity, scope=comp.scope)
     for method in ("pruned", "pruned+quantized", "pruned+quantized+distilled"):
         model = copy.deepcopy(dense)
         pruner = GradualPruner(model, prune_cfg, SCHEDULE)
         bits = 32
         if "quantized" in method:
-            bits = recipe.bits
+            bits = comp.bits
             compress.apply(model, [QuantConfig(bits=bits)])
         loss_fn = None
         if "distilled" in method:
-
-            def loss_fn(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-                with torch.no_grad():
-                    t = teacher(x)
-                return distillation_loss(
-                    logits, t, y, temperature=recipe.temperature, alpha=recipe.alpha
-                )
-
+            loss_fn = distiller(teacher, temperature=comp.temperature, alpha=comp.alpha)
         torch.manual_seed(seed)
-        fit(model, ft_epochs, 1, on_step=pruner, loss_fn=loss_fn)
+        # train_compressed compresses once, then fine-tunes; gradual pruning tightens the
+        # masks after every optimizer step, so these rows call the training loop itself.
+        batches = Batches(
+            splits.x_train, splits.y_train, batch_size=recipe.batch_size, shuffle=True, seed=ft_seed
+        )
+        train(
+            model,
+            batches,
+            epochs=ft_epochs,
+            lr=recipe.lr,
+            weight_decay=recipe.weight_decay,
+            label_smoothing=recipe.label_smoothing,
+            on_step=pruner,
+            loss_fn=loss_fn,
+        )
         out[method] = score(model, space, arch, splits, bits=bits)
     return out
 
@@ -375,26 +381,17 @@ def _ratio_spread(base: list[float], other: list[float]) -> list[float]:
 
 
 def _agreement(fp32: Path, int8: Path, x: torch.Tensor) -> dict[str, float]:
-    import onnxruntime as ort
-
-    outs = []
-    for path in (fp32, int8):
-        sess = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
-        outs.append(np.concatenate([sess.run(None, {"input": xi[None].numpy()})[0] for xi in x]))
-    a, b = outs
-    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    a = logit_agreement(onnx_logits(fp32, x.numpy()), onnx_logits(int8, x.numpy()))
     return {
-        "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
-        "cosine_min": float(cos.min()),
-        "max_abs_logit_diff": float(np.abs(a - b).max()),
-        "max_abs_logit": float(np.abs(a).max()),
+        "top1_agreement": a["top1_agreement"],
+        "cosine_min": a["cosine_min"],
+        "max_abs_logit_diff": a["max_abs_diff"],
+        "max_abs_logit": a["max_abs_logit"],
     }
 
 
 def _macs(path: Path) -> int:
     import onnx
-
-    from compress._onnx_runtime import weight_macs
 
     return sum(weight_macs(onnx.load(os.fspath(path))).values())
 

@@ -1,9 +1,11 @@
 """Does distillation help? The same student, with and without a teacher, equal epochs.
 
 The teacher is what ``nas.search`` uses: the search space's largest model trained
-with the search's loop and budget (``nas.pipeline._teacher.LargestTeacher``, cached on disk).
-Each student is trained twice per seed with identical data order and initialization:
-once with cross-entropy, once with ``alpha * KL * T^2 + (1 - alpha) * CE``.
+with the search's recipe and budget (``nas.pipeline.LargestTeacher``, cached on disk).
+Each student is trained twice per seed, as a search trial trains an uncompressed
+candidate (``nas.pipeline.train_compressed``), with identical data order and
+initialization: once with cross-entropy, once with ``alpha * KL * T^2 + (1 - alpha) * CE``
+(``nas.pipeline.distiller``).
 
 T and alpha are chosen on **val**, as the search would choose them: a grid of
 (T, alpha) is trained on selection seeds (their own initialization and data order,
@@ -22,21 +24,22 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from _common import train_uncompressed
 
 from nas import compose
 from nas.pipeline import (
-    Batches,
     LargestTeacher,
+    Recipe,
     accuracy,
     distiller,
     load_splits,
     make_teacher,
     space_from_cfg,
-    train,
 )
 
 
@@ -76,7 +79,6 @@ def main() -> int:
         overrides.append(f"compress.teacher_epochs={args.teacher_epochs}")
     cfg = compose(overrides)
     torch.set_num_threads(int(cfg.train.threads))
-    epochs = int(cfg.train.epochs)
     splits = load_splits(cfg.dataset, seed=int(cfg.search.seed))
     space, space_cfg = space_from_cfg(cfg.search_space)
     student_arch = space.extremes()[0] if args.student is None else _arch(p, args.student)
@@ -89,40 +91,22 @@ def main() -> int:
     assert isinstance(source, LargestTeacher)  # compress=all: teacher=largest
     teacher = source.get()
     teacher_test = accuracy(teacher, splits.x_test, splits.y_test)
-    t = cfg.train
+    recipe = Recipe.from_config(cfg.train, cfg.compress, default_lr=space.default_lr)
+    epochs = recipe.epochs
 
     def run(seed: int, temperature: float | None, alpha: float) -> tuple[float, float]:
         """(val, test) accuracy of the student trained with this seed (T None: plain)."""
-        torch.manual_seed(seed)
-        model = space.build(student_arch, splits.spec)
-        batches = Batches(splits.x_train, splits.y_train, batch_size=t.batch_size,
-                          shuffle=True, seed=seed)  # fmt: skip
         loss_fn = (
             None if temperature is None
             else distiller(teacher, temperature=temperature, alpha=alpha)
         )  # fmt: skip
-        train(model, batches, epochs=epochs, lr=t.lr or space.default_lr,
-              weight_decay=t.weight_decay, loss_fn=loss_fn)  # fmt: skip
+        model = train_uncompressed(space, student_arch, splits, recipe, seed=seed,
+                                   loss_fn=loss_fn)  # fmt: skip
         return (accuracy(model, splits.x_val, splits.y_val),
                 accuracy(model, splits.x_test, splits.y_test))  # fmt: skip
 
     start = time.monotonic()
-    grid: list[dict[str, float]] = []
-    if args.temperature is not None and args.alpha is not None:
-        temperature, alpha = args.temperature, args.alpha
-    else:
-        # One val set of ~500 images moves by a point between seeds, so the choice
-        # averages over several selection seeds.
-        plain_val = statistics.mean(run(s, None, 0.0)[0] for s in args.select_seeds)
-        for gt in args.grid_t:
-            for ga in args.grid_alpha:
-                val = statistics.mean(run(s, gt, ga)[0] for s in args.select_seeds)
-                grid.append({"temperature": gt, "alpha": ga, "val_accuracy": val})
-                print(f"select seeds {args.select_seeds}: T={gt:g} alpha={ga:g} mean val "
-                      f"{val:.4f} (plain {plain_val:.4f})", file=sys.stderr)  # fmt: skip
-        best = max(grid, key=lambda g: g["val_accuracy"])
-        temperature, alpha = best["temperature"], best["alpha"]
-        grid.insert(0, {"temperature": 0.0, "alpha": 0.0, "val_accuracy": plain_val})
+    temperature, alpha, grid = _choose(run, args)
     results: dict[str, list[float]] = {"plain": [], "distilled": []}
     vals: dict[str, list[float]] = {"plain": [], "distilled": []}
     for seed in args.seeds:
@@ -150,22 +134,48 @@ def main() -> int:
         "paired_t_p_one_sided": _paired_t_p(gains),
         "seconds": time.monotonic() - start,
     }  # fmt: skip
-    print(f"teacher ({out['teacher']['params']:,} params): test {teacher_test:.4f}; "
-          f"T={temperature:g}, alpha={alpha:g}")  # fmt: skip
-    print(f"{'student':<10} {'test_mean':>9} {'std':>7}   per seed")
-    for mode in ("plain", "distilled"):
-        s = out[mode]
-        print(f"{mode:<10} {s['mean']:>9.4f} {s['std']:>7.4f}   "
-              + " ".join(f"{a:.4f}" for a in results[mode]))  # fmt: skip
-    p_value = out["paired_t_p_one_sided"]
-    shown_p = f" (paired t, one-sided p = {p_value:.3f})" if p_value is not None else ""
-    print(f"distilled beats plain on {out['wins']} of {len(gains)} seeds; "
-          f"mean gain {out['gain_mean'] * 100:+.2f} +- {out['gain_std'] * 100:.2f} points"
-          + shown_p)  # fmt: skip
+    _print_report(out)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(out, indent=2))
     return 0
+
+
+def _choose(
+    run: Callable[[int, float | None, float], tuple[float, float]], args: argparse.Namespace
+) -> tuple[float, float, list[dict[str, float]]]:
+    """(T, alpha, the grid's mean val accuracies): fixed by the flags, or chosen on val."""
+    if args.temperature is not None and args.alpha is not None:
+        return args.temperature, args.alpha, []
+    # One val set of ~500 images moves by a point between seeds, so the choice
+    # averages over several selection seeds.
+    grid: list[dict[str, float]] = []
+    plain_val = statistics.mean(run(s, None, 0.0)[0] for s in args.select_seeds)
+    for gt in args.grid_t:
+        for ga in args.grid_alpha:
+            val = statistics.mean(run(s, gt, ga)[0] for s in args.select_seeds)
+            grid.append({"temperature": gt, "alpha": ga, "val_accuracy": val})
+            print(f"select seeds {args.select_seeds}: T={gt:g} alpha={ga:g} mean val "
+                  f"{val:.4f} (plain {plain_val:.4f})", file=sys.stderr)  # fmt: skip
+    best = max(grid, key=lambda g: g["val_accuracy"])
+    grid.insert(0, {"temperature": 0.0, "alpha": 0.0, "val_accuracy": plain_val})
+    return best["temperature"], best["alpha"], grid
+
+
+def _print_report(out: dict[str, Any]) -> None:
+    print(f"teacher ({out['teacher']['params']:,} params): "
+          f"test {out['teacher']['test_accuracy']:.4f}; "
+          f"T={out['temperature']:g}, alpha={out['alpha']:g}")  # fmt: skip
+    print(f"{'student':<10} {'test_mean':>9} {'std':>7}   per seed")
+    for mode in ("plain", "distilled"):
+        s = out[mode]
+        print(f"{mode:<10} {s['mean']:>9.4f} {s['std']:>7.4f}   "
+              + " ".join(f"{a:.4f}" for a in s["values"]))  # fmt: skip
+    p_value = out["paired_t_p_one_sided"]
+    shown_p = f" (paired t, one-sided p = {p_value:.3f})" if p_value is not None else ""
+    print(f"distilled beats plain on {out['wins']} of {len(out['gain_per_seed'])} seeds; "
+          f"mean gain {out['gain_mean'] * 100:+.2f} +- {out['gain_std'] * 100:.2f} points"
+          + shown_p)  # fmt: skip
 
 
 def _arch(p: argparse.ArgumentParser, text: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import timm
 import torch
+from _common import logit_agreement, onnx_logits
 
 from compress import OnnxInt8Config, export_onnx, int8_mac_share, measure_onnx_latency_ms
 
@@ -70,10 +71,7 @@ def main() -> None:
                         )[0]
                     )
             held_out = torch.randn(8, *SHAPE[1:]).numpy()
-            sims = {
-                v: _similarity({"fp32": paths["fp32"], "int8": paths[v]}, held_out)
-                for v in variants[1:]
-            }
+            sims = {v: _similarity(paths["fp32"], paths[v], held_out) for v in variants[1:]}
             fp32_ms = float(np.median(times["fp32"]))
             for v in variants:
                 q1, ms, q3 = np.percentile(times[v], [25, 50, 75])
@@ -115,20 +113,13 @@ def main() -> None:
         print(f"wrote {args.out}")
 
 
-def _similarity(paths: dict[str, Path], x: np.ndarray) -> dict[str, float]:
+def _similarity(fp32: Path, int8: Path, x: np.ndarray) -> dict[str, float]:
     """Cosine similarity and max |diff| of int8 to fp32 logits, one input at a time."""
-    import onnxruntime as ort
-
-    outs = {}
-    for v, p in paths.items():
-        sess = ort.InferenceSession(os.fspath(p), providers=["CPUExecutionProvider"])
-        outs[v] = np.concatenate([sess.run(None, {"input": xi[None]})[0] for xi in x])
-    a, b = outs["fp32"], outs["int8"]
-    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    a = logit_agreement(onnx_logits(fp32, x), onnx_logits(int8, x))
     return {
-        "cosine": float(cos.min()),
-        "max_abs_diff": float(np.abs(a - b).max()),
-        "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
+        "cosine": a["cosine_min"],
+        "max_abs_diff": a["max_abs_diff"],
+        "top1_agreement": a["top1_agreement"],
     }
 
 

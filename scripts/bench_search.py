@@ -1,6 +1,6 @@
 """Search strategies at an equal wall-clock budget on mnist5k (issue 6).
 
-Every strategy runs through ``nas.driver._search.run_search`` with config overrides, once
+Every strategy runs through ``nas.driver.run_search`` with config overrides, once
 per seed, in its own output directory:
 
 - ``joint``: the default config (default sampler and early stopping);
@@ -11,7 +11,7 @@ per seed, in its own output directory:
 - ``random``: random joint sampling, no constraint model, early stopping off;
 - ``two_stage``: what users do today: an architecture-only search (fp32, no pruning)
   for half the budget, then a grid of sparsity x bits over its 3 most accurate
-  architectures, trained with ``nas.pipeline._candidate.train_proposal`` until the budget ends.
+  architectures, trained with ``nas.pipeline.train_proposal`` until the budget ends.
 
 Each strategy's score is the hypervolume of its test-set front: the front is
 selected on val accuracy (test is never used to select) and each member is placed
@@ -19,7 +19,7 @@ at its test accuracy; the area is on (test accuracy, log10 size_bytes) above the
 reference accuracy 0.90 and below the fp32 Caffe LeNet-5's 1,724,320 bytes.
 ``best_ratio_at_lenet5_accuracy`` is 1,724,320 / the size of the smallest ``joint``
 front member whose val accuracy reaches the fp32 LeNet-5's, trained with the same loop
-on the same split (per seed).
+on the same split (per seed), as ``scripts/baseline_lenet.py`` trains it.
 
 A proposal-only study measures the share of infeasible proposals under ``+hw=mobile``
 with and without constraint-aware sampling (no training: see ``feasibility_study``).
@@ -445,26 +445,17 @@ def summarize(rows: list[dict[str, Any]], lenet_val: float) -> dict[str, Any]:
 def lenet5_val_accuracy(seed: int) -> float:
     """fp32 LeNet-5 trained like scripts/baseline_lenet.py, on the split of ``seed``."""
     import torch
+    from _common import train_uncompressed
 
-    from nas.pipeline import Batches, accuracy, load_splits, train
+    from nas.pipeline import Recipe, accuracy, load_splits
     from search_spaces import LENET5, get_search_space
 
     cfg = compose(["search_space=tiny", f"search.seed={seed}"])
     torch.set_num_threads(int(cfg.train.threads))
     splits = load_splits(cfg.dataset, seed=seed)
     space = get_search_space("tiny")
-    torch.manual_seed(seed)
-    model = space.build(LENET5, splits.spec)
-    batches = Batches(
-        splits.x_train, splits.y_train, batch_size=cfg.train.batch_size, shuffle=True, seed=seed
-    )
-    train(
-        model,
-        batches,
-        epochs=cfg.train.epochs,
-        lr=cfg.train.lr or space.default_lr,
-        weight_decay=cfg.train.weight_decay,
-    )
+    recipe = Recipe.from_config(cfg.train, cfg.compress, default_lr=space.default_lr)
+    model = train_uncompressed(space, LENET5, splits, recipe, seed=seed)
     return accuracy(model, splits.x_val, splits.y_val)
 
 
@@ -496,7 +487,7 @@ FEASIBILITY_SETTINGS = {
 def feasibility_study(n: int, *, seed: int) -> dict[str, Any]:
     """Share of infeasible proposals under +hw=mobile, proposals only (no training).
 
-    Each setting proposes ``n`` candidates with ``nas.pipeline._candidate.propose`` (the search's
+    Each setting proposes ``n`` candidates with ``nas.pipeline.propose`` (the search's
     own feasibility check). Infeasible ones are told as the search tells them (val
     accuracy 0, estimated size); feasible ones get a synthetic accuracy instead of
     training: 0.99 - 0.1 * exp(-params / 30,000), minus 0.04 at 2 bits and 0.015 at
