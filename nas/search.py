@@ -1,77 +1,297 @@
 """``python -m nas.search [overrides]``: joint architecture + compression search.
 
-Examples::
+A Hydra app: Hydra's command line works as usual::
 
     python -m nas.search +hw=mobile
     python -m nas.search dataset=digits search.n_trials=5 sampler=nsga2
+    python -m nas.search -m +hw=mobile,mcu search.seed=0,1   # four searches, one experiment
+    python -m nas.search --cfg job                           # the composed config, as YAML
+    python -m nas.search --info defaults-tree
 
-The config is composed and validated before torch is imported, so a bad command
-fails in about a second with one line on stderr and exit code 2.
+Bad input fails fast: every job's config is composed and validated (schema, ranges,
+registry names, a Ray cluster's address) before torch is imported and before the
+first job starts, with one line on stderr naming the value and what is allowed, and
+exit code 2. ``--plugin MODULE`` imports ``MODULE`` first (to register your own
+search space, say); Hydra never sees it.
+
+Where things go. The search's outputs go to the directory the command is launched
+from: the MLflow store ``mlflow.db`` (unless ``mlflow.tracking_uri`` is set), the
+Optuna journal ``<study>.journal`` and the artifacts ``outputs/<study>/``, so running
+the same command again resumes the same study. A ``-m`` sweep logs every job to that
+same store and experiment; each job is its own study and parent run (the study name
+is derived from the config) and resumes on its own. ``search.output_dir=DIR`` moves
+all of them. Hydra's own files (``.hydra/`` with the composed config and overrides,
+and ``search.log``) go to the run dir ``outputs/hydra/<date>/<time>`` or, for ``-m``,
+the sweep dir ``outputs/hydra/multirun/<date>/<time>/<job number>``; Hydra never
+changes the working directory (``hydra.job.chdir=false``). Setting ``hydra.run.dir``
+(or, for ``-m``, ``hydra.sweep.dir``) on the command line while ``search.output_dir``
+is null makes that directory the output directory too: a single run writes
+everything there; a sweep writes its shared store and the jobs' studies in the sweep
+dir, next to the jobs' Hydra subdirectories.
+
+Stopping. Ctrl-C or ``SIGTERM`` (what ``timeout``, Slurm and Kubernetes send) stops
+the search cleanly: the running trial is marked interrupted, the parent run ends
+KILLED, a sweep starts no further job, and the same command resumes.
+
+Exit codes: 0 done, 1 a bug (Hydra prints the traceback), 2 bad input, 3 no trained
+candidate met the budgets, 130 interrupted. A sweep exits with the largest of its
+jobs' codes.
 """
 
 from __future__ import annotations
 
 import importlib
 import sys
+from argparse import ArgumentParser, Namespace
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+from nas._cli import InputError, refuse, require, sigterm_as_interrupt
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from nas.study import SearchOutcome
 
 __all__ = ["main"]
 
-USAGE = """usage: python -m nas.search [+hw=PROFILE] [group=option ...] [key=value ...]
+EXIT_INTERRUPTED = 130  # nas.study.EXIT_INTERRUPTED, without importing it for --help
 
-groups:  dataset=mnist5k|digits|cifar10|imagefolder  search_space=mbconv|tiny|fbnet
-         sampler=tpe|nsga2|random|gp  compress=joint|all  runner=local|ray
-         early_stop=none|moasha  +hw=mobile|host|mcu|raspi4|gpu|custom
-keys:    search.n_trials, search.timeout_s, search.study_name, search.storage, search.seed,
-         search.trial_timeout_s, search.output_dir, mlflow.tracking_uri, mlflow.experiment,
-         runner.{address,max_concurrent,cpus_per_trial,gpus_per_trial,max_failures}
-         (`--cfg` prints the composed config and exits)
+USAGE = """usage: python -m nas.search [--plugin MODULE] [-m] [+hw=PROFILE] [group=option ...]
+                          [key=value ...] [hydra flags]
+
+groups:  {groups}
+keys:    search.{{n_trials, timeout_s, study_name, storage, seed, trial_timeout_s,
+         output_dir, progress}}, mlflow.{{tracking_uri, experiment}}, and every key of a
+         group (`--cfg job` shows them all)
+sweeps:  -m/--multirun runs one search per combination: -m +hw=mobile,mcu search.seed=0,1
+flags:   --cfg job|hydra|all  print the composed config and exit (--resolve, -p PACKAGE)
+         --info [all|config|defaults|defaults-tree|plugins|searchpath]
+         -cd/--config-dir DIR  also search DIR for configs; -cn/--config-name NAME
+         --shell-completion install=bash|zsh|fish; --hydra-help; --version
+outputs: mlflow.db, <study>.journal and outputs/<study>/ in the current directory
+         (search.output_dir=DIR, or hydra.run.dir=DIR); Hydra's .hydra/ and log in
+         outputs/hydra/ (hydra.run.dir / hydra.sweep.dir). The same command resumes.
 plugins: --plugin MODULE imports MODULE first, e.g. to register your own search space;
-         add its YAML with hydra.searchpath=[file:///abs/path/to/conf]
-exit:    0 done, 2 bad input, 3 no trained candidate met the budgets, 130 interrupted"""
+         add its YAML with hydra.searchpath=[file:///abs/path/to/conf] or -cd DIR
+exit:    0 done, 2 bad input, 3 no trained candidate met the budgets, 130 interrupted
+         (Ctrl-C or SIGTERM; the same command resumes)"""
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    from nas.config import ConfigError
+
     args = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in args):
-        print(USAGE)
-        return 0
-    show_cfg = "--cfg" in args
-    args = [a for a in args if a != "--cfg"]
-    plugins, args = _split_plugins(args)
+    try:
+        plugins, args = _split_plugins(args)
+        _import_plugins(plugins)
+        parser, ns = _parse(args)
+        if ns.help:
+            print(_usage())
+            return 0
+        _check(ns)
+    except (InputError, ConfigError) as e:
+        return refuse(e)
+    except SystemExit as e:  # --version
+        return _code(e)
+    with sigterm_as_interrupt():
+        return _run(parser, ns, plugins)
+
+
+def _split_plugins(args: list[str]) -> tuple[list[str], list[str]]:
+    plugins, rest = [], []
+    it = iter(args)
+    for a in it:
+        if a == "--plugin":
+            plugins.append(next(it, ""))
+        elif a.startswith("--plugin="):
+            plugins.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+    return plugins, rest
+
+
+def _import_plugins(plugins: list[str]) -> None:
+    # A plugin registers its own search spaces (or other registry entries) on import.
     for module in plugins:
-        # A plugin registers its own search spaces (or other registry entries) on import.
+        require(module != "", "--plugin needs a module name, e.g. --plugin my_spaces")
         try:
             importlib.import_module(module)
         except ImportError as e:
-            print(f"error: --plugin {module}: cannot import it ({e})", file=sys.stderr)
-            return 2
+            raise InputError(f"--plugin {module}: cannot import it ({e})") from None
 
-    from nas import compose
+
+def _parse(args: list[str]) -> tuple[ArgumentParser, Namespace]:
+    """Hydra's own argument parser, whose errors are one line."""
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+    setattr(parser, "error", _one_line_error)  # noqa: B010 (argparse's hook, on one instance)
+    ns = parser.parse_args(_bare_cfg_is_job(args))
+    require(ns.experimental_rerun is None, "--experimental-rerun is not supported here")
+    if ns.config_path is not None:
+        # Relative to where the command runs (Hydra's would be relative to nas/).
+        ns.config_path = str(Path(ns.config_path).expanduser().resolve())
+        require(Path(ns.config_path).is_dir(), f"--config-path={ns.config_path!r} is no folder")
+    return parser, ns
+
+
+def _one_line_error(message: str) -> NoReturn:
+    raise InputError(f"{message} (see python -m nas.search --help)")
+
+
+def _bare_cfg_is_job(args: list[str]) -> list[str]:
+    """``--cfg`` alone, as before Hydra's flags, means ``--cfg job``."""
+    out: list[str] = []
+    for i, a in enumerate(args):
+        out.append(a)
+        following = args[i + 1] if i + 1 < len(args) else None
+        if a in ("--cfg", "-c") and following not in ("job", "hydra", "all"):
+            out.append("job")
+    return out
+
+
+def _usage() -> str:
+    from nas.config import conf_dir
+
+    groups = sorted(p.name for p in conf_dir().iterdir() if p.is_dir() and any(p.glob("*.yaml")))
+    listed = [f"{'+' if g == 'hw' else ''}{g}={'|'.join(_options(g))}" for g in groups]
+    lines, line = [], ""
+    for item in listed:
+        if line and len(line) + len(item) > 80:
+            lines.append(line)
+            line = ""
+        line = f"{line}  {item}" if line else item
+    return USAGE.format(groups="\n         ".join([*lines, line]))
+
+
+def _options(group: str) -> list[str]:
+    from nas.config import conf_dir
+
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def _check(ns: Namespace) -> None:
+    """Compose and validate every job the command line describes; raise on a bad one."""
+    from nas.config import compose
+
+    if ns.shell_completion or ns.hydra_help:
+        return
+    for overrides in _jobs(list(ns.overrides), multirun=ns.multirun):
+        cfg = compose(
+            overrides,
+            config_name=ns.config_name or "config",
+            config_dir=ns.config_dir,
+            config_path=ns.config_path,
+        )
+        if ns.run or ns.multirun or not (ns.cfg or ns.info):
+            from nas.driver import preflight  # the registries: after the schema's checks
+
+            preflight(cfg)
+
+
+def _jobs(overrides: list[str], *, multirun: bool) -> list[list[str]]:
+    """Each job's overrides: one job, or the sweep Hydra's basic sweeper will run."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException, OverrideParseException
+
     from nas.config import ConfigError
 
+    if not multirun:
+        return [overrides]
     try:
-        cfg = compose(args)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if show_cfg:
-        from omegaconf import OmegaConf
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except OverrideParseException:
+        return [overrides]  # compose names the override it cannot parse
+    if any(o.get_key_element().lstrip("+~") == "hydra/sweeper" for o in parsed):
+        # Another sweeper makes its own jobs: check the fixed part here, each job later.
+        fixed = zip(overrides, parsed, strict=True)
+        return [[text for text, o in fixed if not o.is_sweep_override()]]
+    try:
+        (jobs,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    except HydraException as e:
+        raise ConfigError(" ".join(str(e).split())) from None
+    return jobs
 
-        print(OmegaConf.to_yaml(cfg))
-        return 0
+
+def _run(parser: ArgumentParser, ns: Namespace, plugins: list[str]) -> int:
+    """Hand the command line to Hydra (run, sweep, --cfg, --info...); collect exit codes."""
+    from hydra._internal.utils import _run_hydra
+
+    from nas.config import conf_dir, register_schemas
+
+    register_schemas()
+    codes: list[int] = []
+    task = _task(plugins, codes)
+    try:
+        _run_hydra(
+            args=ns,
+            args_parser=parser,
+            task_function=task,
+            config_path=str(conf_dir()),
+            config_name="config",
+        )
+    except KeyboardInterrupt:
+        if not codes or codes[-1] != EXIT_INTERRUPTED:
+            # Before the first trial (imports, data): nothing was recorded yet.
+            print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SystemExit as e:  # Hydra's own reports (a bug's traceback, --help...)
+        return _code(e)
+    return max(codes, default=0)
+
+
+def _task(plugins: list[str], codes: list[int]) -> Callable[[DictConfig], int]:
+    def search(cfg: DictConfig) -> int:
+        code = _search(cfg, plugins)
+        codes.append(code)
+        if code == EXIT_INTERRUPTED:
+            raise KeyboardInterrupt  # a sweep starts no further job
+        return code
+
+    return search
+
+
+def _search(cfg: DictConfig, plugins: list[str]) -> int:
+    """One job: validate (a sweeper other than the basic one made it), place, search."""
+    from nas.config import ConfigError, validate
+    from nas.driver import preflight
 
     try:
+        validate(cfg)
+        preflight(cfg)
+        _place_outputs(cfg)
         from nas.driver import run_search
-        from nas.study import EXIT_INTERRUPTED, EXIT_NO_FEASIBLE, format_front, format_nearest
 
         outcome = run_search(cfg, plugins=plugins)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        # Before the first trial (imports, data): nothing was recorded yet.
-        print("interrupted", file=sys.stderr)
-        return 130
+        return refuse(e)
+    _report(outcome)
+    return outcome.exit_code
+
+
+def _place_outputs(cfg: DictConfig) -> None:
+    """``hydra.run.dir`` (``hydra.sweep.dir`` for -m) given on the command line, and no
+    ``search.output_dir``: the search writes there."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if cfg.search.output_dir is not None:
+        return
+    hc = HydraConfig.get()
+    given = {str(o).lstrip("+").split("=", 1)[0] for o in hc.overrides.hydra}
+    if hc.mode == RunMode.RUN and "hydra.run.dir" in given:
+        cfg.search.output_dir = str(Path(hc.runtime.output_dir).resolve())
+    elif hc.mode == RunMode.MULTIRUN and "hydra.sweep.dir" in given:
+        cfg.search.output_dir = str(Path(hc.sweep.dir).resolve())
+
+
+def _report(outcome: SearchOutcome) -> None:
+    from nas.study import EXIT_NO_FEASIBLE, format_front, format_nearest
+
     print()
     print(
         f"Study {outcome.study_name}: {outcome.n_trials} trials ({outcome.n_infeasible} "
@@ -92,20 +312,12 @@ def main(argv: list[str] | None = None) -> int:
         print("Interrupted; run the same command again to resume.")
     uri = outcome.tracking_uri
     print(f"\nBrowse it: mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
-    return outcome.exit_code
 
 
-def _split_plugins(args: list[str]) -> tuple[list[str], list[str]]:
-    plugins, rest = [], []
-    it = iter(args)
-    for a in it:
-        if a == "--plugin":
-            plugins.append(next(it, ""))
-        elif a.startswith("--plugin="):
-            plugins.append(a.split("=", 1)[1])
-        else:
-            rest.append(a)
-    return plugins, rest
+def _code(e: SystemExit) -> int:
+    if e.code is None:
+        return 0
+    return e.code if isinstance(e.code, int) else 1
 
 
 if __name__ == "__main__":

@@ -56,6 +56,16 @@ def test_defaults() -> None:
         (["search.n_trials=0"], "n_trials=0"),
         (["dataset=imagefolder", "dataset.root=/no/such/dir"], "/no/such/dir"),
         (["train.epochs=abc"], "train.epochs"),
+        (["search.n_trials=abc"], "search.n_trials=abc: expected an integer; search.n_trials "
+         "must be an integer >= 1"),
+        (["compress.bits=[a]"], "expected a list of integers; compress.bits contains a,"),
+        (["search.progress=maybe"], "expected true or false"),
+        (["hw=mobile"], "add it with +hw=mobile"),
+        (["hw.latency_budget_ms=3"], "no hw is selected; add one first: +hw=NAME"),
+        (["+search.foo=1"], "unknown config key 'search.foo'; search has: n_trials"),
+        (["search.seed=0,1"], "add -m/--multirun"),
+        (["compress.bits=[4"], "'compress.bits=[4' is not an override"),
+        (["+hw=mobile", "+hw=mcu"], "hw is selected twice"),
         (["compress.prune_kinds=[filter]"], "'filter'"),
         (["compress.channel_ratio_max=1.0"], "channel_ratio_max=1.0"),
         (["compress.rank_ratios=[0.0]"], "rank_ratios has 0.0"),
@@ -66,7 +76,7 @@ def test_defaults() -> None:
             "compress.teacher_checkpoint=None",
         ),
     ],
-)
+)  # fmt: skip
 def test_bad_input_is_one_clear_line(overrides: list[str], needle: str) -> None:
     with pytest.raises(ConfigError) as e:
         compose(overrides)

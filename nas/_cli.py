@@ -1,0 +1,127 @@
+"""What every ``python -m nas.*`` command shares: one-line refusals and SIGTERM.
+
+A command checks its inputs before any work and refuses a bad one with one line on
+stderr (``error: ...``) and exit code 2 (:data:`EXIT_USAGE`); ``SIGTERM`` (what
+``timeout``, Slurm and Kubernetes send) stops it like Ctrl-C. Light: no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+__all__ = [
+    "EXIT_USAGE",
+    "InputError",
+    "OneLineParser",
+    "check_input_file",
+    "check_output_file",
+    "refuse",
+    "require",
+    "sigterm_as_interrupt",
+]
+
+EXIT_USAGE = 2
+"""Exit code of a refused command line or input file."""
+
+
+class InputError(ValueError):
+    """A user's input is wrong; the message is one line naming the value and what is allowed."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """``argparse`` whose errors are an :class:`InputError` (one line), not usage + exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise InputError(f"{message} (see {self.prog} --help)")
+
+
+def refuse(err: BaseException) -> int:
+    """Print ``err`` as the one line ``error: ...`` on stderr; return :data:`EXIT_USAGE`."""
+    print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def require(ok: bool, message: str) -> None:
+    """Raise :class:`InputError` with ``message`` unless ``ok``."""
+    if not ok:
+        raise InputError(message)
+
+
+def check_input_file(path: Path, what: str) -> None:
+    """``path`` is an existing, readable file (``what`` names it in the message)."""
+    require(path.exists(), f"{what} {str(path)!r} not found; give an existing file")
+    require(path.is_file(), f"{what} {str(path)!r} is a directory; give a file")
+    require(os.access(path, os.R_OK), f"{what} {str(path)!r} is not readable")
+
+
+def check_output_file(path: Path, what: str = "--out") -> None:
+    """``path`` can be written: not a directory, and its folder exists or can be made."""
+    require(str(path).strip() != "", f"{what} is empty; give a file path")
+    require(not path.is_dir(), f"{what}={str(path)!r} is a directory; give a file path")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    require(folder.is_dir(), f"{what}={str(path)!r}: {str(folder)!r} is not a directory")
+    require(
+        os.access(folder, os.W_OK | os.X_OK),
+        f"{what}={str(path)!r}: folder {str(folder)!r} is not writable",
+    )
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, ``SIGTERM`` does what Ctrl-C does (``KeyboardInterrupt``).
+
+    The signal is handed to the current ``SIGINT`` handler, so the places that defer
+    or ignore Ctrl-C around bookkeeping (``nas.study.sigint_deferred``) defer or
+    ignore ``SIGTERM`` too. A process started with Ctrl-C ignored (a shell's ``cmd &``)
+    keeps ignoring Ctrl-C but still stops on ``SIGTERM``. The previous handlers are
+    restored afterwards. Off the main thread (where Python cannot install handlers)
+    the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    term = _Sigterm()
+    background = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if background:
+        # A handler rather than SIG_IGN, so that a SIGTERM can interrupt through it.
+        signal.signal(signal.SIGINT, term.background_sigint)
+    previous = signal.signal(signal.SIGTERM, term.sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if background:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Sigterm:
+    """Routes SIGTERM through the current SIGINT handler (see sigterm_as_interrupt)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def sigterm(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        handler = signal.getsignal(signal.SIGINT)
+        if handler is signal.SIG_IGN:
+            return  # bookkeeping that must not be cut short (nas.study.sigint_ignored)
+        if callable(handler):
+            handler(signal.SIGINT, frame)  # raises, or defers until the block ends
+            return
+        raise KeyboardInterrupt
+
+    def background_sigint(self, signum: int, frame: FrameType | None) -> None:
+        # Ctrl-C stays ignored, as the shell asked; a SIGTERM routed here interrupts.
+        if self.requested:
+            raise KeyboardInterrupt
