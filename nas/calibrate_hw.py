@@ -19,41 +19,40 @@ latency models (``nas/hw/_calibrate.py``) and written as a device profile.
 
 from __future__ import annotations
 
-import argparse
 import sys
+from argparse import Namespace
 from datetime import date
 from pathlib import Path
 
-USAGE_ERROR = 2
+from nas._cli import (
+    InputError,
+    OneLineParser,
+    check_input_file,
+    check_output_file,
+    refuse,
+    require,
+)
+
+__all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m nas.calibrate_hw", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("measurements", type=Path, help="CSV with columns arch (JSON), ms")
-    parser.add_argument("--out", type=Path, required=True, help="device profile JSON to write")
-    parser.add_argument("--space", default="fbnet", help="search space of the archs (fbnet)")
-    parser.add_argument("--image-size", type=int, default=32, help="input side in px (32)")
-    parser.add_argument("--in-chans", type=int, default=3, help="input channels (3)")
-    parser.add_argument("--num-classes", type=int, default=100, help="classifier outputs (100)")
-    parser.add_argument("--device", default=None, help="device name (default: --out's stem)")
-    parser.add_argument(
-        "--exclude", nargs="*", default=[], help="known devices not to use (e.g. the same one)"
-    )
-    args = parser.parse_args(argv)
-    if not args.measurements.is_file():
-        print(f"error: measurements file {str(args.measurements)!r} not found", file=sys.stderr)
-        return USAGE_ERROR
+    """Calibrate a device from measured networks; return the exit code (2: bad input)."""
+    try:
+        args = _parser().parse_args(argv)
+        _check_args(args)
+    except InputError as err:
+        return refuse(err)
 
     import torch
 
+    from nas.hw import list_latency_devices, write_device_profile
     from nas.hw._calibrate import calibrate_predictor, known_predictors, read_measurements
-    from nas.hw._device_profile import write_device_profile
 
     torch.set_num_threads(1)
     device = args.device or args.out.stem
     try:
+        _check_devices(args.exclude, list_latency_devices())
         meas = read_measurements(
             args.measurements,
             space=args.space,
@@ -63,9 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         known = known_predictors(exclude=[device, *args.exclude])
         predictor = calibrate_predictor(meas.features, meas.latency_ms, device=device, known=known)
-    except (ValueError, KeyError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return USAGE_ERROR
+    except (InputError, ValueError, KeyError) as err:
+        return refuse(err)
     write_device_profile(
         predictor,
         args.out,
@@ -87,6 +85,46 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"wrote {args.out}; use it with: python -m nas.search +hw=custom hw.profile={args.out}")
     return 0
+
+
+def _parser() -> OneLineParser:
+    parser = OneLineParser(prog="python -m nas.calibrate_hw", description=__doc__.split("\n\n")[0])
+    parser.add_argument("measurements", type=Path, help="CSV with columns arch (JSON), ms")
+    parser.add_argument("--out", type=Path, required=True, help="device profile JSON to write")
+    parser.add_argument("--space", default="fbnet", help="search space of the archs (fbnet)")
+    parser.add_argument("--image-size", type=int, default=32, help="input side in px (32)")
+    parser.add_argument("--in-chans", type=int, default=3, help="input channels (3)")
+    parser.add_argument("--num-classes", type=int, default=100, help="classifier outputs (100)")
+    parser.add_argument("--device", default=None, help="device name (default: --out's stem)")
+    parser.add_argument(
+        "--exclude", nargs="*", default=[], help="known devices not to use (e.g. the same one)"
+    )
+    return parser
+
+
+def _check_args(args: Namespace) -> None:
+    """Everything the command line names, before torch is imported."""
+    from search_spaces import list_search_spaces
+
+    check_input_file(args.measurements, "measurements file")
+    check_output_file(args.out)
+    spaces = list_search_spaces()
+    require(args.space in spaces, f"--space={args.space!r} is unknown; known: {', '.join(spaces)}")
+    for flag in ("image_size", "in_chans", "num_classes"):
+        value = getattr(args, flag)
+        require(value >= 1, f"--{flag.replace('_', '-')}={value} must be >= 1")
+    require(
+        args.device is None or args.device.strip() != "",
+        "--device is empty; give a name, or leave it out to use --out's file name",
+    )
+
+
+def _check_devices(exclude: list[str], known: list[str]) -> None:
+    unknown = [d for d in exclude if d not in known]
+    require(
+        not unknown,
+        f"--exclude {' '.join(unknown)}: not a known device; known: {', '.join(sorted(known))}",
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import numpy as np
 from scipy.optimize import nnls
 from scipy.stats import spearmanr
 
+from nas.config import one_line
 from nas.hw._features import layer_features
 from nas.hw._predictor import FEATURE_NAMES, LatencyPredictor, _matrix, list_latency_devices
 
@@ -137,6 +139,7 @@ def arch_features(
     from search_spaces import InputSpec, get_search_space
 
     if (space, image_size, in_chans, num_classes) == ("fbnet", IMAGE_SIZE, 3, NUM_CLASSES):
+        _check_fbnet_ops(arch)  # the cached path builds no model, so it checks the ops here
         return fbnet_network_features(list(arch["ops"]))  # cached per layer: 5,000 nets in ~5 s
     model = get_search_space(space).build(dict(arch), InputSpec(in_chans, image_size, num_classes))
     return network_features(layer_features(model, (1, in_chans, image_size, image_size)))
@@ -154,28 +157,18 @@ def read_measurements(
 
     ``arch`` is an architecture of the search space as JSON, e.g. ``{"ops": [...]}``
     for ``fbnet`` (22 op names); a ``space`` column overrides ``space`` per row.
+    Every row is checked before any network's features are computed.
 
     Raises:
-        ValueError: a missing column, a row whose arch is not JSON or whose ``ms`` is
-            not a positive number; the message names the row.
+        ValueError: a file that is not a UTF-8 CSV, a missing column, a row whose arch
+            is not a JSON object, whose ``ms`` is not a finite positive number, whose
+            space is unknown or whose arch that space cannot build; the message names
+            the row.
     """
     p = Path(path)
-    with p.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"arch", "ms"} - set(reader.fieldnames or [])
-        if missing:
-            raise ValueError(f"{p}: missing column(s) {sorted(missing)}; need 'arch' and 'ms'")
-        rows = list(reader)
-    features, latency = [], []
-    for line, row in enumerate(rows, start=2):
-        try:
-            arch = json.loads(row["arch"])
-            ms = float(row["ms"])
-        except (json.JSONDecodeError, ValueError) as err:
-            raise ValueError(f"{p} line {line}: {err}") from None
-        if not ms > 0:
-            raise ValueError(f"{p} line {line}: ms={row['ms']} must be > 0")
-        row_space = row.get("space") or space
+    rows = [_parse_row(p, line, row, space) for line, row in _read_rows(p)]
+    features = []
+    for line, arch, _, row_space in rows:
         try:
             features.append(
                 arch_features(
@@ -186,10 +179,82 @@ def read_measurements(
                     num_classes=num_classes,
                 )
             )
-        except (KeyError, ValueError, TypeError) as err:
-            raise ValueError(f"{p} line {line}: bad {row_space} architecture: {err}") from None
-        latency.append(ms)
-    return Measurements(features, np.array(latency))
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:
+            raise ValueError(
+                f"{p} line {line}: not a {row_space} architecture at "
+                f"{in_chans}x{image_size}x{image_size}: {one_line(err)}"
+            ) from None
+    return Measurements(features, np.array([ms for _, _, ms, _ in rows]))
+
+
+def _read_rows(p: Path) -> list[tuple[int, dict[str, str | None]]]:
+    """The CSV's rows with their line numbers; ValueError if it is not a CSV with arch, ms."""
+    try:
+        with p.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+            missing = {"arch", "ms"} - set(fields)
+            if missing:
+                raise ValueError(
+                    f"{p}: missing column(s) {sorted(missing)}; need 'arch' and 'ms' "
+                    f"(its header has {fields})"
+                )
+            return [(reader.line_num, row) for row in reader]
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"{p} is not a UTF-8 text file; give a CSV with columns arch, ms"
+        ) from None
+    except csv.Error as err:
+        raise ValueError(f"{p} is not a readable CSV: {err}") from None
+
+
+def _parse_row(
+    p: Path, line: int, row: dict[str, str | None], space: str
+) -> tuple[int, dict[str, Any], float, str]:
+    """``(line, arch, ms, space)`` of one CSV row, or ValueError naming the row."""
+    from search_spaces import list_search_spaces
+
+    where = f"{p} line {line}"
+    if None in row:  # more cells than the header: an unquoted JSON's commas split it
+        raise ValueError(
+            f"{where}: more cells than the header's {len(row) - 1}; quote the arch JSON "
+            '(write it as "{""ops"": [...]}")'
+        )
+    arch_text, ms_text = row.get("arch"), row.get("ms")
+    if not arch_text or not ms_text:
+        raise ValueError(f"{where}: empty arch or ms; every row needs both")
+    try:
+        arch = json.loads(arch_text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{where}: arch is not JSON ({err})") from None
+    if not isinstance(arch, dict):
+        raise ValueError(f'{where}: arch must be a JSON object like {{"ops": [...]}}')
+    try:
+        ms = float(ms_text)
+    except ValueError:
+        raise ValueError(f"{where}: ms={ms_text!r} is not a number") from None
+    if not (math.isfinite(ms) and ms > 0):
+        raise ValueError(f"{where}: ms={ms_text} must be a finite number > 0")
+    row_space = row.get("space") or space
+    if row_space not in list_search_spaces():
+        raise ValueError(
+            f"{where}: space={row_space!r} is unknown; known: {', '.join(list_search_spaces())}"
+        )
+    return line, arch, ms, row_space
+
+
+def _check_fbnet_ops(arch: Mapping[str, Any]) -> None:
+    from search_spaces._configs import FBNET_NUM_LAYERS, FBNET_OPS
+
+    ops = arch.get("ops")
+    if not isinstance(ops, list) or len(ops) != FBNET_NUM_LAYERS:
+        got = f"{len(ops)} ops" if isinstance(ops, list) else f"ops={ops!r}"
+        raise ValueError(
+            f"fbnet arch needs 'ops': a list of {FBNET_NUM_LAYERS} op names, got {got}"
+        )
+    bad = sorted({str(op) for op in ops if op not in FBNET_OPS})
+    if bad:
+        raise ValueError(f"fbnet arch has unknown ops {bad}; known: {', '.join(FBNET_OPS)}")
 
 
 def _basis(x: np.ndarray, predictors: Sequence[LatencyPredictor]) -> np.ndarray:
