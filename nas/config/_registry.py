@@ -48,9 +48,17 @@ class Registry(Generic[T]):
         return deco
 
     def add(self, name: str, obj: T) -> None:
-        if name in self._entries:
+        # A lazy name is taken too, before its module is imported: only that module's
+        # own registration of it (the object the lazy entry points at) is accepted.
+        if name in self._entries or (name in self._lazy and not self._is_lazy_target(name, obj)):
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = obj
+
+    def _is_lazy_target(self, name: str, obj: object) -> bool:
+        module, _, attr = self._lazy[name].partition(":")
+        return getattr(obj, "__module__", None) == module and (
+            getattr(obj, "__qualname__", None) == attr
+        )
 
     def names(self) -> list[str]:
         """Every valid name, registered or lazily known, sorted."""
