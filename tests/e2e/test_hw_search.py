@@ -12,6 +12,7 @@ custom: the predicted latency).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,39 +22,31 @@ import pytest
 
 from nas import compose
 from nas.driver import run_search
-from nas.hw import HardwareModel, LatencyPredictor, write_device_profile
-from nas.hw._random_arch import random_archs
+from nas.hw import HardwareModel, LatencyPredictor, random_archs, write_device_profile
 from nas.pipeline import load_splits
-from nas.study import smallest_achievable
+from nas.study import make_storage, smallest_achievable
 from search_spaces import InputSpec, get_search_space
 
-FAST = [
-    "dataset=digits",
-    "search_space=tiny",
-    "sampler=random",
-    "train.epochs=1",
-    "compress.finetune_epochs=1",
-    "search.progress=false",
-    "search.timeout_s=null",
-    "search.n_trials=8",
-]
+
+@pytest.fixture
+def seeded(fast) -> Callable[..., list[str]]:
+    """``seeded(*overrides)``: a fast, seeded random-sampler search of 8 trials."""
+    return lambda *overrides: fast("sampler=random", "search.n_trials=8", *overrides)
 
 
-def _search(tmp_path: Path, *overrides: str) -> tuple[list[Any], Any]:
-    cfg = compose([*_fast(*overrides), f"search.output_dir={tmp_path}", *overrides])
-    outcome = run_search(cfg)
-    assert outcome.exit_code in (0, 3) and outcome.n_failed == 0
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(tmp_path / f"{outcome.study_name}.journal"))
-    )
-    study = optuna.load_study(study_name=outcome.study_name, storage=storage)
-    return study.trials, cfg.hw
+@pytest.fixture
+def search(seeded) -> Callable[..., tuple[list[Any], Any]]:
+    """``search(out, *overrides)``: run it in ``out``; its trials and its hw config."""
 
+    def search(out: Path, *overrides: str) -> tuple[list[Any], Any]:
+        cfg = compose(seeded(f"search.output_dir={out}", *overrides))
+        outcome = run_search(cfg)
+        assert outcome.exit_code in (0, 3) and outcome.n_failed == 0
+        storage = make_storage(None, outcome.study_name, out)
+        study = optuna.load_study(study_name=outcome.study_name, storage=storage)
+        return study.trials, cfg.hw
 
-def _fast(*overrides: str) -> list[str]:
-    """FAST less the keys ``overrides`` set again (Hydra refuses a key given twice)."""
-    keys = {o.split("=", 1)[0] for o in overrides}
-    return [o for o in FAST if o.split("=", 1)[0] not in keys]
+    return search
 
 
 def _check(trials: list[Any], keys: set[str]) -> tuple[list[Any], list[Any]]:
@@ -77,9 +70,8 @@ def _check(trials: list[Any], keys: set[str]) -> tuple[list[Any], list[Any]]:
     return feasible, infeasible
 
 
-@pytest.mark.slow
-def test_mcu_flash_and_sram_budgets(tmp_path: Path) -> None:
-    trials, hw = _search(
+def test_mcu_flash_and_sram_budgets(tmp_path: Path, search) -> None:
+    trials, hw = search(
         tmp_path, "+hw=mcu", "hw.size_budget_bytes=6000", "hw.peak_memory_budget_bytes=1000"
     )
     feasible, _ = _check(trials, {"size_bytes", "peak_memory_bytes"})
@@ -92,8 +84,7 @@ def test_mcu_flash_and_sram_budgets(tmp_path: Path) -> None:
         assert math.isnan(m["latency_ms"])  # memory-bound profile: no latency model
 
 
-@pytest.mark.slow
-def test_host_measured_latency_budget(tmp_path: Path) -> None:
+def test_host_measured_latency_budget(tmp_path: Path, seeded, search) -> None:
     # Deployed in ONNX Runtime, the tiny nets take ~15-50 us on 8x8 digits: mostly
     # per-run overhead, so which candidate is faster is a coin toss under load. On
     # 28x28 mnist5k they span ~0.015-0.15 ms. A first pass with a budget 1.4x the
@@ -102,14 +93,14 @@ def test_host_measured_latency_budget(tmp_path: Path) -> None:
     # recording their measured latencies; the real search's budget is the median of
     # those (and at least 1.3x the fastest corner, clear of its noise).
     data = ["dataset=mnist5k", "hw.size_budget_bytes=null"]
-    cfg = compose([*_fast(*data), *data, f"search.output_dir={tmp_path}", "+hw=host"])
+    cfg = compose(seeded(*data, f"search.output_dir={tmp_path}", "+hw=host"))
     fastest = smallest_achievable(cfg, load_splits(cfg.dataset, seed=0).spec)["latency_ms"]
-    probe, _ = _search(
+    probe, _ = search(
         tmp_path / "probe", *data, "+hw=host", f"hw.latency_budget_ms={1.4 * fastest}"
     )
     estimates = [t.user_attrs["metrics"]["latency_ms_estimate"] for t in probe]
     budget = max(float(np.median(estimates)), 1.3 * fastest)
-    trials, hw = _search(tmp_path / "search", *data, "+hw=host", f"hw.latency_budget_ms={budget}")
+    trials, hw = search(tmp_path / "search", *data, "+hw=host", f"hw.latency_budget_ms={budget}")
     feasible, infeasible = _check(trials, {"latency_ms"})
     for t in feasible:
         m = t.user_attrs["metrics"]
@@ -119,8 +110,7 @@ def test_host_measured_latency_budget(tmp_path: Path) -> None:
         assert t.user_attrs["metrics"]["latency_ms_estimate"] > budget
 
 
-@pytest.mark.slow
-def test_custom_profile_predicted_latency_budget(tmp_path: Path) -> None:
+def test_custom_profile_predicted_latency_budget(tmp_path: Path, search) -> None:
     # A user's device profile (as nas.profile_hw / nas.calibrate_hw write one): 10 us
     # per run plus 1 ns per MAC of convolutions and linear layers.
     per_mac = {f"{k}.macs": 1e-6 for k in ("conv_full", "conv_pw", "linear")}
@@ -134,7 +124,7 @@ def test_custom_profile_predicted_latency_budget(tmp_path: Path) -> None:
     budget = max(
         float(np.median(preds)), hw.latency_ms(space.build(space.extremes()[0], spec), shape)
     )
-    trials, cfg_hw = _search(
+    trials, cfg_hw = search(
         tmp_path / "search", "+hw=custom", f"hw.profile={profile}", f"hw.latency_budget_ms={budget}"
     )
     assert cfg_hw.profile == str(profile)

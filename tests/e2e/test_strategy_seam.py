@@ -18,16 +18,6 @@ from nas.driver import run_search
 from nas.pipeline import STRATEGIES, Proposal, TrialContext, TrialResult, train_proposal
 from nas.study import keys
 
-TINY = [
-    "dataset=digits",
-    "search_space=tiny",
-    "train.epochs=1",
-    "compress.finetune_epochs=0",
-    "search.timeout_s=null",
-    "search.progress=false",
-    "sampler=random",
-]
-
 
 class CheapStrategy:
     """Scores without training (a made-up accuracy from the architecture); the two
@@ -66,14 +56,29 @@ def cheap_strategy() -> Any:
     return CheapStrategy
 
 
-def _search(tmp_path: Path, n_trials: int) -> Any:
-    cfg = compose([*TINY, f"search.n_trials={n_trials}", f"search.output_dir={tmp_path}"])
-    cfg.strategy.name = "cheap_test"
-    return run_search(cfg)
+@pytest.fixture
+def search(tmp_path: Path, fast) -> Any:
+    """``search(n_trials)``: a fast search in ``tmp_path`` with the cheap strategy."""
+
+    def search(n_trials: int) -> Any:
+        cfg = compose(
+            fast(
+                "compress.finetune_epochs=0",
+                "sampler=random",
+                f"search.n_trials={n_trials}",
+                f"search.output_dir={tmp_path}",
+            )
+        )
+        cfg.strategy.name = "cheap_test"
+        return run_search(cfg)
+
+    return search
 
 
-def test_scored_trials_are_not_runs_and_finalists_are(tmp_path: Path, cheap_strategy: Any) -> None:
-    outcome = _search(tmp_path, n_trials=6)
+def test_scored_trials_are_not_runs_and_finalists_are(
+    tmp_path: Path, cheap_strategy: Any, search: Any
+) -> None:
+    outcome = search(6)
 
     assert cheap_strategy.prepared == 1
     study = optuna.load_study(
@@ -105,9 +110,9 @@ def test_scored_trials_are_not_runs_and_finalists_are(tmp_path: Path, cheap_stra
     assert outcome.front and {row["trial"] for row in outcome.front} <= {t.number for t in final}
 
 
-def test_a_resumed_search_does_not_finalise_twice(tmp_path: Path, cheap_strategy: Any) -> None:
-    first = _search(tmp_path, n_trials=4)
-    again = _search(tmp_path, n_trials=4)
+def test_a_resumed_search_does_not_finalise_twice(cheap_strategy: Any, search: Any) -> None:
+    first = search(4)
+    again = search(4)
 
     assert again.study_name == first.study_name
     assert cheap_strategy.scored == 4  # nothing left to score on resume

@@ -113,12 +113,16 @@ def _expand(driver, parent_name: str, child_name: str) -> None:
     button.click()
 
 
-def test_front_is_browsable_in_the_mlflow_ui(tmp_path: Path, server: str, browser) -> None:
-    cfg = compose([
-        "dataset=digits", "search_space=tiny", "train.epochs=1", "compress.finetune_epochs=1",
-        "search.progress=false", "search.timeout_s=null", "search.n_trials=4",
-        f"search.output_dir={tmp_path / 'out'}", f"mlflow.tracking_uri={server}",
-    ])  # fmt: skip
+def test_front_is_browsable_in_the_mlflow_ui(
+    tmp_path: Path, server: str, browser, fast, mlflow_runs
+) -> None:
+    cfg = compose(
+        fast(
+            "search.n_trials=4",
+            f"search.output_dir={tmp_path / 'out'}",
+            f"mlflow.tracking_uri={server}",
+        )
+    )
     outcome = run_search(cfg)
     assert outcome.exit_code == 0
     client = MlflowClient(tracking_uri=server)
@@ -128,9 +132,7 @@ def test_front_is_browsable_in_the_mlflow_ui(tmp_path: Path, server: str, browse
         [exp.experiment_id], filter_string="tags.pareto = 'true'", max_results=100
     )
     front_names = sorted(r.info.run_name for r in front)
-    children = client.search_runs(
-        [exp.experiment_id], filter_string="tags.`nas.role` = 'trial'", max_results=100
-    )
+    children = mlflow_runs(server, "trial")
     assert len(children) == 4 and 1 <= len(front_names) <= 4
     assert front_names == sorted(f"trial-{r['trial']:04d}" for r in outcome.front)
 

@@ -1,7 +1,7 @@
 """Real servers for the distributed tests: a local multi-node Ray cluster, an MLflow
-tracking server and a throwaway PostgreSQL cluster. Not a test file: import the
-fixtures into a test module (tests/nas is on sys.path under pytest's default import
-mode)::
+tracking server and a throwaway PostgreSQL cluster. Not a test file: tests/e2e's
+conftest makes its fixtures available to every test of that folder; elsewhere, import
+them into a test module (pyproject puts tests/e2e on ``sys.path``)::
 
     import cluster_fixtures
 

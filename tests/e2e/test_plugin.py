@@ -36,7 +36,7 @@ def make_widemlp(cfg: WideMLPConfig) -> SearchSpace:
 """
 
 
-def test_user_search_space_runs_a_search(tmp_path: Path) -> None:
+def test_user_search_space_runs_a_search(tmp_path: Path, fast) -> None:
     (tmp_path / "my_spaces.py").write_text(textwrap.dedent(SPACE))
     conf = tmp_path / "my_conf" / "search_space"
     conf.mkdir(parents=True)
@@ -45,8 +45,8 @@ def test_user_search_space_runs_a_search(tmp_path: Path) -> None:
     r = subprocess.run(
         [
             sys.executable, "-m", "nas.search", "--plugin", "my_spaces",
-            f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]", "search_space=widemlp",
-            "dataset=digits", "search.n_trials=2", "train.epochs=1", "search.progress=false",
+            f"hydra.searchpath=[file://{tmp_path / 'my_conf'}]",
+            *fast("search_space=widemlp", "search.n_trials=2"),
         ],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip

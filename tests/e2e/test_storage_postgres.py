@@ -1,6 +1,6 @@
 """The Optuna study in PostgreSQL (what a multi-node search uses instead of the journal
-file): a real server from `cluster_fixtures.postgres_server`, skipped only when
-PostgreSQL is not installed."""
+file): a real server from `cluster_fixtures.postgres_server` (this folder's conftest),
+skipped only when PostgreSQL is not installed."""
 
 from __future__ import annotations
 
@@ -9,11 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-import cluster_fixtures
 import optuna
-import pytest
-
-postgres_server = cluster_fixtures.postgres_server  # the fixture, for this module's tests
 
 WRITER = textwrap.dedent(
     """
@@ -66,11 +62,11 @@ def test_two_processes_share_one_study(postgres_server) -> None:
     assert writers.count("shared:0") == 6 and writers.count("shared:1") == 6
 
 
-def _search(url: str, out: Path, n_trials: int) -> subprocess.CompletedProcess:
+def _search(
+    overrides: list[str], url: str, out: Path, n_trials: int
+) -> subprocess.CompletedProcess:
     cmd = [
-        sys.executable, "-m", "nas.search",
-        "dataset=digits", "search_space=tiny", "train.epochs=1", "compress.finetune_epochs=1",
-        "search.progress=false", "search.timeout_s=null", "search.study_name=pg",
+        sys.executable, "-m", "nas.search", *overrides, "search.study_name=pg",
         f"search.n_trials={n_trials}", f"search.storage={url}", f"search.output_dir={out}",
     ]  # fmt: skip
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=out)
@@ -78,20 +74,18 @@ def _search(url: str, out: Path, n_trials: int) -> subprocess.CompletedProcess:
     return p
 
 
-@pytest.mark.slow
 def test_search_stores_its_study_in_postgres_and_resumes(
-    postgres_server,
-    tmp_path: Path,
+    postgres_server, tmp_path: Path, fast
 ) -> None:
     url = postgres_server.new_database()
-    _search(url, tmp_path, 3)
+    _search(fast(), url, tmp_path, 3)
     assert not list(tmp_path.glob("*.journal"))  # the study went to Postgres only
     study = optuna.load_study(study_name="pg", storage=url)
     first = [(t.number, t.state, t.values, t.params) for t in study.trials]
     assert len(first) == 3
     assert all(s == optuna.trial.TrialState.COMPLETE for _, s, _, _ in first)
 
-    _search(url, tmp_path, 4)  # a second run resumes: one more trial, not four
+    _search(fast(), url, tmp_path, 4)  # a second run resumes: one more trial, not four
     study = optuna.load_study(study_name="pg", storage=url)
     assert len(study.trials) == 4
     assert [(t.number, t.state, t.values, t.params) for t in study.trials[:3]] == first
