@@ -1,4 +1,5 @@
-"""Multi-objective ASHA: rungs, Pareto-rank promotion, persistence, and a search with it."""
+"""Multi-objective ASHA: rungs, Pareto-rank promotion, persistence, the config switch.
+(A search with it: tests/e2e/test_search.py.)"""
 
 from __future__ import annotations
 
@@ -116,36 +117,3 @@ def test_config_switches_it_off_and_validates() -> None:
     assert isinstance(judge, MOASHA) and judge.eta == 2
     with pytest.raises(ConfigError, match="early_stop.min_epochs=0 must be >= 1"):
         compose(["early_stop.min_epochs=0"])
-
-
-@pytest.mark.slow
-def test_search_with_moasha_prunes_and_keeps_the_front_complete(tmp_path: Path) -> None:
-    from nas.driver import run_search
-
-    cfg = compose(
-        [
-            "dataset=digits",
-            "search_space=tiny",
-            "train.epochs=3",
-            "compress.finetune_epochs=0",
-            "search.progress=false",
-            "search.timeout_s=null",
-            "search.n_trials=6",
-            "early_stop=moasha",
-            "early_stop.reduction_factor=2",
-            f"search.output_dir={tmp_path}",
-        ]
-    )
-    outcome = run_search(cfg)
-    study = optuna.load_study(
-        study_name=outcome.study_name, storage=make_storage(None, outcome.study_name, tmp_path)
-    )
-    states = {t.number: t.state for t in study.trials}
-    pruned = [n for n, s in states.items() if s == TrialState.PRUNED]
-    assert pruned, states
-    for n in pruned:
-        t = study.trials[n]
-        assert "stopped early" in t.user_attrs["stopped"]
-        assert len(t.user_attrs[keys.PARTIAL]["val_accuracy"]) >= 1
-    assert outcome.front
-    assert all(states[row["trial"]] == TrialState.COMPLETE for row in outcome.front)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import asdict
 
+import pytest
 import torch
 
 import compress
@@ -13,6 +14,7 @@ from nas.pipeline import ArtifactEvaluator, Batches, load_splits, predict, train
 from search_spaces import get_search_space, search_space_config
 
 
+@pytest.mark.slow  # 20-40 s on 2 cores: trains an mbconv net, then a fresh evaluator process
 def test_fresh_process_gives_the_same_predictions(tmp_path) -> None:
     torch.manual_seed(0)
     dataset = {"name": "digits", "n_test": 360, "n_val": 180}
