@@ -12,15 +12,21 @@ import torch
 from torch import nn
 
 import compress
-from nas.hw import HardwareModel, LatencyPredictor, deployed_latency_ms, layer_features
-from nas.hw._deploy import bake, deploys_int8, measure_deployed_ms
-from nas.hw._host_profile import (
+from nas.hw import (
+    HardwareModel,
+    LatencyPredictor,
     accuracy,
+    bake,
+    deployed_latency_ms,
+    deploys_int8,
     fit_host_predictor,
+    layer_bits,
+    layer_features,
+    measure_deployed_ms,
     measure_samples,
+    read_latency_models,
     sample_networks,
 )
-from nas.hw._predictor import _read_models, layer_bits
 from search_spaces import InputSpec, get_search_space
 
 SHAPE = (1, 3, 32, 32)
@@ -55,7 +61,7 @@ def mbconv() -> nn.Module:
 @pytest.fixture
 def int8_fast(tmp_path: Path) -> HardwareModel:
     """Pixel 3's fp32 model plus int8 kernels twice as fast on weight layers."""
-    entry = dict(_read_models(None)["devices"]["pixel3"])
+    entry = dict(read_latency_models(None)["devices"]["pixel3"])
     entry["kernels"] = {"8": {"speedup": 2.0}}
     path = tmp_path / "int8_fast.json"
     path.write_text(json.dumps({"device": "int8_fast", "devices": {"int8_fast": entry}}))

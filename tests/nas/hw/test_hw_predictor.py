@@ -6,9 +6,15 @@ import timm
 import torch
 from scipy.stats import spearmanr
 
-from nas.hw import LatencyPredictor, list_latency_devices, network_features
-from nas.hw._fbnet_data import fbnet_network_features, fbnet_split, load_fbnet_latencies
-from nas.hw._predictor import _read_models
+from nas.hw import (
+    LatencyPredictor,
+    fbnet_network_features,
+    fbnet_split,
+    list_latency_devices,
+    load_fbnet_latencies,
+    network_features,
+    read_latency_models,
+)
 from search_spaces import InputSpec, get_search_space
 
 TARGET_DEVICES = ["pixel3", "raspi4"]
@@ -31,7 +37,7 @@ def test_stored_held_out_metrics_meet_targets(device: str) -> None:
 @pytest.mark.parametrize("device", TARGET_DEVICES)
 def test_held_out_metrics_are_real(device: str) -> None:
     """Recompute on a sample of the held-out networks, from the models built from scratch."""
-    split = _read_models(None)["provenance"]["split"]
+    split = read_latency_models(None)["provenance"]["split"]
     data = load_fbnet_latencies()
     _, held_out = fbnet_split(len(data.ops), seed=split["seed"])
     sample = np.random.default_rng(1).choice(held_out, size=150, replace=False)
