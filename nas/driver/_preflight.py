@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from nas.config import ConfigError
 from nas.hw import LATENCY_METHODS
-from nas.pipeline import STRATEGIES
+from nas.pipeline import DATASETS, STRATEGIES
 from nas.runners import RUNNERS, check_address
 from nas.study import EARLY_STOPPERS, SAMPLERS
 
@@ -19,6 +19,7 @@ TEACHER_FORMS = "'largest' or 'timm:<model name>'"
 def preflight(cfg: DictConfig) -> None:
     """Refuse, with one line, a config naming something no registry holds, or a Ray
     cluster that does not answer. Run after composing, before anything heavy."""
+    DATASETS.check(cfg.dataset.name, key="dataset.name")
     RUNNERS.check(cfg.runner.name, key="runner")
     SAMPLERS.check(cfg.sampler.name, key="sampler.name")
     EARLY_STOPPERS.check(cfg.early_stop.name, key="early_stop.name")

@@ -33,7 +33,6 @@ if TYPE_CHECKING:
         TrialStopped,
     )
     from nas.pipeline._data import (
-        DATASETS,
         Batches,
         Splits,
         get_loader,
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
         load_splits,
         register_dataset,
     )
+    from nas.pipeline._datasets import DATASETS
     from nas.pipeline._evaluator import (
         MAX_ARTIFACT_PARAMS,
         ArtifactEvaluator,
@@ -83,7 +83,7 @@ _NAMES = {
         "nas.pipeline._context",
     ),
     **dict.fromkeys(
-        ["DATASETS", "Batches", "Splits", "get_loader", "list_datasets", "load_splits",
+        ["Batches", "Splits", "get_loader", "list_datasets", "load_splits",
          "register_dataset"],
         "nas.pipeline._data",
     ),
@@ -95,6 +95,7 @@ _NAMES = {
     **dict.fromkeys(
         ["Recipe", "RecipeResult", "distiller", "train_compressed"], "nas.pipeline._recipe"
     ),
+    "DATASETS": "nas.pipeline._datasets",
     **dict.fromkeys(["ScratchStrategy", "train_proposal"], "nas.pipeline._scratch"),
     **dict.fromkeys(
         ["STRATEGIES", "evaluate_proposal", "run_trial"], "nas.pipeline._strategy"

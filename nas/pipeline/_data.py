@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from nas.config import ConfigError, DatasetConfig, Registry
+from nas.config import ConfigError, DatasetConfig
+from nas.pipeline._datasets import DATASETS
 from search_spaces import InputSpec
 
 __all__ = ["Batches", "Splits", "get_loader", "list_datasets", "load_splits", "register_dataset"]
@@ -52,8 +53,6 @@ class Splits:
 Loader = Callable[
     [DatasetConfig], tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None]
 ]
-DATASETS: Registry[Loader] = Registry("dataset")
-"""Data-set loaders by ``dataset=`` option."""
 
 
 def register_dataset(name: str) -> Callable[[Loader], Loader]:

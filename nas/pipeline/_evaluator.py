@@ -208,6 +208,9 @@ def _serve(
     # Ctrl-C in a terminal reaches the whole process group; the driver handles it and
     # closes this worker, which must not die halfway through a reply.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # SIGTERM too: `timeout` and Slurm signal the whole process group, and the driver
+    # turns its SIGTERM into a Ctrl-C that closes this worker in turn.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # A driver killed with SIGKILL closes its end of the pipe (EOF below), but a worker
     # busy loading data or evaluating would only notice later: watch the parent too.
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
