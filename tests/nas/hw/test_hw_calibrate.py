@@ -16,12 +16,12 @@ from nas.hw import (
     HardwareModel,
     LatencyPredictor,
     calibrate_predictor,
+    calibration_holdout,
     known_predictors,
+    load_fbnet_latencies,
     read_device_profile,
+    read_latency_models,
 )
-from nas.hw._fbnet_data import load_fbnet_latencies
-from nas.hw._fbnet_eval import calibration_holdout
-from nas.hw._predictor import _read_models
 from search_spaces import InputSpec, get_search_space
 
 
@@ -45,7 +45,7 @@ def test_ten_samples_beat_pixel3_baseline(device: str, floor: float) -> None:
 
 def test_held_out_device_is_not_used(tmp_path: Path) -> None:
     """Calibrating raspi4 from a models file without raspi4 gives the same model."""
-    models = _read_models(None)
+    models = read_latency_models(None)
     del models["devices"]["raspi4"]
     stripped = tmp_path / "models.json"
     stripped.write_text(json.dumps(models))
@@ -60,7 +60,7 @@ def test_held_out_device_is_not_used(tmp_path: Path) -> None:
 
 def test_calibrated_model_is_a_nonnegative_predictor() -> None:
     data = load_fbnet_latencies()
-    from nas.hw._fbnet_data import fbnet_network_features
+    from nas.hw import fbnet_network_features
 
     idx = np.random.default_rng(3).choice(len(data.ops), size=12, replace=False)
     feats = [fbnet_network_features(data.ops[i]) for i in idx]
