@@ -76,13 +76,13 @@ class SamplerConfig:
     n_startup_trials: int = 10
     population_size: int = 16
     # Proposals screened by a model of the hw constraints fitted on past trials
-    # (nas.study._storage.ConstraintModelSampler); 0 leaves the sampler's proposals as they are.
+    # (nas.study.ConstraintModelSampler); 0 leaves the sampler's proposals as they are.
     feasibility_candidates: int = 0
 
 
 @dataclass
 class EarlyStopConfig:
-    """Multi-objective early stopping of training (``nas.study._early_stop``).
+    """Multi-objective early stopping of training (``nas.study.make_early_stop``).
 
     moasha: asynchronous successive halving on the Pareto rank of (val accuracy, size)
     at rungs of ``min_epochs * reduction_factor**k`` epochs; none: every feasible

@@ -54,7 +54,7 @@ class _JudgeHost:
 
 
 class RemoteJudge:
-    """An :class:`~nas.pipeline._candidate.EpochJudge` that asks the search's judge actor."""
+    """An :class:`~nas.pipeline.EpochJudge` that asks the search's judge actor."""
 
     def __init__(self, handle: Any, timeout_s: float = 60.0) -> None:
         self.handle = handle

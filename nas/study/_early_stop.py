@@ -11,7 +11,7 @@ fewer than ``eta`` results (or at most ``grace_trials``) stops nothing: asynchro
 promotion, so the first trials are never stopped for lack of company.
 
 Lifecycle: :func:`make_early_stop` builds the judge when the trial context is made;
-``nas.pipeline._candidate.train_proposal`` calls :meth:`MOASHA.should_stop` after every training
+``nas.pipeline.train_proposal`` calls :meth:`MOASHA.should_stop` after every training
 epoch but the last. The judge keeps an in-memory table of rung results. With a
 :class:`StudyLink`, it also writes each trial's partial results to that trial in the
 Optuna study (user attr ``partial``) and, on its first call, rebuilds its table from
@@ -58,7 +58,7 @@ def make_early_stop(
 
     Args:
         out_dir, study_name: where the search's study lives (as for
-            ``nas.study._storage.make_storage``); with both, partial results are persisted to
+            ``nas.study.make_storage``); with both, partial results are persisted to
             and rebuilt from the study, otherwise they live in memory only.
     """
     link = None
@@ -105,7 +105,7 @@ class StudyLink:
     """Where partial results persist: the trials of an Optuna study.
 
     Picklable (strings only); the storage is opened on first use in each process.
-    Args are those of ``nas.study._storage.make_storage``.
+    Args are those of ``nas.study.make_storage``.
     """
 
     def __init__(self, *, storage: str | None, study_name: str, output_dir: str) -> None:
