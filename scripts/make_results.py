@@ -184,7 +184,8 @@ def _default_run(b: Bench) -> list[str]:
         "",
         f"Figures from: {d.get('source', 'not recorded')}.",
         "",
-        f"`{d['command']}`{on}, run from an empty directory{machine}: {minutes} min"
+        f"`{d['command']}`{on}, run from {d.get('where', 'an empty directory')}{machine}: "
+        f"{minutes} min"
         f" {seconds} s wall time. It proposed {d['n_trials']} candidates{timeout}, rejected"
         f" {d['n_infeasible']} ({_pct(d['n_infeasible'] / d['n_trials'])}) before training for"
         f" breaking the budgets, {failed}, and fully trained {trained}{epochs}. The front,"

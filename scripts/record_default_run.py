@@ -41,6 +41,7 @@ def record(
     study: str | None = None,
     wall_seconds: float | None = None,
     machine: str | None = None,
+    where: str | None = None,
 ) -> dict[str, Any]:
     """The default-run record of the search that ran in ``run_dir``."""
     if not run_dir.is_dir():
@@ -75,6 +76,7 @@ def record(
         "commit": commit,
         "date": datetime.date.today().isoformat(),
         "machine": machine or f"{os.cpu_count()} CPUs",
+        **({"where": where} if where else {}),
         "study_name": params.get("study_name", study),
         "wall_seconds": round(wall_seconds, 1),
     }
@@ -179,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--study", help="the study, when DIR/outputs holds several")
     p.add_argument("--wall-seconds", type=float, help="the wall time the search printed")
     p.add_argument("--machine", help="what it ran on (default: this machine's CPU count)")
+    p.add_argument("--where", help="where it was launched from (default: an empty directory)")
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
     try:
@@ -188,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             study=args.study,
             wall_seconds=args.wall_seconds,
             machine=args.machine,
+            where=args.where,
         )
     except UserError as e:
         print(f"record_default_run.py: error: {e}", file=sys.stderr)
