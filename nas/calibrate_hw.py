@@ -46,8 +46,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from nas.hw import list_latency_devices, write_device_profile
-    from nas.hw._calibrate import calibrate_predictor, known_predictors, read_measurements
+    from nas.hw import (
+        calibrate_predictor,
+        known_predictors,
+        list_latency_devices,
+        read_measurements,
+        write_device_profile,
+    )
 
     torch.set_num_threads(1)
     device = args.device or args.out.stem

@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from nas.hw import write_device_profile
-    from nas.hw._host_profile import accuracy, fit_host_predictor, measure_samples
+    from nas.hw import accuracy, fit_host_predictor, measure_samples, write_device_profile
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -156,7 +155,7 @@ def _check_args(args: Namespace) -> tuple[Grid, int, int]:
 
 def _fit_samples(grid: Grid, n_fit: int) -> list[Any]:
     """The networks to fit on; InputError if they hold too few fp32 ones to fit a model."""
-    from nas.hw._host_profile import sample_networks
+    from nas.hw import sample_networks
 
     def draw(n: int) -> list[Any]:
         return sample_networks(n, seed=1, sizes=grid.fit_sizes, spaces=("mbconv", "tiny"))
@@ -178,7 +177,7 @@ def _fit_samples(grid: Grid, n_fit: int) -> list[Any]:
 
 
 def _held_out(grid: Grid, n_eval: int) -> list[Any]:
-    from nas.hw._host_profile import sample_networks
+    from nas.hw import sample_networks
 
     return sample_networks(n_eval, seed=2, sizes=grid.eval_sizes) if n_eval else []
 

@@ -6,7 +6,18 @@ the first time the space is constructed, so configs validate in milliseconds.
 
 from __future__ import annotations
 
-from search_spaces._configs import LENET5, LENET_300_100, MBConvSpaceConfig, TinySpaceConfig
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from search_spaces._configs import (
+    FBNET_NUM_LAYERS,
+    FBNET_OPS,
+    LENET5,
+    LENET_300_100,
+    FBNetSpaceConfig,
+    MBConvSpaceConfig,
+    TinySpaceConfig,
+)
 from search_spaces._header import artifact_meta, build_from_meta
 from search_spaces._registry import (
     Arch,
@@ -19,7 +30,19 @@ from search_spaces._registry import (
     search_space_config,
 )
 
+if TYPE_CHECKING:
+    from search_spaces._fbnet import FBNet, build_fbnet_layer, fbnet_layer_shapes
+
+# The FBNet builder's names, loaded on first access (they import torch).
+_LAZY = {
+    name: "search_spaces._fbnet" for name in ("FBNet", "build_fbnet_layer", "fbnet_layer_shapes")
+}
+
 __all__ = [
+    "FBNET_NUM_LAYERS",
+    "FBNET_OPS",
+    "FBNet",
+    "FBNetSpaceConfig",
     "Arch",
     "InputSpec",
     "LENET5",
@@ -29,9 +52,19 @@ __all__ = [
     "Suggest",
     "TinySpaceConfig",
     "artifact_meta",
+    "build_fbnet_layer",
     "build_from_meta",
+    "fbnet_layer_shapes",
     "get_search_space",
     "list_search_spaces",
     "register_search_space",
     "search_space_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'search_spaces' has no attribute {name!r}")

@@ -244,7 +244,7 @@ def _parse_row(
 
 
 def _check_fbnet_ops(arch: Mapping[str, Any]) -> None:
-    from search_spaces._configs import FBNET_NUM_LAYERS, FBNET_OPS
+    from search_spaces import FBNET_NUM_LAYERS, FBNET_OPS
 
     ops = arch.get("ops")
     if not isinstance(ops, list) or len(ops) != FBNET_NUM_LAYERS:

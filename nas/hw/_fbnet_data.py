@@ -61,7 +61,7 @@ def fbnet_network_features(ops: Sequence[str]) -> dict[str, float]:
 @cache
 def _base_layers() -> tuple[LayerFeature, ...]:
     """Features of the stem and head, which every network shares."""
-    from search_spaces._fbnet import FBNet, fbnet_layer_shapes
+    from search_spaces import FBNet, fbnet_layer_shapes
 
     model = FBNet(["skip"] * len(fbnet_layer_shapes()), num_classes=NUM_CLASSES)
     _, cout, stride, size = fbnet_layer_shapes(IMAGE_SIZE)[-1]
@@ -73,7 +73,7 @@ def _base_layers() -> tuple[LayerFeature, ...]:
 
 @cache
 def _layer(index: int, op: str) -> tuple[LayerFeature, ...]:
-    from search_spaces._fbnet import build_fbnet_layer, fbnet_layer_shapes
+    from search_spaces import build_fbnet_layer, fbnet_layer_shapes
 
     cin, cout, stride, size = fbnet_layer_shapes(IMAGE_SIZE)[index]
     return tuple(layer_features(build_fbnet_layer(op, cin, cout, stride), (1, cin, size, size)))
