@@ -119,7 +119,7 @@ def _import_plugins(plugins: list[str]) -> None:
         require(module != "", "--plugin needs a module name, e.g. --plugin my_spaces")
         try:
             importlib.import_module(module)
-        except ImportError as e:
+        except Exception as e:  # a plugin's own error is the user's input too, as in export
             raise InputError(f"--plugin {module}: cannot import it ({e})") from None
 
 
