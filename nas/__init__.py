@@ -23,7 +23,7 @@ Subpackages, in layer order (each imports only those after it): ``nas.driver``,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nas._lazy import lazy_getattr
 
@@ -100,7 +100,7 @@ __all__ = [
     "train_compressed",
 ]
 
-_getattr = lazy_getattr(__name__, _NAMES)
+__getattr__ = lazy_getattr(__name__, _NAMES)
 
 
 def compose(overrides: list[str] | None = None) -> DictConfig:
@@ -118,11 +118,3 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
     cfg = compose_config(list(overrides or []))
     preflight(cfg)
     return cfg
-
-
-def __getattr__(name: str) -> Any:
-    if name == "keys":
-        import importlib
-
-        return importlib.import_module("nas.study.keys")
-    return _getattr(name)

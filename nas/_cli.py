@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import signal
 import sys
@@ -21,6 +22,7 @@ from typing import NoReturn
 __all__ = [
     "EXIT_USAGE",
     "InputError",
+    "import_plugins",
     "OneLineParser",
     "check_input_file",
     "check_output_file",
@@ -48,6 +50,17 @@ def refuse(err: BaseException) -> int:
     """Print ``err`` as the one line ``error: ...`` on stderr; return :data:`EXIT_USAGE`."""
     print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def import_plugins(modules: list[str]) -> None:
+    """Import each ``--plugin`` module; it registers its own entries (search spaces) on
+    import, and any error it raises is the user's input, refused in one line."""
+    for module in modules:
+        require(module != "", "--plugin needs a module name, e.g. --plugin my_spaces")
+        try:
+            importlib.import_module(module)
+        except Exception as e:
+            raise InputError(f"--plugin {module}: cannot import it ({e})") from None
 
 
 def require(ok: bool, message: str) -> None:

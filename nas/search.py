@@ -40,14 +40,13 @@ jobs' codes.
 
 from __future__ import annotations
 
-import importlib
 import sys
 from argparse import ArgumentParser, Namespace
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from nas._cli import InputError, refuse, require, sigterm_as_interrupt
+from nas._cli import InputError, import_plugins, refuse, require, sigterm_as_interrupt
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         plugins, args = _split_plugins(args)
-        _import_plugins(plugins)
+        import_plugins(plugins)
         parser, ns = _parse(args)
         if ns.help:
             print(_usage())
@@ -111,16 +110,6 @@ def _split_plugins(args: list[str]) -> tuple[list[str], list[str]]:
         else:
             rest.append(a)
     return plugins, rest
-
-
-def _import_plugins(plugins: list[str]) -> None:
-    # A plugin registers its own search spaces (or other registry entries) on import.
-    for module in plugins:
-        require(module != "", "--plugin needs a module name, e.g. --plugin my_spaces")
-        try:
-            importlib.import_module(module)
-        except Exception as e:  # a plugin's own error is the user's input too, as in export
-            raise InputError(f"--plugin {module}: cannot import it ({e})") from None
 
 
 def _parse(args: list[str]) -> tuple[ArgumentParser, Namespace]:

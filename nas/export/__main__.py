@@ -12,8 +12,9 @@ artifact, an unwritable folder) fails with one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+
+from nas._cli import InputError, import_plugins, refuse, sigterm_as_interrupt
 
 __all__ = ["main"]
 
@@ -61,30 +62,27 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-    from nas.config import ConfigError, one_line
+    from nas.config import ConfigError
 
-    for module in args.plugin:
-        # A plugin registers its own search spaces on import; its failure is the user's.
-        try:
-            importlib.import_module(module)
-        except Exception as e:
-            print(f"error: --plugin {module}: cannot import it ({one_line(e)})", file=sys.stderr)
-            return 2
+    try:
+        import_plugins(args.plugin)
+    except InputError as e:
+        return refuse(e)
 
     from nas.export import export_run
 
     try:
-        result = export_run(
-            args.run_id,
-            args.out,
-            tracking_uri=args.tracking_uri,
-            retrain_epochs=args.retrain_epochs,
-            trial=args.trial,
-            threads=args.threads,
-        )
+        with sigterm_as_interrupt():
+            result = export_run(
+                args.run_id,
+                args.out,
+                tracking_uri=args.tracking_uri,
+                retrain_epochs=args.retrain_epochs,
+                trial=args.trial,
+                threads=args.threads,
+            )
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return refuse(e)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

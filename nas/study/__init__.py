@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from nas._lazy import lazy_getattr
+from nas.study import keys  # plain constants: no import cost
 
 if TYPE_CHECKING:
-    from nas.study import keys
     from nas.study._budgets import check_budgets_reachable, nearest_candidates, smallest_achievable
     from nas.study._constraint_sampler import ConstraintModelSampler
     from nas.study._early_stop import (
