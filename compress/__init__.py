@@ -33,8 +33,8 @@ if TYPE_CHECKING:
         onnx_session,
         weight_macs,
     )
-    from compress._prune import GradualPruner, PruneConfig, PruneSchedule
-    from compress._quant import QuantConfig
+    from compress._prune import GradualPruner, PruneConfig, PruneSchedule, magnitude_mask
+    from compress._quant import QuantConfig, fake_quantize
     from compress._registry import (
         apply,
         get_technique_config,
@@ -63,7 +63,9 @@ _LAZY = {
     "GradualPruner": "compress._prune",
     "PruneConfig": "compress._prune",
     "PruneSchedule": "compress._prune",
+    "magnitude_mask": "compress._prune",
     "QuantConfig": "compress._quant",
+    "fake_quantize": "compress._quant",
     "apply": "compress._registry",
     "get_technique_config": "compress._registry",
     "list_techniques": "compress._registry",
@@ -87,10 +89,12 @@ __all__ = [
     "estimate_size_bytes",
     "export",
     "export_onnx",
+    "fake_quantize",
     "get_technique_config",
     "int8_mac_share",
     "list_techniques",
     "load",
+    "magnitude_mask",
     "measure_onnx_latency_ms",
     "onnx_predict",
     "onnx_session",

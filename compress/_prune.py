@@ -28,6 +28,7 @@ __all__ = [
     "PruneConfig",
     "PruneSchedule",
     "WeightMask",
+    "magnitude_mask",
     "prune",
     "pruned_count",
 ]
@@ -68,6 +69,14 @@ class WeightMask(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return weight * self.mask
+
+
+def magnitude_mask(weight: torch.Tensor, sparsity: float) -> torch.Tensor:
+    """A 0/1 mask (``weight``'s dtype) dropping the ``sparsity`` fraction of smallest
+    magnitudes of one tensor: layer-scope pruning, in functional form."""
+    with torch.no_grad():
+        keep = _keep(weight.detach().abs().flatten(), pruned_count(sparsity, weight.numel()))
+    return keep.view_as(weight).to(weight.dtype)
 
 
 def pruned_count(sparsity: float, n: int) -> int:

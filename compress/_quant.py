@@ -27,6 +27,7 @@ __all__ = [
     "QuantConfig",
     "dequantize",
     "effective_weight",
+    "fake_quantize",
     "quantize",
     "quantize_weight",
 ]
@@ -83,6 +84,15 @@ class _STEQuant(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         return grad, None
+
+
+def fake_quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """``w`` as the forward pass of a ``bits``-bit layer sees it, with a straight-through
+    gradient: the functional form of :class:`FakeQuant` (32 returns ``w``)."""
+    if bits == 32:
+        return w
+    out: torch.Tensor = _STEQuant.apply(w, bits)
+    return out
 
 
 class FakeQuant(nn.Module):

@@ -287,6 +287,13 @@ def _report(outcome: SearchOutcome) -> None:
         f"rejected as infeasible, {outcome.n_failed} failed) in {outcome.wall_seconds:.0f} s; "
         f"hypervolume {outcome.hypervolume:.4f}"
     )
+    pop = outcome.population
+    if pop:
+        print(
+            f"Scored {pop['n_scored']:.0f} candidates by inherited weights (median "
+            f"{pop['score_seconds_median']:.2f} s each); finalised {pop['n_finalised']:.0f}; "
+            f"Kendall tau, estimated vs final val accuracy: {pop['kendall_tau_finalists']:.2f}"
+        )
     if outcome.front:
         print("Pareto front (val_accuracy up, size_bytes down):")
         print(format_front(outcome))

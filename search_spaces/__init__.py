@@ -10,10 +10,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from search_spaces._configs import (
+    BUILTIN_MODULES,
     FBNET_NUM_LAYERS,
     FBNET_OPS,
     LENET5,
     LENET_300_100,
+    NESTED_SPACES,
     FBNetSpaceConfig,
     MBConvSpaceConfig,
     TinySpaceConfig,
@@ -32,13 +34,17 @@ from search_spaces._registry import (
 
 if TYPE_CHECKING:
     from search_spaces._fbnet import FBNet, build_fbnet_layer, fbnet_layer_shapes
+    from search_spaces._supernet import SlicedSupernet, slice_to
 
 # The FBNet builder's names, loaded on first access (they import torch).
 _LAZY = {
     name: "search_spaces._fbnet" for name in ("FBNet", "build_fbnet_layer", "fbnet_layer_shapes")
 }
+_LAZY.update({name: "search_spaces._supernet" for name in ("SlicedSupernet", "slice_to")})
 
 __all__ = [
+    "BUILTIN_MODULES",
+    "NESTED_SPACES",
     "FBNET_NUM_LAYERS",
     "FBNET_OPS",
     "FBNet",
@@ -49,6 +55,7 @@ __all__ = [
     "LENET_300_100",
     "MBConvSpaceConfig",
     "SearchSpace",
+    "SlicedSupernet",
     "Suggest",
     "TinySpaceConfig",
     "artifact_meta",
@@ -59,6 +66,7 @@ __all__ = [
     "list_search_spaces",
     "register_search_space",
     "search_space_config",
+    "slice_to",
 ]
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "LENET5",
     "LENET_300_100",
     "MBConvSpaceConfig",
+    "NESTED_SPACES",
     "TinySpaceConfig",
 ]
 
@@ -27,6 +28,10 @@ BUILTIN_MODULES: dict[str, str] = {
     "fbnet": "search_spaces._fbnet",
 }
 """Built-in space name -> the module that registers its builder (imported on first use)."""
+
+NESTED_SPACES: tuple[str, ...] = ("mbconv",)
+"""Built-in spaces whose architectures nest in one weight-sharing supernet (their
+``SearchSpace.nested``), listed here so a config is checked without importing torch."""
 
 LENET_300_100: dict[str, Any] = {"kind": "mlp", "hidden": [300, 100]}
 """LeNet-300-100: 266,610 parameters on 28x28x1 inputs, 10 classes."""

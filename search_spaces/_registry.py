@@ -67,6 +67,10 @@ class SearchSpace(abc.ABC):
     default_lr: float = 0.01
     """Peak learning rate of the training loop when ``train.lr`` is null. Spaces differ:
     BatchNorm networks train well at rates that make plain LeNets diverge."""
+    nested: bool = False
+    """Whether every architecture is a slice of the largest one (leading channels, first
+    blocks, centre of each kernel), so one ``SlicedSupernet`` shares the weights of all
+    (``strategy=supernet``)."""
 
     @abc.abstractmethod
     def sample(self, suggest: Suggest) -> Arch:

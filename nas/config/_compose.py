@@ -22,7 +22,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from nas.config._schema import GROUP_SCHEMAS, Config, ConfigError, MlflowConfig, SearchConfig
+from nas.config._schema import (
+    GROUP_SCHEMAS,
+    OPTION_SCHEMAS,
+    Config,
+    ConfigError,
+    MlflowConfig,
+    SearchConfig,
+)
 from nas.config._validate import validate
 from search_spaces import list_search_spaces, search_space_config
 
@@ -48,6 +55,8 @@ def register_schemas() -> None:
     cs.store(name="config_schema", node=Config)
     for group, node in GROUP_SCHEMAS.items():
         cs.store(group=group, name=f"{group}_schema", node=node)
+    for (group, option), node in OPTION_SCHEMAS.items():
+        cs.store(group=group, name=f"{option}_schema", node=node)
     # A search space's schema is its own config dataclass plus the `name` key.
     for name in list_search_spaces():
         space_cfg = search_space_config(name)

@@ -22,6 +22,9 @@ __all__ = [
     "ConfigError",
     "DatasetConfig",
     "GROUP_SCHEMAS",
+    "OPTION_SCHEMAS",
+    "SCHEDULES",
+    "SupernetStrategyConfig",
     "PRUNE_KINDS",
     "PRUNE_SCOPES",
     "EarlyStopConfig",
@@ -203,6 +206,47 @@ class StrategyConfig:
     name: str = MISSING
 
 
+SCHEDULES = ("sandwich", "progressive")
+
+
+@dataclass
+class SupernetStrategyConfig(StrategyConfig):
+    """``strategy=supernet``: train one weight-sharing network, score candidates by
+    inheriting its weights, finalise the best for real (conf/strategy/supernet.yaml).
+
+    Attributes:
+        epochs: epochs of supernet training, the warm-up included.
+        warmup_epochs: the first epochs train the largest network alone; then its
+            channels are sorted by importance and the sub-networks join.
+        schedule: ``sandwich`` (BigNAS: largest, smallest and random sub-networks
+            every step) or ``progressive`` (OFA: kernel, then depth, then
+            expansion, then width become elastic in turn).
+        random_subnets: random sub-networks per step, besides the largest and smallest.
+        lr: peak learning rate (null: the space's default).
+        distill_temperature: of the in-place distillation from the largest network.
+        sparsity_max: the highest sparsity sampled in training (null: compress.sparsity_max).
+        bn_calib_images: training images that re-estimate BatchNorm per candidate.
+        finalists: how many members of the estimated front are finalised (K).
+        finetune_epochs: fine-tuning of a finalist (quantization-aware, distilled).
+        finetune_lr: its peak learning rate.
+        checkpoint: a supernet file to use instead of the cache (null: the cache).
+    """
+
+    name: str = "supernet"
+    epochs: int = 20
+    warmup_epochs: int = 3
+    schedule: str = "sandwich"
+    random_subnets: int = 2
+    lr: float | None = None
+    distill_temperature: float = 1.0
+    sparsity_max: float | None = None
+    bn_calib_images: int = 500
+    finalists: int = 6
+    finetune_epochs: int = 3
+    finetune_lr: float = 0.005
+    checkpoint: str | None = None
+
+
 @dataclass
 class SearchConfig:
     n_trials: int = 27
@@ -236,7 +280,6 @@ class Config:
             {"compress": "joint"},
             {"runner": "local"},
             {"early_stop": "none"},
-            {"strategy": "scratch"},
             "_self_",
         ]
     )
@@ -247,7 +290,8 @@ class Config:
     compress: CompressSearchConfig = MISSING
     runner: RunnerConfig = MISSING
     early_stop: EarlyStopConfig = MISSING
-    strategy: StrategyConfig = MISSING
+    # Any: each strategy option has its own schema (scratch_schema, supernet_schema).
+    strategy: Any = MISSING
     search: SearchConfig = field(default_factory=SearchConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     hw: HwConfig | None = None
@@ -264,6 +308,10 @@ GROUP_SCHEMAS: dict[str, type[Any]] = {
     "strategy": StrategyConfig,
 }
 """Each Hydra group's schema; Hydra's ConfigStore holds it as ``<group>_schema``."""
+OPTION_SCHEMAS: dict[tuple[str, str], type[Any]] = {
+    ("strategy", "supernet"): SupernetStrategyConfig,
+}
+"""Schemas of options that add keys to their group's (``<option>_schema``)."""
 
 
 def hw_profile_path(value: str) -> Path:

@@ -15,8 +15,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from compress import BITS
-from nas.config._schema import PRUNE_KINDS, PRUNE_SCOPES, ConfigError, hw_profile_path
-from search_spaces import search_space_config
+from nas.config._schema import (
+    PRUNE_KINDS,
+    PRUNE_SCOPES,
+    SCHEDULES,
+    ConfigError,
+    hw_profile_path,
+)
+from search_spaces import BUILTIN_MODULES, NESTED_SPACES, search_space_config
 
 __all__ = ["GROUP_CHECKS", "validate"]
 
@@ -133,6 +139,63 @@ def _check_early_stop(cfg: DictConfig) -> None:
     _at_least("early_stop", e, ("grace_trials",), 0)
 
 
+def _check_strategy(cfg: DictConfig) -> None:
+    s = cfg.strategy
+    if s.name != "supernet":
+        return
+    _at_least("strategy", s, ("epochs", "bn_calib_images", "finalists"), 1)
+    _at_least("strategy", s, ("warmup_epochs", "random_subnets", "finetune_epochs"), 0)
+    _require(
+        s.warmup_epochs <= s.epochs,
+        f"strategy.warmup_epochs={s.warmup_epochs} must be <= strategy.epochs={s.epochs}",
+    )
+    _require(
+        s.schedule in SCHEDULES,
+        f"strategy.schedule={s.schedule!r} is not one of {', '.join(SCHEDULES)}",
+    )
+    for name in ("lr", "distill_temperature", "finetune_lr"):
+        _require(s[name] is None or s[name] > 0, f"strategy.{name}={s[name]} must be > 0")
+    _require(
+        s.sparsity_max is None or 0 <= s.sparsity_max < 1,
+        f"strategy.sparsity_max={s.sparsity_max} must be in [0, 1)",
+    )
+    space = cfg.search_space.name
+    _require(
+        space not in BUILTIN_MODULES or space in NESTED_SPACES,
+        f"strategy=supernet needs a space whose architectures nest in one supernet; "
+        f"search_space={space} has none (use {' or '.join(NESTED_SPACES)}, or strategy=scratch)",
+    )
+    # What the supernet strategy cannot honour is refused, never silently ignored.
+    _require(
+        cfg.early_stop.name == "none",
+        f"early_stop={cfg.early_stop.name} stops trainings between epochs, and "
+        "strategy=supernet scores candidates without training them; use early_stop=none",
+    )
+    _require(
+        cfg.sampler.name != "gp",
+        "sampler=gp refits a Gaussian process on every trial (cubic in trials) and cannot "
+        "keep up with strategy=supernet's thousands of candidates; use tpe, nsga2 or random",
+    )
+    c = cfg.compress
+    unsupported = [
+        f"compress.{name}={list(c[name])} ({why})"
+        for name, bad, why in (
+            ("prune_kinds", "structured" in c.prune_kinds,
+             "the supernet's width is the structured choice"),
+            ("rank_ratios", any(float(r) != 1.0 for r in c.rank_ratios),
+             "low-rank factors are not inherited"),
+            ("distill", any(bool(d) for d in c.distill),
+             "every finalist is distilled from the largest sub-network"),
+        )
+        if bad
+    ]  # fmt: skip
+    _require(
+        not unsupported,
+        f"strategy=supernet cannot honour {'; '.join(unsupported)}: "
+        "use compress=joint, or strategy=scratch",
+    )
+
+
 def _check_search_space(cfg: DictConfig) -> None:
     space = dict(OmegaConf.to_container(cfg.search_space, resolve=True))  # type: ignore[arg-type]
     space_name = space.pop("name")
@@ -197,5 +260,6 @@ GROUP_CHECKS: dict[str, Callable[[DictConfig], None]] = {
     "search_space": _check_search_space,
     "dataset": _check_dataset,
     "hw": _check_hw,
+    "strategy": _check_strategy,
 }
 """The check of each config section, run in this order."""

@@ -42,6 +42,7 @@ from nas.study import (
     open_study,
     redact_secrets,
     sigint_ignored,
+    summarize_population,
     write_csv,
     write_html,
     write_png,
@@ -119,6 +120,8 @@ def _open(
     if ctx.hw is not None:
         check_budgets_reachable(cfg, ctx.splits.spec, ctx.hw)
     runner.check(cfg)
+    assert ctx.strategy is not None
+    ctx.strategy.check(ctx)
     tracker = _open_tracker(cfg, tracking_uri, out_dir)
     study, resumed = open_study(
         study_name=name,
@@ -166,6 +169,7 @@ def _drive(
     try:
         recorder.sweep_interrupted()
         front_state.refresh(study, step=None)
+        strategy.prepare(ctx)  # before the trials' progress bar: it has its own
         remaining = _remaining(cfg, study, resumed=opened.resumed)
         bar = tqdm(
             total=remaining, desc="trials", unit="trial", disable=not cfg.search.progress,
@@ -176,7 +180,6 @@ def _drive(
             remaining=remaining, deadline=deadline, plugins=plugins, out_dir=out_dir,
         )  # fmt: skip
         recorder.callbacks.append(loop.done)
-        strategy.prepare(ctx)
         if loop.remaining > 0:
             runner.run(loop)
         _run_finalists(loop, runner)
@@ -199,6 +202,8 @@ def _drive(
                 ctx.evaluator.close()
             try:
                 _finish(study, tracker, front_state, out_dir / "outputs" / name, outcome)
+                if not strategy.records_scores:
+                    _log_population(study, tracker, out_dir / "outputs" / name, outcome)
             finally:
                 tracker.close_parent(status)
 
@@ -238,6 +243,15 @@ def _run_finalists(loop: SearchLoop, runner: Runner) -> None:
     loop.recorder.records_runs = True
     loop.bar.reset(total=len(todo))
     runner.run(loop)
+
+
+def _log_population(
+    study: optuna.Study, tracker: Tracker, out_dir: Path, outcome: SearchOutcome
+) -> None:
+    """A strategy's scored candidates (not runs of their own) go to the parent run."""
+    summary = summarize_population(study, out_dir, title=f"{outcome.study_name}: population")
+    tracker.log_parent(metrics=summary.metrics, artifacts=summary.files)
+    outcome.population = summary.metrics
 
 
 def _open_tracker(cfg: DictConfig, uri: str, out_dir: Path) -> Tracker:

@@ -49,8 +49,16 @@ if TYPE_CHECKING:
         score_artifact,
     )
     from nas.pipeline._recipe import Recipe, RecipeResult, distiller, train_compressed
-    from nas.pipeline._scratch import ScratchStrategy, train_proposal
+    from nas.pipeline._scratch import ScratchStrategy, export_and_evaluate, train_proposal
     from nas.pipeline._strategy import STRATEGIES, evaluate_proposal, run_trial
+    from nas.pipeline._supernet import (
+        SupernetStrategy,
+        estimated_front,
+        inherit,
+        recalibrate_bn,
+    )
+    from nas.pipeline._supernet_cache import CheckpointError
+    from nas.pipeline._supernet_train import SupernetRecipe, SupernetStats, train_supernet
     from nas.pipeline._teacher import (
         TEACHERS,
         LargestTeacher,
@@ -96,7 +104,17 @@ _NAMES = {
         ["Recipe", "RecipeResult", "distiller", "train_compressed"], "nas.pipeline._recipe"
     ),
     "DATASETS": "nas.pipeline._datasets",
-    **dict.fromkeys(["ScratchStrategy", "train_proposal"], "nas.pipeline._scratch"),
+    **dict.fromkeys(
+        ["ScratchStrategy", "export_and_evaluate", "train_proposal"], "nas.pipeline._scratch"
+    ),
+    **dict.fromkeys(
+        ["SupernetStrategy", "estimated_front", "inherit", "recalibrate_bn"],
+        "nas.pipeline._supernet",
+    ),
+    "CheckpointError": "nas.pipeline._supernet_cache",
+    **dict.fromkeys(
+        ["SupernetRecipe", "SupernetStats", "train_supernet"], "nas.pipeline._supernet_train"
+    ),
     **dict.fromkeys(
         ["STRATEGIES", "evaluate_proposal", "run_trial"], "nas.pipeline._strategy"
     ),
@@ -113,6 +131,7 @@ _NAMES = {
 __all__ = [
     "ArtifactEvaluator",
     "Batches",
+    "CheckpointError",
     "DATASETS",
     "EpochJudge",
     "LargestTeacher",
@@ -125,6 +144,9 @@ __all__ = [
     "ScratchStrategy",
     "Splits",
     "Strategy",
+    "SupernetRecipe",
+    "SupernetStats",
+    "SupernetStrategy",
     "TEACHERS",
     "TeacherSource",
     "TimmTeacher",
@@ -139,17 +161,21 @@ __all__ = [
     "candidate_meta",
     "compression_configs",
     "distiller",
+    "estimated_front",
+    "export_and_evaluate",
     "evaluate_artifact",
     "evaluate_proposal",
     "get_loader",
     "hw_constraints",
     "infeasible_result",
+    "inherit",
     "list_datasets",
     "load_artifact",
     "load_splits",
     "make_teacher",
     "predict",
     "propose",
+    "recalibrate_bn",
     "register_dataset",
     "run_trial",
     "sample_compression",
@@ -160,6 +186,7 @@ __all__ = [
     "train",
     "train_compressed",
     "train_proposal",
+    "train_supernet",
 ]
 
 __getattr__ = lazy_getattr(__name__, _NAMES)

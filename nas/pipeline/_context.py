@@ -91,6 +91,9 @@ class Strategy(Protocol):
     records_scores: bool
     """Whether each scored trial is its own MLflow child run (and on the front)."""
 
+    def check(self, ctx: TrialContext) -> None:
+        """Refuse (ConfigError) what it cannot honour, before anything is written."""
+
     def prepare(self, ctx: TrialContext) -> None:
         """One-off work before the first trial, in the driver process."""
 

@@ -28,13 +28,19 @@ if TYPE_CHECKING:
     import optuna
     from torch import nn
 
-__all__ = ["ScratchStrategy", "train_proposal"]
+__all__ = ["ScratchStrategy", "export_and_evaluate", "train_proposal"]
 
 
 class ScratchStrategy:
     """Train every feasible candidate; each trial is its own MLflow run; no finalists."""
 
     records_scores = True
+
+    def __init__(self, cfg: Any = None) -> None:
+        """``cfg``: the ``strategy`` config node (scratch has no settings)."""
+
+    def check(self, ctx: TrialContext) -> None:
+        """Nothing to refuse: every space and option trains from scratch."""
 
     def prepare(self, ctx: TrialContext) -> None:
         """Nothing shared to prepare (a distillation teacher trains on first use)."""
@@ -72,9 +78,26 @@ def train_proposal(p: Proposal, ctx: TrialContext) -> TrialResult:
         deadline=deadline,
         on_epoch=_early_stop_hook(p, ctx, model, recipe.epochs),
     )
-    model = trained.model
+    return export_and_evaluate(
+        p, ctx, trained.model, train_seconds=trained.train_seconds, start=start, deadline=deadline
+    )
 
-    # Honest numbers: the bytes written, and accuracy of the model loaded back from them.
+
+def export_and_evaluate(
+    p: Proposal,
+    ctx: TrialContext,
+    model: nn.Module,
+    *,
+    train_seconds: float,
+    start: float,
+    deadline: float | None,
+) -> TrialResult:
+    """Write a trained candidate's artifact and score it from its bytes in the evaluator.
+
+    Honest numbers: the size is the bytes written, and the accuracy that of the model
+    loaded back from them in a fresh process.
+    """
+    number, comp = p.number, p.compression
     ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
     path = ctx.artifact_dir / f"trial_{number:05d}.dsz"
     size = compress.export(model, path, meta=candidate_meta(ctx, p.arch, comp))
@@ -86,7 +109,7 @@ def train_proposal(p: Proposal, ctx: TrialContext) -> TrialResult:
         val_accuracy=evaluated["val_accuracy"],
         size_bytes=float(size),
         nonzero_params=float(compress.stats(model)["nonzero_params"]),
-        train_seconds=trained.train_seconds,
+        train_seconds=train_seconds,
         trial_seconds=time.monotonic() - start + p.metrics["feasibility_seconds"],
     )
     if ctx.hw is not None:

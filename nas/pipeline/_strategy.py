@@ -21,7 +21,8 @@ without a second runner, recorder or tracker, in three phases:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from nas.config import Registry
 from nas.pipeline._context import Proposal, Strategy, TrialContext, TrialResult
@@ -32,10 +33,14 @@ if TYPE_CHECKING:
 __all__ = ["STRATEGIES", "Strategy", "evaluate_proposal", "run_trial"]
 
 
-STRATEGIES: Registry[type[Strategy]] = Registry(
-    "strategy", lazy={"scratch": "nas.pipeline._scratch:ScratchStrategy"}
+STRATEGIES: Registry[Callable[[Any], Strategy]] = Registry(
+    "strategy",
+    lazy={
+        "scratch": "nas.pipeline._scratch:ScratchStrategy",
+        "supernet": "nas.pipeline._supernet:SupernetStrategy",
+    },
 )
-"""Strategy classes by ``strategy=`` option; each is built with no arguments."""
+"""Strategy classes by ``strategy=`` option; each is built with its ``strategy`` config node."""
 
 
 def evaluate_proposal(proposal: Proposal, ctx: TrialContext) -> TrialResult:

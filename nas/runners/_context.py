@@ -80,7 +80,7 @@ def make_context(
             cache_dir=out_dir / "outputs" / "teachers",
         ),
         early_stop=make_early_stop(cfg, out_dir=out_dir, study_name=study_name),
-        strategy=STRATEGIES.get(strategy_name(cfg))(),
+        strategy=STRATEGIES.get(strategy_name(cfg))(cfg.get("strategy")),
     )
 
 

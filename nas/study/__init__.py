@@ -26,6 +26,12 @@ if TYPE_CHECKING:
     )
     from nas.study._front import FrontState, front_rows
     from nas.study._pareto import Point, hypervolume, pareto_front, write_csv, write_html, write_png
+    from nas.study._population import (
+        PopulationSummary,
+        kendall_tau,
+        population_rows,
+        summarize_population,
+    )
     from nas.study._recorder import (
         Started,
         State,
@@ -66,6 +72,10 @@ _NAMES = {
     ),
     **dict.fromkeys(["FrontState", "front_rows"], "nas.study._front"),
     **dict.fromkeys(
+        ["PopulationSummary", "kendall_tau", "population_rows", "summarize_population"],
+        "nas.study._population",
+    ),
+    **dict.fromkeys(
         ["Point", "hypervolume", "pareto_front", "write_csv", "write_html", "write_png"],
         "nas.study._pareto",
     ),
@@ -102,6 +112,7 @@ __all__ = [
     "FrontState",
     "MOASHA",
     "Point",
+    "PopulationSummary",
     "SAMPLERS",
     "SearchOutcome",
     "Started",
@@ -122,6 +133,7 @@ __all__ = [
     "format_nearest",
     "front_rows",
     "hypervolume",
+    "kendall_tau",
     "keys",
     "list_samplers",
     "make_early_stop",
@@ -131,6 +143,7 @@ __all__ = [
     "nondominated_ranks",
     "open_study",
     "pareto_front",
+    "population_rows",
     "redact_secrets",
     "register_sampler",
     "result_of",
@@ -139,6 +152,7 @@ __all__ = [
     "sigint_deferred",
     "sigint_ignored",
     "smallest_achievable",
+    "summarize_population",
     "write_csv",
     "write_html",
     "write_png",

@@ -33,6 +33,8 @@ class SearchOutcome:
     exit_code: int = 0
     # With exit code 3: the trials closest to the budgets (see _nearest_candidates).
     nearest: list[dict[str, Any]] = field(default_factory=list)
+    # A weight-sharing strategy's scored population (nas.study.summarize_population).
+    population: dict[str, float] = field(default_factory=dict)
 
 
 def format_front(outcome: SearchOutcome) -> str:

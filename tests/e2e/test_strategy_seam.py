@@ -27,6 +27,12 @@ class CheapStrategy:
     prepared = 0
     scored = 0
 
+    def __init__(self, cfg: Any = None) -> None:
+        pass
+
+    def check(self, ctx: TrialContext) -> None:
+        pass
+
     def prepare(self, ctx: TrialContext) -> None:
         type(self).prepared += 1
 

@@ -1,0 +1,318 @@
+"""``strategy=supernet``: train once, score thousands, finalise the best for real.
+
+1. :meth:`SupernetStrategy.prepare` trains the space's weight-sharing supernet once
+   (``nas.pipeline._supernet_train``) and caches it as safetensors under a file
+   lock, or loads the cached one that covers the search.
+2. :meth:`SupernetStrategy.score` scores a feasible candidate by inheritance: its
+   sub-network is extracted as a real, smaller module, compressed as the candidate
+   says (pruning masks, fake quantization), its BatchNorm statistics re-estimated
+   on ``bn_calib_images`` training images, and its val accuracy measured. That is
+   an estimate: scored candidates are Optuna trials, never on the front.
+3. :meth:`SupernetStrategy.finalists` picks up to ``finalists`` members of the
+   estimated front, spread along its size axis, and :meth:`SupernetStrategy.finalize`
+   fine-tunes each (quantization-aware, distilled from the largest sub-network),
+   exports it and scores the artifact in the fresh-process evaluator, as a scratch
+   trial is. The front a search reports is made of these.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+import compress
+from nas.config import ConfigError
+from nas.pipeline._candidate import compression_configs
+from nas.pipeline._context import Proposal, TrialContext, TrialResult
+from nas.pipeline._recipe import Recipe, distiller, train_compressed
+from nas.pipeline._scratch import export_and_evaluate
+from nas.pipeline._supernet_cache import (
+    CheckpointError,
+    cache_path,
+    covers,
+    find_cached,
+    load_into,
+    read_key,
+    save,
+)
+from nas.pipeline._supernet_train import SupernetRecipe, train_supernet
+from nas.pipeline._train import accuracy
+from search_spaces import SlicedSupernet, get_search_space, search_space_config
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["SupernetStrategy", "estimated_front", "inherit", "recalibrate_bn"]
+
+# Keys of a trial's record (nas.study.keys): pipeline sits below study, so it
+# reads them by value; tests/nas/pipeline check that they agree.
+_PHASE, _FEASIBLE, _METRICS = "nas.phase", "feasible", "metrics"
+# Weight of the distillation term while a finalist fine-tunes (the rest: the labels).
+_FINETUNE_ALPHA = 0.5
+
+
+class SupernetStrategy:
+    """Score candidates with weights inherited from one trained supernet."""
+
+    records_scores = False
+
+    def __init__(self, cfg: Any) -> None:
+        """``cfg``: the ``strategy`` config node (conf/strategy/supernet.yaml)."""
+        self.cfg = cfg
+        self._supernet: SlicedSupernet | None = None
+        self._teacher: nn.Module | None = None
+
+    # -- the key of the supernet a search needs, and where it lives --------------------
+
+    def recipe(self, ctx: TrialContext) -> SupernetRecipe:
+        c, t = self.cfg, ctx.train_cfg
+        smax = c.sparsity_max if c.sparsity_max is not None else ctx.compress_cfg.sparsity_max
+        return SupernetRecipe(
+            epochs=int(c.epochs),
+            warmup_epochs=int(c.warmup_epochs),
+            schedule=str(c.schedule),
+            random_subnets=int(c.random_subnets),
+            lr=float(c.lr if c.lr is not None else ctx.space.default_lr),
+            batch_size=int(t.batch_size),
+            weight_decay=float(t.weight_decay),
+            label_smoothing=float(t.label_smoothing),
+            distill_temperature=float(c.distill_temperature),
+            # The compress group's bit-widths, not the device's: a supernet trained for
+            # them serves every +hw profile, which can only narrow them.
+            bits=tuple(sorted(int(b) for b in ctx.compress_cfg.bits)),
+            sparsity_max=float(smax),
+        )
+
+    def key(self, ctx: TrialContext) -> dict[str, Any]:
+        recipe = self.recipe(ctx)
+        key: dict[str, Any] = {
+            "space": ctx.space.name,
+            "space_cfg": ctx.space_cfg,
+            "spec": asdict(ctx.splits.spec),
+            "data": ctx.splits.fingerprint,
+            "seed": ctx.seed,
+            "recipe": recipe.key(),
+        }
+        key["recipe"]["bits"] = list(recipe.bits)
+        return key
+
+    def cache_dir(self, ctx: TrialContext) -> Path:
+        return ctx.artifact_dir.parent / "supernets"
+
+    # -- the Strategy interface --------------------------------------------------------
+
+    def check(self, ctx: TrialContext) -> None:
+        """Refuse a space without a supernet, and a checkpoint that does not cover."""
+        if not getattr(ctx.space, "nested", False):
+            raise ConfigError(
+                f"strategy=supernet needs a space whose architectures nest in one supernet; "
+                f"search_space={ctx.space.name} has none (use search_space=mbconv or "
+                "strategy=scratch)"
+            )
+        if self.cfg.checkpoint:
+            path = Path(str(self.cfg.checkpoint)).expanduser()
+            try:
+                have = read_key(path)
+            except CheckpointError as e:
+                raise ConfigError(f"strategy.checkpoint: {e}") from None
+            why = covers(have, self.key(ctx))
+            if why is not None:
+                raise ConfigError(
+                    f"strategy.checkpoint={str(path)!r} does not cover this search: {why}"
+                )
+
+    def prepare(self, ctx: TrialContext) -> None:
+        self.load(ctx, train=True)
+
+    def score(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
+        start = time.monotonic()
+        model = inherit(self.load(ctx), proposal, ctx, calib_images=int(self.cfg.bn_calib_images))
+        val = accuracy(model, ctx.splits.x_val, ctx.splits.y_val)
+        metrics = dict(
+            proposal.metrics,
+            val_accuracy=val,
+            size_bytes=proposal.metrics["size_bytes_estimate"],
+            score_seconds=time.monotonic() - start,
+        )
+        if "latency_ms_estimate" in metrics:
+            metrics["latency_ms"] = metrics["latency_ms_estimate"]
+        return TrialResult(True, proposal.arch, proposal.compression, metrics, proposal.constraints)
+
+    def finalists(self, study: optuna.Study) -> list[int]:
+        return estimated_front(study, int(self.cfg.finalists))
+
+    def finalize(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
+        start = time.monotonic()
+        deadline = None if ctx.trial_timeout_s is None else start + ctx.trial_timeout_s
+        supernet = self.load(ctx)
+        model = supernet.extract(proposal.arch)
+        recipe = Recipe(
+            epochs=0,
+            lr=float(self.cfg.finetune_lr),
+            batch_size=int(ctx.train_cfg.batch_size),
+            finetune_epochs=int(self.cfg.finetune_epochs),
+            finetune_lr=float(self.cfg.finetune_lr),
+        )
+        cfgs = compression_configs(proposal.compression, ctx.input_shape)
+        calib = ctx.splits.x_train[: int(self.cfg.bn_calib_images)]
+        if not cfgs:  # nothing to fine-tune after: recover from the supernet's BN stats
+            recalibrate_bn(model, calib)
+        trained = train_compressed(
+            model,
+            ctx.splits,
+            recipe,
+            compression=cfgs,
+            seed=ctx.seed + proposal.number,
+            loss_fn=distiller(
+                self._largest(ctx),
+                temperature=float(self.cfg.distill_temperature),
+                alpha=_FINETUNE_ALPHA,
+            ),
+            deadline=deadline,
+        )
+        recalibrate_bn(trained.model, calib)
+        return export_and_evaluate(
+            proposal, ctx, trained.model,
+            train_seconds=trained.train_seconds, start=start, deadline=deadline,
+        )  # fmt: skip
+
+    # -- the supernet, loaded once per process -----------------------------------------
+
+    def load(self, ctx: TrialContext, *, train: bool = False) -> SlicedSupernet:
+        """The search's supernet: this process's, the cached one, or (``train``) a new one.
+
+        Under a file lock, so that of several processes one trains and the rest load.
+        """
+        if self._supernet is not None:
+            return self._supernet
+        want = self.key(ctx)
+        if self.cfg.checkpoint:
+            path = Path(str(self.cfg.checkpoint)).expanduser()
+            self._supernet = _load_file(path, read_key(path), ctx)
+            return self._supernet
+        cache = self.cache_dir(ctx)
+        cache.mkdir(parents=True, exist_ok=True)
+        with open(cache_path(cache, want).with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._supernet = self._cached(cache, want, ctx)
+            if self._supernet is None:
+                if not train:
+                    raise RuntimeError(
+                        "no trained supernet in the cache: the search's driver trains it "
+                        "(strategy.prepare) before any candidate is scored"
+                    )
+                self._supernet = self._train(cache_path(cache, want), want, ctx)
+        return self._supernet
+
+    def _cached(
+        self, cache: Path, want: dict[str, Any], ctx: TrialContext
+    ) -> SlicedSupernet | None:
+        try:
+            found = find_cached(cache, want)
+            if found is None:
+                return None
+            path, have = found
+            supernet = _load_file(path, have, ctx)
+        except CheckpointError as e:
+            print(f"{e}; training it again", file=sys.stderr)
+            return None
+        if path != cache_path(cache, want):
+            print(f"Using the cached supernet {path.name}, which covers this search.",
+                  file=sys.stderr)  # fmt: skip
+        return supernet
+
+    def _train(self, path: Path, key: dict[str, Any], ctx: TrialContext) -> SlicedSupernet:
+        recipe = self.recipe(ctx)
+        supernet = SlicedSupernet(ctx.space, ctx.splits.spec)
+        bar = tqdm(total=recipe.epochs, desc="supernet", unit="epoch", file=sys.stderr)
+
+        def on_epoch(_epoch: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}")
+
+        with bar:
+            stats = train_supernet(supernet, ctx.splits, recipe, seed=ctx.seed, on_epoch=on_epoch)
+        size = save(supernet, path, key)
+        print(
+            f"Trained the supernet in {stats.seconds:.0f} s ({stats.steps} steps, "
+            f"{stats.subnets_trained} sub-network passes); cached as {path} ({size:,} bytes).",
+            file=sys.stderr,
+        )
+        return supernet
+
+    def _largest(self, ctx: TrialContext) -> nn.Module:
+        """The largest sub-network, BatchNorm re-estimated: the finalists' teacher."""
+        if self._teacher is None:
+            supernet = self.load(ctx)
+            self._teacher = supernet.extract(supernet.largest)
+            recalibrate_bn(self._teacher, ctx.splits.x_train[: int(self.cfg.bn_calib_images)])
+        return self._teacher
+
+
+def _load_file(path: Path, have: dict[str, Any], ctx: TrialContext) -> SlicedSupernet:
+    """The supernet saved at ``path`` with key ``have`` (its own, possibly wider, space)."""
+    space = get_search_space(have["space"], search_space_config(have["space"])(**have["space_cfg"]))
+    supernet = SlicedSupernet(space, ctx.splits.spec)
+    load_into(supernet, path)
+    return supernet
+
+
+def inherit(
+    supernet: SlicedSupernet, proposal: Proposal, ctx: TrialContext, *, calib_images: int
+) -> nn.Module:
+    """A candidate's model with inherited weights: extracted, compressed, BN re-estimated."""
+    model = supernet.extract(proposal.arch)
+    cfgs = compression_configs(proposal.compression, ctx.input_shape)
+    model = compress.apply(model, cfgs) or model
+    recalibrate_bn(model, ctx.splits.x_train[:calib_images])
+    return model
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256) -> None:
+    """Re-estimate every BatchNorm's running statistics on ``images`` (their exact mean
+    over the batches: momentum None), as a sub-network's differ from the supernet's."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    for i in range(0, len(images), batch_size):
+        model(images[i : i + batch_size])
+    for bn in bns:
+        bn.momentum = 0.1
+    model.eval()
+
+
+def estimated_front(study: optuna.Study, k: int) -> list[int]:
+    """Up to ``k`` scored trials of the estimated front (max val accuracy, min size),
+    spread evenly along its size axis; one trial per distinct candidate."""
+    from optuna.trial import TrialState
+
+    best: dict[str, tuple[float, float, int]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get(_PHASE) == "final" or not t.user_attrs.get(_FEASIBLE):
+            continue
+        m = t.user_attrs.get(_METRICS) or {}
+        acc, size = float(m.get("val_accuracy", 0.0)), float(m.get("size_bytes", np.inf))
+        key = repr(sorted(t.params.items()))
+        if key not in best or acc > best[key][0]:
+            best[key] = (acc, size, t.number)
+    points = sorted(best.values(), key=lambda p: (p[1], -p[0]))
+    front: list[tuple[float, float, int]] = []
+    for acc, size, number in points:  # ascending size: on the front if more accurate
+        if not front or acc > front[-1][0]:
+            front.append((acc, size, number))
+    if len(front) <= k:
+        return [n for _, _, n in front]
+    picks = np.unique(np.round(np.linspace(0, len(front) - 1, k)).astype(int))
+    return [front[i][2] for i in picks]

@@ -1,0 +1,208 @@
+"""Training a weight-sharing supernet once, for every candidate of the search.
+
+Two schedules, both with in-place distillation (BigNAS, Yu et al., 2020): the
+largest network learns from the labels, and every other sub-network of the step
+learns from the largest network's soft predictions.
+
+- ``sandwich`` (BigNAS): every step trains the largest, the smallest and
+  ``random_subnets`` random sub-networks, their gradients summed.
+- ``progressive`` (Once-for-All's progressive shrinking, Cai et al., 2020): the
+  same step, but the random sub-networks are elastic in one more dimension per
+  phase (kernel, then depth, then expansion, then width); the others stay at
+  their largest.
+
+Both start with ``warmup_epochs`` of the largest network alone. Then its channels are
+sorted by importance (OFA), so narrower sub-networks inherit the most important
+ones, and the optimizer restarts (its moments belong to the old channel order).
+
+Compression-aware (APQ; Once-Quantization-Aware Training): each sub-network but
+the largest also draws a bit-width from those the search may sample and a
+layer-wise magnitude sparsity up to ``sparsity_max``, applied to the shared
+weights in the forward pass (``compress.magnitude_mask`` and
+``compress.fake_quantize``, with straight-through gradients), so inherited weights
+score well after the candidate's own compression.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+import compress
+from nas.hw import RandomSuggest
+from nas.pipeline._data import Batches, Splits
+from nas.pipeline._train import TrainFailed, TrialTimeout
+from search_spaces import Arch, SlicedSupernet
+
+__all__ = ["SupernetRecipe", "SupernetStats", "train_supernet"]
+
+# Progressive shrinking's order (OFA): the dimensions made elastic, one per phase.
+_PROGRESSIVE = ("kernels", "depths", "expansions", "width_mult")
+
+
+@dataclass(frozen=True)
+class SupernetRecipe:
+    """Everything that changes a trained supernet (it keys the cache)."""
+
+    epochs: int
+    warmup_epochs: int
+    schedule: str
+    random_subnets: int
+    lr: float
+    batch_size: int
+    weight_decay: float
+    label_smoothing: float
+    distill_temperature: float
+    bits: tuple[int, ...]
+    sparsity_max: float
+
+    def key(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SupernetStats:
+    seconds: float
+    steps: int
+    final_loss: float
+    subnets_trained: int
+
+
+def train_supernet(
+    supernet: SlicedSupernet,
+    splits: Splits,
+    recipe: SupernetRecipe,
+    *,
+    seed: int,
+    deadline: float | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> SupernetStats:
+    """Train ``supernet``'s shared weights in place (see the module docstring)."""
+    start = time.monotonic()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    batches = Batches(
+        splits.x_train, splits.y_train, batch_size=recipe.batch_size, shuffle=True, seed=seed
+    )
+    total = max(1, recipe.epochs * len(batches))
+    opt = _optimizer(supernet, recipe)
+    model = supernet.model
+    model.train()
+    step, loss_value, subnets = 0, float("nan"), 0
+    for epoch in range(recipe.epochs):
+        if epoch == recipe.warmup_epochs and epoch > 0:
+            supernet.sort_channels()
+            opt = _optimizer(supernet, recipe)
+        shared = epoch >= recipe.warmup_epochs
+        running, n = 0.0, 0
+        for x, y in batches:
+            for group in opt.param_groups:
+                group["lr"] = _lr_at(step, total, recipe.lr)
+            opt.zero_grad(set_to_none=True)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+            loss.backward()
+            loss_value = float(loss.detach())
+            if shared:
+                soft = logits.detach()
+                for arch in _step_archs(supernet, recipe, rng, epoch):
+                    sub_loss = _subnet_loss(supernet, arch, recipe, rng, x, soft)
+                    sub_loss.backward()
+                    loss_value += float(sub_loss.detach())
+                    subnets += 1
+            if not math.isfinite(loss_value):
+                raise TrainFailed(f"supernet loss became {loss_value} at step {step}")
+            opt.step()
+            step += 1
+            running, n = running + loss_value, n + 1
+            if deadline is not None and time.monotonic() > deadline:
+                raise TrialTimeout(f"supernet training ran past its deadline (epoch {epoch})")
+        if on_epoch is not None:
+            on_epoch(epoch, running / max(n, 1))
+    if recipe.warmup_epochs >= recipe.epochs:
+        supernet.sort_channels()  # never shared: sort anyway, so narrow nets keep the best
+    model.eval()
+    return SupernetStats(time.monotonic() - start, step, loss_value, subnets)
+
+
+def _optimizer(supernet: SlicedSupernet, recipe: SupernetRecipe) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(
+        supernet.model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+    )
+
+
+def _lr_at(step: int, total: int, peak: float) -> float:
+    """One-cycle: a linear rise over the first 10% of steps, then a cosine to zero."""
+    rise = max(1, int(0.1 * total))
+    if step < rise:
+        return peak * (0.04 + 0.96 * step / rise)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * (step - rise) / max(1, total - rise)))
+
+
+def _step_archs(
+    supernet: SlicedSupernet, recipe: SupernetRecipe, rng: np.random.Generator, epoch: int
+) -> list[Arch]:
+    """The sub-networks (other than the largest) trained at this step."""
+    suggest = RandomSuggest(rng)
+    randoms = [supernet.space.sample(suggest) for _ in range(recipe.random_subnets)]
+    if recipe.schedule == "sandwich":
+        return [supernet.smallest, *randoms]
+    # Progressive: the phase's elastic dimensions; the rest stay at the largest.
+    phases = len(_PROGRESSIVE)
+    span = max(1, recipe.epochs - recipe.warmup_epochs)
+    phase = min(phases - 1, (epoch - recipe.warmup_epochs) * phases // span)
+    elastic = _PROGRESSIVE[: phase + 1]
+    smallest = _freeze(supernet.smallest, supernet.largest, elastic)
+    return [smallest, *(_freeze(a, supernet.largest, elastic) for a in randoms)]
+
+
+def _freeze(arch: Arch, largest: Arch, elastic: Sequence[str]) -> Arch:
+    return {k: (v if k in elastic else largest[k]) for k, v in arch.items()}
+
+
+def _subnet_loss(
+    supernet: SlicedSupernet,
+    arch: Arch,
+    recipe: SupernetRecipe,
+    rng: np.random.Generator,
+    x: torch.Tensor,
+    soft: torch.Tensor,
+) -> torch.Tensor:
+    """In-place distillation of one sub-network, compressed as a candidate may be."""
+    shell = supernet.shell(arch)
+    shell.train()
+    bits = int(rng.choice(recipe.bits))
+    sparsity = float(rng.uniform(0.0, recipe.sparsity_max)) if recipe.sparsity_max > 0 else 0.0
+    weights = supernet.weights(arch, shell)
+    for name in _target_weights(shell):
+        w = weights[name]
+        if sparsity > 0:
+            w = w * compress.magnitude_mask(w, sparsity)
+        weights[name] = compress.fake_quantize(w, bits)
+    logits = functional_call(shell, weights, (x,))
+    t = recipe.distill_temperature
+    return F.kl_div(
+        F.log_softmax(logits / t, dim=1), F.softmax(soft / t, dim=1), reduction="batchmean"
+    ) * (t * t)
+
+
+def _target_weights(shell: nn.Module) -> list[str]:
+    """Names of the weights ``compress`` prunes and quantizes (convolutions, linears)."""
+    cached: list[str] | None = getattr(shell, "_compress_targets", None)
+    if cached is None:
+        cached = [
+            f"{name}.weight"
+            for name, m in shell.named_modules()
+            if isinstance(m, nn.Conv2d | nn.Linear)
+        ]
+        shell._compress_targets = cached  # type: ignore[assignment]
+    return cached
