@@ -170,6 +170,8 @@ def _drive(
         recorder.sweep_interrupted()
         front_state.refresh(study, step=None)
         strategy.prepare(ctx)  # before the trials' progress bar: it has its own
+        if deadline is not None:  # the finalists' share of search.timeout_s
+            deadline -= strategy.reserve_s(ctx)
         remaining = _remaining(cfg, study, resumed=opened.resumed)
         bar = tqdm(
             total=remaining, desc="trials", unit="trial", disable=not cfg.search.progress,

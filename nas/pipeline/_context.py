@@ -105,6 +105,11 @@ class Strategy(Protocol):
         """Numbers of the scored trials to finalise (phase 3); [] for none."""
         ...
 
+    def reserve_s(self, ctx: TrialContext) -> float:
+        """Seconds of ``search.timeout_s`` kept for the finalists: scoring stops that
+        much earlier, so the whole search fits its budget (0 without finalists)."""
+        ...
+
     def finalize(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
         """Train, export and score a finalist for real (any worker)."""
         ...

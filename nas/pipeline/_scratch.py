@@ -51,6 +51,9 @@ class ScratchStrategy:
     def finalists(self, study: optuna.Study) -> list[int]:
         return []
 
+    def reserve_s(self, ctx: TrialContext) -> float:
+        return 0.0
+
     def finalize(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
         return train_proposal(proposal, ctx)
 

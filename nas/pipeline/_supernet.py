@@ -58,6 +58,8 @@ __all__ = ["SupernetStrategy", "estimated_front", "inherit", "recalibrate_bn"]
 _PHASE, _FEASIBLE, _METRICS = "nas.phase", "feasible", "metrics"
 # Weight of the distillation term while a finalist fine-tunes (the rest: the labels).
 _FINETUNE_ALPHA = 0.5
+# Export, the fresh-process evaluation and the records of one finalist (measured ~2 s).
+_EVAL_S = 4.0
 
 
 class SupernetStrategy:
@@ -70,6 +72,7 @@ class SupernetStrategy:
         self.cfg = cfg
         self._supernet: SlicedSupernet | None = None
         self._teacher: nn.Module | None = None
+        self._reserve: float | None = None
 
     # -- the key of the supernet a search needs, and where it lives --------------------
 
@@ -149,6 +152,26 @@ class SupernetStrategy:
 
     def finalists(self, study: optuna.Study) -> list[int]:
         return estimated_front(study, int(self.cfg.finalists))
+
+    def reserve_s(self, ctx: TrialContext) -> float:
+        """Time to finalise ``finalists`` candidates, each at most the largest network:
+        its fine-tuning epochs at a measured step time, plus export and evaluation."""
+        if self._reserve is None:
+            model = self._largest(ctx)
+            x = ctx.splits.x_train[: int(ctx.train_cfg.batch_size)]
+            y = ctx.splits.y_train[: len(x)]
+            model.train()
+            times = []
+            for _ in range(3):
+                t0 = time.monotonic()
+                torch.nn.functional.cross_entropy(model(x), y).backward()
+                times.append(time.monotonic() - t0)
+            model.zero_grad(set_to_none=True)
+            model.eval()
+            steps = -(-len(ctx.splits.y_train) // len(x))
+            per = float(self.cfg.finetune_epochs) * steps * min(times) * 1.5 + _EVAL_S
+            self._reserve = per * int(self.cfg.finalists)
+        return self._reserve
 
     def finalize(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
         start = time.monotonic()

@@ -33,6 +33,9 @@ class CheapStrategy:
     def check(self, ctx: TrialContext) -> None:
         pass
 
+    def reserve_s(self, ctx: TrialContext) -> float:
+        return 0.0
+
     def prepare(self, ctx: TrialContext) -> None:
         type(self).prepared += 1
 
