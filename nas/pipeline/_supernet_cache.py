@@ -69,7 +69,7 @@ def read_key(path: Path) -> dict[str, Any]:
     except Exception as e:
         raise CheckpointError(
             f"supernet checkpoint {str(path)!r} is not a Downsize supernet "
-            f"({type(e).__name__}); it is trained again"
+            f"({type(e).__name__})"
         ) from None
     return key
 
