@@ -18,7 +18,14 @@ if TYPE_CHECKING:
         ray_address_kind,
         resolve_ray_address,
     )
-    from nas.runners._base import RUNNERS, Runner, SearchLoop, get_runner, register_runner
+    from nas.runners._base import (
+        RUNNERS,
+        Runner,
+        SearchLoop,
+        get_runner,
+        register_runner,
+        worker_record,
+    )
     from nas.runners._context import make_context, strategy_name, usable_bits
     from nas.runners._ray_searcher import StudySearcher, make_searcher
     from nas.runners._ray_worker import (
@@ -36,7 +43,8 @@ _NAMES = {
         "nas.runners._address",
     ),
     **dict.fromkeys(
-        ["RUNNERS", "Runner", "SearchLoop", "get_runner", "register_runner"], "nas.runners._base"
+        ["RUNNERS", "Runner", "SearchLoop", "get_runner", "register_runner", "worker_record"],
+        "nas.runners._base",
     ),
     **dict.fromkeys(["make_context", "strategy_name", "usable_bits"], "nas.runners._context"),
     **dict.fromkeys(["StudySearcher", "make_searcher"], "nas.runners._ray_searcher"),
@@ -66,6 +74,7 @@ __all__ = [
     "train_in_worker",
     "usable_bits",
     "worker_context",
+    "worker_record",
     "worker_setup",
 ]
 

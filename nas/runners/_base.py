@@ -8,6 +8,8 @@ their ``conf/runner/<name>.yaml`` option; Ray is imported only when chosen.
 
 from __future__ import annotations
 
+import os
+import socket
 import statistics
 import sys
 import time
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from nas.pipeline import TrialContext
     from nas.study import FrontState, TrialRecorder
 
-__all__ = ["RUNNERS", "Runner", "SearchLoop", "get_runner", "register_runner"]
+__all__ = ["RUNNERS", "Runner", "SearchLoop", "get_runner", "register_runner", "worker_record"]
 
 
 @dataclass
@@ -99,6 +101,18 @@ RUNNERS: Registry[type[Runner]] = Registry(
     lazy={"local": "nas.runners._local:LocalRunner", "ray": "nas.runners._ray:RayRunner"},
 )
 """Runner classes by ``runner=`` option; each is built with no arguments."""
+
+
+def worker_record(node: str | None = None) -> dict[str, Any]:
+    """Where a trial is evaluated (this process), for its ``keys.WORKER`` user attr.
+
+    Every runner records it the same way: the host and pid of the process that
+    evaluates the proposal, and the Ray node id under ``runner=ray``.
+    """
+    record: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid()}
+    if node is not None:
+        record["node"] = node
+    return record
 
 
 def register_runner(name: str) -> Any:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 
+import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from nas.pipeline import run_trial
-from nas.runners._base import SearchLoop, register_runner
+from nas.pipeline import TrialResult, run_trial
+from nas.runners._base import SearchLoop, register_runner, worker_record
 from nas.study import keys, run_and_record
 
 __all__ = ["LocalRunner"]
@@ -24,13 +25,16 @@ class LocalRunner:
         pass
 
     def run(self, loop: SearchLoop) -> None:
+        where = worker_record()
+
+        def body(trial: optuna.Trial) -> TrialResult:
+            trial.set_user_attr(keys.WORKER, where)
+            return run_trial(trial, loop.ctx, number=trial.number, phase=loop.phase)
+
         while loop.remaining > 0:
             if loop.past_deadline():
                 return
             t0 = time.monotonic()
-            frozen = run_and_record(
-                loop.recorder,
-                lambda trial: run_trial(trial, loop.ctx, number=trial.number, phase=loop.phase),
-            )
+            frozen = run_and_record(loop.recorder, body)
             if frozen.state == TrialState.COMPLETE and frozen.user_attrs.get(keys.FEASIBLE):
                 loop.durations.append(time.monotonic() - t0)

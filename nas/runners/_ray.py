@@ -165,7 +165,8 @@ def _fit(loop: SearchLoop, searcher: StudySearcher, judge: Any) -> None:
             trial_dirname_creator=_trial_name,
         ),
         run_config=tune.RunConfig(
-            name=f"{loop.study_name}-{stamp}",
+            # One experiment per phase (scoring, finalists), however soon they follow.
+            name=f"{loop.study_name}-{loop.phase}-{stamp}",
             storage_path=str(loop.out_dir / "ray_results"),
             failure_config=tune.FailureConfig(max_failures=int(r.max_failures)),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),

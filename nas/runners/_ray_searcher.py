@@ -83,6 +83,8 @@ class StudySearcher:
         tags = {"ray.node_id": node, "ray.attempts": str(live.attempts), "ray.trial_id": trial_id}
         if live.attempts > 1:
             tags["ray.retried_on"] = ",".join(live.nodes)
+        if "nas_worker" in result:  # the last attempt's worker
+            live.started.trial.set_user_attr(keys.WORKER, json.loads(result["nas_worker"]))
         if live.started.run_id is not None:
             self.loop.tracker.set_tags(live.started.run_id, tags)
 

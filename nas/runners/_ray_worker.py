@@ -2,8 +2,10 @@
 
 Each worker process builds its :class:`~nas.pipeline.TrialContext` once (a
 module-level cache keyed by a hash of the config), and Tune reuses the worker actors
-(``reuse_actors=True``), so later trials pay no imports or data loading. Every path a
-trial uses is absolute, since Tune changes each trial's working directory.
+(``reuse_actors=True``), so later trials pay no imports or data loading. The context
+holds the search's strategy, so what it loads once per process (``strategy=supernet``:
+the cached supernet, which the driver trained) serves every trial of the worker. Every
+path a trial uses is absolute, since Tune changes each trial's working directory.
 
 Early stopping (``ctx.early_stop``, an :class:`~nas.pipeline.EpochJudge`) is shared
 by all workers: the judge lives in one Ray actor and workers call it through
@@ -27,7 +29,7 @@ from omegaconf import OmegaConf
 
 from nas.config import one_line
 from nas.pipeline import EpochJudge, Proposal, TrialContext, TrialStopped, evaluate_proposal
-from nas.runners._base import SearchLoop
+from nas.runners._base import SearchLoop, worker_record
 
 __all__ = [
     "RemoteJudge",
@@ -119,6 +121,8 @@ def worker_setup(loop: SearchLoop) -> WorkerSetup:
 
     cfg["dataset"]["root"] = absolute(cfg["dataset"].get("root"))
     cfg["compress"]["teacher_checkpoint"] = absolute(cfg["compress"].get("teacher_checkpoint"))
+    if cfg.get("strategy") is not None and cfg["strategy"].get("checkpoint"):
+        cfg["strategy"]["checkpoint"] = absolute(cfg["strategy"]["checkpoint"])  # supernet's
     if cfg.get("hw") is not None:
         cfg["hw"]["profile"] = absolute(cfg["hw"].get("profile"))
     # Plugins (user search spaces) import from the driver's PYTHONPATH and working dir.
@@ -161,8 +165,9 @@ def train_in_worker(
 ) -> None:
     """Tune's function trainable: train one proposal and report its result.
 
-    Reports twice: once on start (the node id, which the driver tags at once, so a
-    trial lost with its node still names it) and once with the outcome. A trial's own
+    Reports twice: once on start (the node id and :func:`worker_record`, which the
+    driver records at once, so a trial lost with its node still names it) and once
+    with the outcome. A trial's own
     failure (an error, NaN loss, its time limit) is an outcome, reported like any other;
     only a lost worker is an error to Tune, which then retries the trial.
     """
@@ -171,7 +176,8 @@ def train_in_worker(
 
     assert setup is not None
     node = ray.get_runtime_context().get_node_id()
-    tune.report({"nas_phase": "started", "nas_node_id": node, "nas_pid": os.getpid()})
+    where = json.dumps(worker_record(node))
+    tune.report({"nas_phase": "started", "nas_node_id": node, "nas_worker": where})
     tune.report({"nas_phase": "done", "nas_node_id": node, **_run_in_worker(config, setup, judge)})
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "TAG_STUDY",
     "TAG_TRIAL",
     "TEST_ACCURACY",
+    "WORKER",
 ]
 
 # -- Optuna trial user attrs -------------------------------------------------------------
@@ -58,6 +59,9 @@ INTERRUPTED = "interrupted"
 PARTIAL = "partial"
 """Early stopping's per-epoch results of a trial (``nas.study`` MO-ASHA)."""
 RUNNER = "runner"
+WORKER = "nas.worker"
+"""Where the trial was evaluated: ``{"host", "pid"}``, and ``"node"`` (the Ray node id)
+under ``runner=ray`` (there, absent for a proposal refused as infeasible in the driver)."""
 PHASE = "nas.phase"
 """``"final"`` for a strategy's finalist (absent: a trial of the scoring phase)."""
 FINALIST_OF = "nas.finalist_of"
