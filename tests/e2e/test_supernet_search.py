@@ -1,0 +1,176 @@
+"""A whole (tiny) ``strategy=supernet`` search: the supernet trains once and is cached,
+scored candidates are Optuna trials and the parent run's population table, only the
+finalists are child runs and make the front; resuming trains and finalises nothing
+again, and a search for another device reuses the cached supernet."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from nas import compose
+from nas.driver import run_search
+from nas.pipeline import estimated_front
+from nas.study import keys, make_storage
+
+TINY_SUPERNET = (
+    "strategy=supernet",
+    "search_space=mbconv",
+    "search_space.width_mults=[0.25,0.5]",
+    "search_space.depth_max=2",
+    "search_space.expansions=[2,4]",
+    "dataset.n_train=300",
+    "sampler=random",
+    "strategy.epochs=1",
+    "strategy.warmup_epochs=0",
+    "strategy.bn_calib_images=64",
+    "strategy.finalists=2",
+    "strategy.finetune_epochs=1",
+    "search.n_trials=25",
+    "train.threads=1",  # tiny tensors: a second thread costs more than it gives
+)
+TRAINED = "Trained the supernet"
+
+
+class Search:
+    """Searches of the tiny supernet config in one output folder."""
+
+    def __init__(self, out: Path, fast: Callable[..., list[str]]) -> None:
+        self.out, self.fast = out, fast
+
+    def run(self, *overrides: str) -> Any:
+        cfg = compose(self.fast(*TINY_SUPERNET, f"search.output_dir={self.out}", *overrides))
+        outcome = run_search(cfg)
+        assert outcome.exit_code == 0 and outcome.n_failed == 0
+        return outcome
+
+    def study(self, name: str) -> optuna.Study:
+        return optuna.load_study(study_name=name, storage=make_storage(None, name, self.out))
+
+    def supernets(self) -> dict[Path, int]:
+        """The cached supernet files and their modification times (ns)."""
+        return {p: p.stat().st_mtime_ns for p in (self.out / "outputs" / "supernets").glob("*")
+                if p.suffix == ".safetensors"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory: pytest.TempPathFactory, fast: Callable[..., list[str]]) -> Search:
+    return Search(tmp_path_factory.mktemp("supernet_search"), fast)
+
+
+@pytest.fixture(scope="module")
+def first(search: Search) -> Any:
+    """The first search (+hw=mobile): it trains and caches the supernet."""
+    return search.run("+hw=mobile")
+
+
+def _finals(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(keys.PHASE) == "final"]
+
+
+def _children(outcome: Any) -> list[Any]:
+    client = MlflowClient(tracking_uri=outcome.tracking_uri)
+    experiment = client.get_run(outcome.parent_run_id).info.experiment_id
+    return list(
+        client.search_runs(
+            [experiment], filter_string=f"tags.`{keys.TAG_PARENT}` = '{outcome.parent_run_id}'"
+        )
+    )
+
+
+def test_a_supernet_search_scores_in_the_study_and_finalises_the_front(
+    search: Search, first: Any
+) -> None:
+    supernets = search.supernets()
+    assert len(supernets) == 1
+    assert next(iter(supernets)).name.startswith("supernet_mbconv_")
+
+    study = search.study(first.study_name)
+    trials = study.get_trials(deepcopy=False)
+    finals = _finals(study)
+    scored = [t for t in trials if t.user_attrs.get(keys.PHASE) != "final"]
+    assert len(scored) == 25
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert all(keys.RUN_ID not in t.user_attrs for t in scored)  # scores are not runs
+    feasible = [t for t in scored if t.user_attrs[keys.FEASIBLE]]
+    assert feasible
+    for t in feasible:
+        m = t.user_attrs[keys.METRICS]
+        assert 0.0 <= m["val_accuracy"] <= 1.0
+        assert m["size_bytes"] == m["size_bytes_estimate"]
+    # The finalists are the estimated front, spread, each re-proposed and trained for real.
+    assert 1 <= len(finals) <= 2
+    assert [t.user_attrs[keys.FINALIST_OF] for t in finals] == estimated_front(study, 2)
+    for t in finals:
+        assert t.state == TrialState.COMPLETE and keys.RUN_ID in t.user_attrs
+        assert t.params == study.trials[t.user_attrs[keys.FINALIST_OF]].params
+        artifact = Path(t.user_attrs[keys.ARTIFACT])
+        assert artifact.stat().st_size == t.user_attrs[keys.METRICS]["size_bytes"]
+
+    # Only the finalists are child runs, and only they make the front.
+    children = _children(first)
+    assert sorted(int(r.data.tags[keys.TAG_TRIAL]) for r in children) == sorted(
+        t.number for t in finals
+    )
+    assert {r.info.status for r in children} == {"FINISHED"}
+    assert first.front and {row["trial"] for row in first.front} <= {t.number for t in finals}
+
+    # The parent run holds the population.
+    client = MlflowClient(tracking_uri=first.tracking_uri)
+    parent = client.get_run(first.parent_run_id)
+    names = {a.path for a in client.list_artifacts(first.parent_run_id)}
+    assert {"population.csv", "population.png", "pareto.csv"} <= names
+    metrics = parent.data.metrics
+    assert metrics["n_scored"] == len(feasible) == first.population["n_scored"]
+    assert metrics["n_finalised"] == len(finals)
+    tau = first.population["kendall_tau_finalists"]
+    if math.isfinite(tau):
+        assert metrics["kendall_tau_finalists"] == pytest.approx(tau)
+    else:  # nan (fewer than two finalists, or ties) is not logged
+        assert "kendall_tau_finalists" not in metrics
+    csv = search.out / "outputs" / first.study_name / "population.csv"
+    assert len(csv.read_text().strip().splitlines()) == 1 + len(scored)
+
+
+def test_a_resumed_search_trains_and_finalises_nothing_again(
+    search: Search, first: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = search.supernets()
+    finals_before = [t.number for t in _finals(search.study(first.study_name))]
+    capsys.readouterr()
+
+    again = search.run("+hw=mobile")
+
+    assert again.study_name == first.study_name
+    assert TRAINED not in capsys.readouterr().err
+    assert search.supernets() == before  # the same file, untouched
+    study = search.study(again.study_name)
+    assert [t.number for t in _finals(study)] == finals_before
+    assert len(study.trials) == 25 + len(finals_before)
+    assert len(_children(again)) == len(finals_before)
+
+
+def test_a_search_for_another_device_reuses_the_cached_supernet(
+    search: Search, first: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = search.supernets()
+    capsys.readouterr()
+
+    # Another device narrows the bit-widths (raspi4: 8 and 32) and the budgets; the
+    # finalists and the trial budget are not part of what the supernet trained.
+    other = search.run("+hw=raspi4", "search.n_trials=6", "strategy.finalists=1")
+
+    assert other.study_name != first.study_name
+    assert TRAINED not in capsys.readouterr().err
+    assert search.supernets() == before  # no new supernet file, the old one untouched
+    study = search.study(other.study_name)
+    scored = [t for t in study.trials if t.user_attrs.get(keys.PHASE) != "final"]
+    assert len(scored) == 6
+    assert {t.user_attrs[keys.COMPRESSION]["bits"] for t in scored} <= {8, 32}
