@@ -242,6 +242,7 @@ class SupernetStrategy:
         try:
             found = find_cached(cache, want)
             if found is None:
+                _say_why_not_reused(cache, want)
                 return None
             path, have = found
             supernet = _load_file(path, have, ctx)
@@ -279,6 +280,17 @@ class SupernetStrategy:
             self._teacher = supernet.extract(supernet.largest)
             recalibrate_bn(self._teacher, ctx.splits.x_train[: int(self.cfg.bn_calib_images)])
         return self._teacher
+
+
+def _say_why_not_reused(cache: Path, want: dict[str, Any]) -> None:
+    """One line per cached supernet of the same space that this search cannot use, so a
+    retraining is never a surprise (e.g. a bit-width it was not trained with)."""
+    for path in sorted(cache.glob(f"supernet_{want['space']}_*.safetensors")):
+        try:
+            why = covers(read_key(path), want) or "it was trained with another budget"
+        except CheckpointError as e:
+            why = str(e)
+        print(f"Not reusing the cached supernet {path.name}: {why}.", file=sys.stderr)
 
 
 def _load_file(path: Path, have: dict[str, Any], ctx: TrialContext) -> SlicedSupernet:
