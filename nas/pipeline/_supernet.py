@@ -317,14 +317,15 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, *, batch_size: int = 
     """Re-estimate every BatchNorm's running statistics on ``images`` (their exact mean
     over the batches: momentum None), as a sub-network's differ from the supernet's."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None
     model.train()
     for i in range(0, len(images), batch_size):
         model(images[i : i + batch_size])
-    for bn in bns:
-        bn.momentum = 0.1
+    for bn, momentum in zip(bns, momenta, strict=True):
+        bn.momentum = momentum
     model.eval()
 
 
