@@ -169,17 +169,18 @@ def _drive(
     try:
         recorder.sweep_interrupted()
         front_state.refresh(study, step=None)
-        strategy.prepare(ctx)  # before the trials' progress bar: it has its own
-        if deadline is not None:  # the finalists' share of search.timeout_s
-            deadline -= strategy.reserve_s(ctx)
         remaining = _remaining(cfg, study, resumed=opened.resumed)
-        bar = tqdm(
+        loop = SearchLoop(
+            cfg=cfg, study=study, ctx=ctx, recorder=recorder, front_state=front_state,
+            bar=tqdm(disable=True), remaining=remaining, deadline=deadline, plugins=plugins,
+            out_dir=out_dir,
+        )  # fmt: skip
+        runner.prepare(loop)  # before the trials' progress bar: a supernet has its own
+        if deadline is not None:  # the finalists' share of search.timeout_s
+            loop.deadline = deadline - strategy.reserve_s(ctx)
+        bar = loop.bar = tqdm(
             total=remaining, desc="trials", unit="trial", disable=not cfg.search.progress,
             file=sys.stderr,
-        )  # fmt: skip
-        loop = SearchLoop(
-            cfg=cfg, study=study, ctx=ctx, recorder=recorder, front_state=front_state, bar=bar,
-            remaining=remaining, deadline=deadline, plugins=plugins, out_dir=out_dir,
         )  # fmt: skip
         recorder.callbacks.append(loop.done)
         if loop.remaining > 0:

@@ -91,6 +91,10 @@ class Strategy(Protocol):
     records_scores: bool
     """Whether each scored trial is its own MLflow child run (and on the front)."""
 
+    trains_once: bool
+    """Whether :meth:`prepare` trains something shared (a supernet): ``runner=ray`` then
+    runs it as one task on a worker, with a trial's resources."""
+
     def check(self, ctx: TrialContext) -> None:
         """Refuse (ConfigError) what it cannot honour, before anything is written."""
 

@@ -35,6 +35,7 @@ class ScratchStrategy:
     """Train every feasible candidate; each trial is its own MLflow run; no finalists."""
 
     records_scores = True
+    trains_once = False
 
     def __init__(self, cfg: Any = None) -> None:
         """``cfg``: the ``strategy`` config node (scratch has no settings)."""

@@ -66,6 +66,7 @@ class SupernetStrategy:
     """Score candidates with weights inherited from one trained supernet."""
 
     records_scores = False
+    trains_once = True  # prepare trains the supernet: the Ray runner runs it on a worker
 
     def __init__(self, cfg: Any) -> None:
         """``cfg``: the ``strategy`` config node (conf/strategy/supernet.yaml)."""
@@ -287,7 +288,9 @@ def _say_why_not_reused(cache: Path, want: dict[str, Any]) -> None:
     retraining is never a surprise (e.g. a bit-width it was not trained with)."""
     for path in sorted(cache.glob(f"supernet_{want['space']}_*.safetensors")):
         try:
-            why = covers(read_key(path), want) or "it was trained with another budget"
+            have = read_key(path)
+            diff = [k for k, v in want["recipe"].items() if have["recipe"].get(k) != v]
+            why = covers(have, want) or f"it was trained with another {', '.join(diff)}"
         except CheckpointError as e:
             why = str(e)
         print(f"Not reusing the cached supernet {path.name}: {why}.", file=sys.stderr)

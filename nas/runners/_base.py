@@ -84,13 +84,17 @@ class SearchLoop:
 
 
 class Runner(Protocol):
-    """Runs a search's trials. Lifecycle: :meth:`check` at start-up, :meth:`run` per phase."""
+    """Runs a search's trials. Lifecycle: :meth:`check` at start-up, :meth:`prepare` once,
+    :meth:`run` per phase."""
 
     trains_here: bool
     """True when trials run in the driver process (it then needs an evaluator)."""
 
     def check(self, cfg: DictConfig) -> None:
         """Refuse bad runner settings (an unreachable cluster) with a ConfigError."""
+
+    def prepare(self, loop: SearchLoop) -> None:
+        """Run the strategy's one-off work (a supernet's training) where trials run."""
 
     def run(self, loop: SearchLoop) -> None:
         """Run ``loop.remaining`` trials; KeyboardInterrupt propagates after marking."""

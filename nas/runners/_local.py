@@ -24,6 +24,10 @@ class LocalRunner:
     def check(self, cfg: DictConfig) -> None:
         pass
 
+    def prepare(self, loop: SearchLoop) -> None:
+        assert loop.ctx.strategy is not None
+        loop.ctx.strategy.prepare(loop.ctx)
+
     def run(self, loop: SearchLoop) -> None:
         where = worker_record()
 

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import os
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any, cast
@@ -22,7 +23,7 @@ from nas.config import ConfigError, one_line
 from nas.runners._address import probe_ray_address, resolve_ray_address
 from nas.runners._base import SearchLoop, register_runner
 from nas.runners._ray_searcher import StudySearcher, make_searcher
-from nas.runners._ray_worker import start_judge, train_in_worker, worker_setup
+from nas.runners._ray_worker import prepare_in_worker, start_judge, train_in_worker, worker_setup
 from nas.study import sigint_ignored
 
 __all__ = ["RayRunner"]
@@ -69,6 +70,31 @@ class RayRunner:
         self._address = resolve_ray_address(cfg.runner.address)
         if self._address is not None:
             probe_ray_address(self._address, cfg.runner.address)
+
+    def prepare(self, loop: SearchLoop) -> None:
+        """The strategy's one-off work (a supernet's training) as one Ray task with a
+        trial's resources, on whichever worker Ray picks; the driver waits, prints what
+        the task said, and later loads what it cached (shared storage, as for trials)."""
+        if not getattr(loop.ctx.strategy, "trains_once", False):
+            return  # nothing shared to train: no Ray session for it
+        for k, v in _RAY_ENV.items():
+            if k.startswith("RAY_"):
+                os.environ.setdefault(k, v)
+        import ray
+
+        r = loop.cfg.runner
+        started = self._init(ray, loop.cfg)
+        try:
+            _check_resources(ray, r)
+            task = ray.remote(num_cpus=float(r.cpus_per_trial), num_gpus=float(r.gpus_per_trial))(
+                prepare_in_worker
+            )
+            for line in ray.get(task.remote(worker_setup(loop))):
+                print(line, file=sys.stderr)
+        finally:
+            with sigint_ignored():
+                if started:
+                    ray.shutdown()
 
     def run(self, loop: SearchLoop) -> None:
         for k, v in _RAY_ENV.items():

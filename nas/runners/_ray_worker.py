@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib
+import io
 import json
 import math
 import os
@@ -34,6 +35,7 @@ from nas.runners._base import SearchLoop, worker_record
 __all__ = [
     "RemoteJudge",
     "WorkerSetup",
+    "prepare_in_worker",
     "start_judge",
     "train_in_worker",
     "worker_context",
@@ -158,6 +160,35 @@ def worker_context(setup: WorkerSetup) -> TrialContext:
     _CONTEXTS.clear()
     _CONTEXTS[setup.key] = ctx
     return ctx
+
+
+def prepare_in_worker(setup: WorkerSetup) -> list[str]:
+    """A Ray task: the strategy's one-off work on this worker; returns its messages
+    (its progress bar stays here), each prefixed with where it ran."""
+    import ray
+
+    for path in setup.sys_path:
+        if path not in sys.path:
+            sys.path.append(path)
+    for module in setup.plugins:
+        importlib.import_module(module)
+    from nas.runners._context import make_context
+
+    ctx = make_context(
+        OmegaConf.create(setup.cfg),
+        out_dir=Path(setup.out_dir),
+        study_name=setup.study_name,
+        plugins=setup.plugins,
+        evaluator=False,
+    )
+    assert ctx.strategy is not None
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        ctx.strategy.prepare(ctx)
+    node = ray.get_runtime_context().get_node_id()[:8]
+    lines = [ln for ln in said.getvalue().replace("\r", "\n").splitlines() if ln.strip()]
+    # Keep the messages, not the progress bar's frames.
+    return [f"[Ray node {node}] {ln}" for ln in lines if "|" not in ln]
 
 
 def train_in_worker(

@@ -1,7 +1,8 @@
 """``strategy=supernet`` under ``runner=ray`` on the local multi-node cluster
 (scripts/ray_cluster.sh via cluster_fixtures: a head and two worker nodes, 1 CPU each).
 
-The driver trains the supernet once and caches it; the candidates are scored on the
+One Ray task on a worker trains the supernet once and caches it (shared storage); the
+driver prints what it said and loads the cache; the candidates are scored on the
 Ray workers, each loading the cached supernet once (its trial context, the strategy
 with it, lives as long as the worker process); only the finalists, fine-tuned as Ray
 trials, are MLflow child runs and make the front. Checked through what the search
@@ -66,9 +67,10 @@ def test_a_supernet_search_scores_on_the_workers_and_finalises_as_ray_trials(
     )
     assert p.returncode == 0, p.stderr[-4000:]
 
-    # The supernet was trained once (by the driver) and written once, before any
-    # candidate was scored; the workers only loaded it.
+    # The supernet was trained once, by a task on a Ray worker (not the driver), and
+    # written once, before any candidate was scored; the workers only loaded it.
     assert p.stderr.count("Trained the supernet") == 1, p.stderr[-4000:]
+    assert "] Trained the supernet" in p.stderr and "[Ray node " in p.stderr, p.stderr[-4000:]
     (supernet,) = (tmp_path / "outputs" / "supernets").glob("*.safetensors")
     written = supernet.stat().st_mtime
 

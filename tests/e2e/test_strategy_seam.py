@@ -24,6 +24,7 @@ class CheapStrategy:
     best scored candidates are finalised by training them from scratch."""
 
     records_scores = False
+    trains_once = False
     prepared = 0
     scored = 0
 
