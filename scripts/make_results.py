@@ -48,6 +48,11 @@ TARGETS: dict[str, float] = {
     "parallel_speedup": 1.7,
     "parallel_speedup_limit": 2.0,
     "significance": 0.05,
+    # strategy=supernet (issue 14)
+    "supernet_kendall_tau": 0.6,
+    "supernet_score_median_s": 0.5,
+    "supernet_vs_joint_hypervolume": 1.2,
+    "supernet_candidates_scored": 1000,
 }
 
 
@@ -73,6 +78,12 @@ class Bench:
                 raise SystemExit(f"make_results.py: {path} is not JSON ({e})") from None
         return self._cache[name]
 
+    def load_optional(self, name: str) -> Any | None:
+        """The record, or None when its file does not exist (not yet benchmarked)."""
+        if name not in self._cache and not (self.dir / name).exists():
+            return None
+        return self.load(name)
+
     def link(self, name: str) -> str:
         rel = Path(os.path.relpath(self.dir / name, self.out.parent)).as_posix()
         return f"[`{name}`]({rel})"
@@ -94,6 +105,7 @@ def render(bench: Bench, *, commit: str | None = None, date: str | None = None) 
         _compression,
         _latency,
         _search,
+        _supernet,
         _runner,
         _distillation,
     ]
@@ -762,6 +774,267 @@ def _search_findings(
     return lines
 
 
+SUPERNET = "supernet.json"
+SEARCH_SUPERNET = "search_supernet.json"
+_SUPERNET_CMD = ".venv/bin/python scripts/bench_supernet.py --out docs/bench/supernet.json"
+
+
+def _supernet(b: Bench) -> list[str]:
+    """strategy=supernet: ranking fidelity and costs, then a search against scratch."""
+    d, s = b.load_optional(SUPERNET), b.load_optional(SEARCH_SUPERNET)
+    return [
+        "## Supernet",
+        "",
+        "`strategy=supernet` trains one weight-sharing network and scores candidates with"
+        " its inherited weights (the README's `strategy=supernet` section). Two records:"
+        f" `{SUPERNET}` (how well inherited weights rank candidates, and what scoring"
+        f" costs) and `{SEARCH_SUPERNET}` (a supernet search against a scratch search at"
+        " equal compute).",
+        "",
+        *(_supernet_fidelity(d) if d is not None else _not_recorded(SUPERNET, _SUPERNET_CMD)),
+        "",
+        *(
+            _supernet_search(b, s)
+            if s is not None
+            else _not_recorded(SEARCH_SUPERNET, _search_supernet_cmd(None))
+        ),
+    ]
+
+
+def _not_recorded(name: str, command: str) -> list[str]:
+    return [
+        f"`{name}` is not recorded yet; this writes it (then rerun this script):",
+        "",
+        *(f"    {line}" for line in command.splitlines()),
+    ]
+
+
+def _search_supernet_cmd(s: dict[str, Any] | None) -> str:
+    names = "joint,supernet"
+    extra = ""
+    if s is not None:
+        names = ",".join(s["strategies"])
+        extra = f" --budget-s {s['budget_s']:.0f} --seeds {len(s['seeds'])}"
+        if s.get("hw"):
+            extra += f" --hw {s['hw']}"
+    return (
+        f".venv/bin/python scripts/bench_search.py --strategies {names}{extra} \\\n"
+        "    --proposals 0 --out docs/bench/search_supernet.json"
+    )
+
+
+def _supernet_fidelity(d: dict[str, Any]) -> list[str]:
+    f = d["fidelity"]
+    default, best = d["default_schedule"], d["best_schedule"]
+    train_s = d.get("supernet_train_seconds", {})
+    t_tau = TARGETS["supernet_kendall_tau"]
+    tau = d["kendall_tau"]
+    quick = (
+        " This is a `--quick` run (tiny budgets): a check that the benchmark runs, not a"
+        " measurement."
+        if d.get("quick")
+        else ""
+    )
+    overrides = ", ".join(f"`{o}`" for o in d.get("overrides", []))
+    rows = [
+        [
+            f"**{name}** (default)" if name == default else name,
+            _opt(train_s.get(name), lambda x: f"{x:.0f} s"),
+            _tau(v["kendall_tau"], v["kendall_tau_ci"]),
+            _num(v["inherited_mean"], "{:.3f}"),
+            _num(v["standalone_mean"], "{:.3f}"),
+            f"{f['kept']} of {f['drawn']}",
+        ]
+        for name, v in f["schedules"].items()
+    ]
+    better = (
+        f" `{best}` ranked better (tau {_num(f['schedules'][best]['kendall_tau'], '{:.2f}')})."
+        if best != default
+        else ""
+    )
+    return [
+        "### Ranking fidelity of inherited weights",
+        "",
+        "    " + _SUPERNET_CMD + (" --quick" if d.get("quick") else ""),
+        "",
+        "On `mnist5k` with `+hw=mobile`, seed 0"
+        + (f", overrides {overrides}" if overrides else "")
+        + ": candidates are drawn as the search draws them (feasible under the budgets), each"
+        " is trained standalone with a scratch trial's budget and scored from its artifact,"
+        " and each supernet, one per training schedule with the same budget, scores it by"
+        f" inheritance. Candidates below {d['min_standalone']:g} standalone val accuracy are"
+        " left out (they rank noise). Kendall's tau is between the inherited and the"
+        f" standalone val accuracy, with a bootstrap 95% interval.{quick}",
+        "",
+        *_table(
+            [
+                "schedule",
+                "supernet training",
+                "Kendall tau",
+                "inherited val (mean)",
+                "standalone val (mean)",
+                "candidates kept of drawn",
+            ],
+            rows,
+        ),
+        "",
+        f"Kendall tau >= {t_tau:g} (schedule `{default}`):"
+        f" **{_met(_ok(tau, lambda t: t >= t_tau))}**, {_tau(tau, d['kendall_tau_ci'])}.{better}",
+        "",
+        *_supernet_costs(d),
+    ]
+
+
+def _supernet_costs(d: dict[str, Any]) -> list[str]:
+    sc = d["score_seconds"]
+    t_score = TARGETS["supernet_score_median_s"]
+    samplers = d["sampler_seconds_per_proposal"]
+    sizes = sorted({int(n) for v in samplers.values() for n in v})
+    lines = [
+        "### Scoring time and sampler cost",
+        "",
+        "One inherited-weight evaluation (extract the sub-network, compress it, re-estimate"
+        f" BatchNorm, val accuracy), over {sc['n']} candidates: median {_sig(sc['median'])} s,"
+        f" p90 {_sig(sc['p90'])} s, max {_sig(sc['max'])} s (target median < {t_score:g} s,"
+        f" **{_met(sc['median'] < t_score)}**). Proposing a candidate (sampling and the budget"
+        f" checks, `nas.pipeline.propose`) takes median {_sig(1000 * sc['propose_median'])} ms.",
+        "",
+        "Each sampler's own time per proposal (`ask` and the `suggest` calls, behind the"
+        " search's constraint-model wrapper, with a synthetic objective), mean over the"
+        " last 50 proposals before the study reaches each size:",
+        "",
+        *_table(
+            ["sampler", *(f"{n:,} trials" for n in sizes)],
+            [
+                [name, *(_opt(v.get(str(n)), lambda x: f"{_sig(1000 * x)} ms") for n in sizes)]
+                for name, v in samplers.items()
+            ],
+        ),
+        "",
+    ]
+    u = d.get("reuse")
+    if u is None:
+        lines.append("Reuse was not measured (`--reuse-n 0`).")
+    else:
+        retrained = (
+            "it trained a new supernet" if u["retrained"] else "it reused the cached supernet"
+        )
+        lines.append(
+            f"Reuse: a second search with `+hw={u['hw']}`, after the one above: {retrained}"
+            f" and completed {_int(u['candidates'])} candidate trials, of them"
+            f" {_int(u['feasible_scored'])} feasible and scored by inheritance, in"
+            f" {_sig(u['seconds_to_score'])} s; the whole search, finalists included, took"
+            f" {_sig(u['wall_seconds'])} s."
+        )
+    minutes, seconds = divmod(round(d["wall_seconds"]), 60)
+    lines += ["", f"The benchmark took {minutes} min {seconds} s."]
+    return lines
+
+
+def _supernet_search(b: Bench, s: dict[str, Any]) -> list[str]:
+    st = {k: v for k, v in s["strategies"].items() if "same_as" not in v}
+    lenet_val = list(s["lenet5_val_accuracy"].values())
+    overrides = ", ".join(f"`{o}`" for o in s.get("overrides", [])) or "none"
+
+    def ratios(v: dict[str, Any]) -> str:
+        per_seed = [r["lenet5_match"] for r in v["runs"]]
+        each = ", ".join(f"{m['ratio']:.0f}x" if m else "none" for m in per_seed)
+        return f"{_opt(v['best_ratio_at_lenet5_accuracy'], '{:.0f}x'.format)} ({each})"
+
+    rows = [
+        [
+            f"**{k}**" if k.startswith("supernet") else k,
+            _pm(v["hypervolume_mean"], v["hypervolume_std"], 3),
+            _seq(v["hypervolume_per_seed"], "{:.3f}"),
+            _seq(v["candidates_scored"], "{:,}"),
+            ratios(v),
+        ]
+        for k, v in st.items()
+    ]
+    plot = b.dir / (Path(SEARCH_SUPERNET).stem + "_fronts.png")
+    figure = []
+    if plot.exists():
+        rel = Path(os.path.relpath(plot, b.out.parent)).as_posix()
+        figure = [f"![Fronts of the seed-0 runs]({rel})", ""]
+    return [
+        "### Supernet search against scratch at equal compute",
+        "",
+        *(f"    {line}" for line in _search_supernet_cmd(s).splitlines()),
+        "",
+        f"Each strategy searches `mnist5k` for {s['budget_s']:.0f} s per seed,"
+        f" {len(s['seeds'])} seeds (overrides: {overrides}; {s['machine']}), scored as in"
+        " [search strategies at equal compute](#search-strategies-at-equal-compute): the"
+        " hypervolume of the val-selected front at test accuracy. `joint` trains every"
+        " candidate from scratch; a supernet strategy trains its supernet, scores"
+        " candidates by inheritance and fine-tunes its finalists inside the same budget,"
+        " and its front is the finalised artifacts only (the inherited-weight estimates"
+        " count as candidates scored). Best ratio at LeNet-5 accuracy: the fp32 LeNet-5's"
+        " size over the smallest front member at its val accuracy"
+        f" ({_span(lenet_val, '{:.3f}'.format)}, trained with the search's loop per seed)"
+        " whose test accuracy is within 1 point of LeNet-5's; mean over seeds, a seed"
+        " without one counting 0:",
+        "",
+        *_table(
+            [
+                "strategy",
+                "hypervolume (mean ± std)",
+                "per seed",
+                "candidates scored per seed",
+                "best ratio at LeNet-5 accuracy (per seed)",
+            ],
+            rows,
+        ),
+        "",
+        *figure,
+        *_supernet_targets(st),
+    ]
+
+
+def _supernet_targets(st: dict[str, Any]) -> list[str]:
+    names = [k for k in st if k.startswith("supernet")]
+    if not names:
+        return ["The record has no supernet strategy, so its targets are not judged."]
+    joint = st.get("joint")
+    t_hv, t_lenet = TARGETS["supernet_vs_joint_hypervolume"], TARGETS["lenet5_ratio"]
+    t_n = TARGETS["supernet_candidates_scored"]
+
+    def vs_joint(v: dict[str, Any]) -> str:
+        if joint is None:
+            return "no `joint` in the record"
+        if joint["hypervolume_mean"] <= 0:
+            ok = v["hypervolume_mean"] > 0
+            return f"{v['hypervolume_mean']:.3f} against 0 ({_met(ok)})"
+        r = v["hypervolume_mean"] / joint["hypervolume_mean"]
+        return f"{r:.2f}x ({_met(r >= t_hv)})"
+
+    def every_seed(v: dict[str, Any]) -> str:
+        if joint is None:
+            return "no `joint` in the record"
+        pairs = list(zip(v["hypervolume_per_seed"], joint["hypervolume_per_seed"], strict=True))
+        wins = sum(a > j for a, j in pairs)
+        return f"{wins} of {len(pairs)} seeds ({_met(wins == len(pairs))})"
+
+    def lenet(v: dict[str, Any]) -> str:
+        r = v["best_ratio_at_lenet5_accuracy"]
+        return "-" if r is None else f"{r:.0f}x ({_met(r >= t_lenet)})"
+
+    def scored(v: dict[str, Any]) -> str:
+        n = min(v["candidates_scored"])
+        return f"at least {n:,} ({_met(n >= t_n)})"
+
+    targets = [
+        (f"hypervolume mean >= {t_hv:g}x joint's", vs_joint),
+        ("hypervolume above joint's on every seed", every_seed),
+        (f"best ratio at LeNet-5 accuracy >= {t_lenet:.0f}x (mean over seeds)", lenet),
+        (f"candidates scored >= {t_n:,} per search (every seed)", scored),
+    ]
+    return [
+        "Against the targets:",
+        "",
+        *_table(["target", *names], [[t, *(fn(st[k]) for k in names)] for t, fn in targets]),
+    ]
+
+
 def _runner(b: Bench) -> list[str]:
     d = b.load("runner.json")
     setups = d["setups"]
@@ -1042,6 +1315,23 @@ def _wrap(line: str) -> list[str]:
 
 def _met(ok: bool) -> str:
     return "met" if ok else "missed"
+
+
+def _ok(x: float | None, test: Callable[[float], bool]) -> bool:
+    """``test(x)``, False for a missing or NaN figure (too few candidates to measure)."""
+    return x is not None and not math.isnan(x) and test(x)
+
+
+def _num(x: float | None, fmt: str) -> str:
+    return "n/a" if x is None or math.isnan(x) else fmt.format(x)
+
+
+def _tau(tau: float | None, ci: Sequence[float]) -> str:
+    """Kendall's tau and its interval: "0.64 (95% CI 0.48 to 0.77)"."""
+    if tau is None or math.isnan(tau):
+        return "n/a (fewer than 3 candidates kept)"
+    lo, hi = ci
+    return f"{tau:.2f} (95% CI {_num(lo, '{:.2f}')} to {_num(hi, '{:.2f}')})"
 
 
 def _mean(by_device: dict[str, dict[str, float]], key: str) -> float:

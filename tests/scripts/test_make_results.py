@@ -77,3 +77,275 @@ def test_readme_links_only_to_sections_that_exist() -> None:
     links = re.findall(r"docs/results\.md#([\w\-]+)", readme)
     assert links, "the README links to no section of docs/results.md"
     assert sorted(set(links) - anchors) == []
+
+
+# -- the Supernet section: two optional records -------------------------------------------
+
+
+def _supernet_record(**changes: object) -> dict[str, object]:
+    """A small supernet.json as scripts/bench_supernet.py writes it, every target met."""
+    record: dict[str, object] = {
+        "quick": False,
+        "overrides": [],
+        "min_standalone": 0.5,
+        "supernet_train_seconds": {"sandwich": 412.3, "progressive": 398.0},
+        "fidelity": {
+            "drawn": 34,
+            "kept": 30,
+            "candidates": [],
+            "schedules": {
+                "sandwich": {
+                    "kendall_tau": 0.64,
+                    "kendall_tau_ci": [0.48, 0.77],
+                    "inherited_mean": 0.912,
+                    "standalone_mean": 0.934,
+                },
+                "progressive": {
+                    "kendall_tau": 0.51,
+                    "kendall_tau_ci": [0.30, 0.68],
+                    "inherited_mean": 0.880,
+                    "standalone_mean": 0.934,
+                },
+            },
+        },
+        "default_schedule": "sandwich",
+        "best_schedule": "sandwich",
+        "kendall_tau": 0.64,
+        "kendall_tau_ci": [0.48, 0.77],
+        "score_seconds": {
+            "n": 200,
+            "median": 0.21,
+            "p90": 0.33,
+            "max": 0.9,
+            "propose_median": 0.012,
+        },
+        "sampler_seconds_per_proposal": {
+            "tpe": {"100": 0.004, "500": 0.011, "1000": 0.02, "2000": 0.041},
+            "gp": {"100": 0.2, "300": 1.7},
+        },
+        "reuse": {
+            "hw": "raspi4",
+            "retrained": False,
+            "candidates": 1000,
+            "feasible_scored": 870,
+            "seconds_to_score": 230.5,
+            "wall_seconds": 301.2,
+        },
+        "wall_seconds": 1512.0,
+    }
+    record.update(changes)
+    return record
+
+
+def _strategy(hvs: list[float], scored: list[int], ratios: list[float | None]) -> dict[str, object]:
+    """One strategy of a bench_search.py record (a ratio of None: no LeNet-5 match)."""
+    mean = sum(hvs) / len(hvs)
+    std = (sum((h - mean) ** 2 for h in hvs) / (len(hvs) - 1)) ** 0.5
+    runs = [
+        {
+            "hypervolume": hv,
+            "candidates_scored": n,
+            "front_candidates_seen": 5,
+            "lenet5_match": None
+            if r is None
+            else {
+                "ratio": r,
+                "size_bytes": 1_724_320 / r,
+                "val_accuracy": 0.985,
+                "test_accuracy": 0.98,
+                "lenet5_val_accuracy": 0.984,
+                "lenet5_test_accuracy": 0.983,
+            },
+            "wall_s": 900.0,
+        }
+        for hv, n, r in zip(hvs, scored, ratios, strict=True)
+    ]
+    return {
+        "hypervolume_mean": mean,
+        "hypervolume_std": std,
+        "hypervolume_per_seed": hvs,
+        "hypervolumes": hvs,
+        "candidates_scored": scored,
+        "trials": [5] * len(hvs),
+        "best_ratio_at_lenet5_accuracy": sum(r or 0.0 for r in ratios) / len(ratios),
+        "runs": runs,
+    }
+
+
+def _search_supernet_record(**strategies: dict[str, object]) -> dict[str, object]:
+    """A small search_supernet.json as scripts/bench_search.py writes it."""
+    return {
+        "budget_s": 900.0,
+        "seeds": [0, 1, 2],
+        "hw": None,
+        "overrides": [],
+        "machine": "2 CPUs, load average 1.9-2.1 at the end of the runs",
+        "strategies": strategies
+        or {
+            "joint": _strategy([0.30, 0.31, 0.29], [50, 52, 49], [60.0, None, 80.0]),
+            "supernet": _strategy([0.40, 0.38, 0.41], [1500, 1450, 1600], [150.0, 120.0, 130.0]),
+        },
+        "lenet5_val_accuracy": {"0": 0.984, "1": 0.986, "2": 0.983},
+        "lenet5_test_accuracy": {"0": 0.983, "1": 0.980, "2": 0.984},
+    }
+
+
+def _supernet_section(
+    tmp_path: Path, supernet: dict[str, object] | None, search: dict[str, object] | None
+) -> str:
+    """The Supernet section rendered from the real records plus these two (None: absent)."""
+    bench = tmp_path / "bench"
+    shutil.copytree(_ROOT / "docs" / "bench", bench)
+    for name, record in (("supernet.json", supernet), ("search_supernet.json", search)):
+        (bench / name).unlink(missing_ok=True)
+        if record is not None:
+            (bench / name).write_text(json.dumps(record))
+    out = tmp_path / "results.md"
+    proc = _run("--bench-dir", str(bench), "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _run("--check", "--bench-dir", str(bench), "--out", str(out)).returncode == 0
+    return out.read_text().split("\n## Supernet\n")[1].split("\n## ")[0]
+
+
+def _prose(section: str) -> str:
+    return " ".join(section.split())
+
+
+def test_supernet_section_from_both_records(tmp_path: Path) -> None:
+    section = _supernet_section(tmp_path, _supernet_record(), _search_supernet_record())
+    text = _prose(section)
+    assert "[`supernet.json`](bench/supernet.json); commit not recorded" in section
+    assert "[`search_supernet.json`](bench/search_supernet.json); commit not recorded" in section
+    assert "not recorded yet" not in section
+    # Ranking fidelity: one row per schedule, the default marked, then the target line.
+    assert (
+        "| **sandwich** (default) | 412 s | 0.64 (95% CI 0.48 to 0.77) | 0.912 | 0.934 |" in section
+    )
+    assert (
+        "| progressive | 398 s | 0.51 (95% CI 0.30 to 0.68) | 0.880 | 0.934 | 30 of 34 |" in section
+    )
+    assert "Kendall tau >= 0.6 (schedule `sandwich`): **met**, 0.64 (95% CI 0.48 to 0.77)." in text
+    # Scoring time, the samplers (ms, "-" where a sampler was not measured) and reuse.
+    assert "median 0.210 s, p90 0.330 s" in text
+    assert "(target median < 0.5 s, **met**)" in text
+    assert (
+        "| sampler | 100 trials | 300 trials | 500 trials | 1,000 trials | 2,000 trials |"
+        in section
+    )
+    assert "| tpe | 4.00 ms | - | 11.0 ms | 20.0 ms | 41.0 ms |" in section
+    assert "| gp | 200 ms | 1700 ms | - | - | - |" in section
+    assert "it reused the cached supernet and completed 1,000 candidate trials" in text
+    assert "in 230 s" in text
+    # The search against scratch, side by side, and its targets.
+    assert "--strategies joint,supernet --budget-s 900 --seeds 3" in section
+    assert (
+        "| joint | 0.300 ± 0.010 | 0.300, 0.310, 0.290 | 50, 52, 49 | 47x (60x, none, 80x) |"
+        in section
+    )
+    assert (
+        "| **supernet** | 0.397 ± 0.015 | 0.400, 0.380, 0.410 | 1,500, 1,450, 1,600 |"
+        " 133x (150x, 120x, 130x) |" in section
+    )
+    assert "| hypervolume mean >= 1.2x joint's | 1.32x (met) |" in section
+    assert "| hypervolume above joint's on every seed | 3 of 3 seeds (met) |" in section
+    assert "| best ratio at LeNet-5 accuracy >= 100x (mean over seeds) | 133x (met) |" in section
+    assert (
+        "| candidates scored >= 1,000 per search (every seed) | at least 1,450 (met) |" in section
+    )
+    assert "missed" not in section
+
+
+def test_supernet_section_says_how_to_write_a_missing_record(tmp_path: Path) -> None:
+    neither = _prose(_supernet_section(tmp_path / "neither", None, None))
+    for name in ("supernet.json", "search_supernet.json"):
+        assert f"`{name}` is not recorded yet; this writes it" in neither
+    assert "scripts/bench_supernet.py --out docs/bench/supernet.json" in neither
+    assert "--out docs/bench/search_supernet.json" in neither
+    assert "*Source:" not in neither  # no record read, none named as a source
+
+    only_search = _supernet_section(tmp_path / "search", None, _search_supernet_record())
+    assert "`supernet.json` is not recorded yet" in _prose(only_search)
+    assert "`search_supernet.json` is not recorded yet" not in _prose(only_search)
+    assert "[`search_supernet.json`](bench/search_supernet.json); commit" in only_search
+    assert "### Supernet search against scratch at equal compute" in only_search
+    assert "### Ranking fidelity" not in only_search
+
+    only_supernet = _supernet_section(tmp_path / "supernet", _supernet_record(), None)
+    assert "`search_supernet.json` is not recorded yet" in _prose(only_supernet)
+    assert "`supernet.json` is not recorded yet" not in _prose(only_supernet)
+    assert "### Ranking fidelity of inherited weights" in only_supernet
+
+
+def test_supernet_section_says_which_targets_are_missed(tmp_path: Path) -> None:
+    supernet = _supernet_record(
+        kendall_tau=0.41,
+        kendall_tau_ci=[0.12, 0.66],
+        best_schedule="progressive",
+        score_seconds={"n": 200, "median": 0.71, "p90": 1.2, "max": 2.0, "propose_median": 0.01},
+        reuse={**_supernet_record()["reuse"], "retrained": True},  # type: ignore[dict-item]
+    )
+    search = _search_supernet_record(
+        joint=_strategy([0.30, 0.31, 0.29], [50, 52, 49], [60.0, None, 80.0]),
+        # Above joint on average but not on seed 1; one seed without a LeNet-5 match
+        # (counted 0), one search with fewer than 1,000 candidates.
+        supernet=_strategy([0.35, 0.30, 0.39], [1500, 800, 1600], [150.0, None, 130.0]),
+        supernet_nsga2=_strategy([0.39, 0.40, 0.41], [1200, 1100, 1000], [110.0, 120.0, 130.0]),
+        joint_tpe={"same_as": "joint"},
+    )
+    section = _supernet_section(tmp_path, supernet, search)
+    text = _prose(section)
+    assert (
+        "Kendall tau >= 0.6 (schedule `sandwich`): **missed**, 0.41 (95% CI 0.12 to 0.66)." in text
+    )
+    assert "`progressive` ranked better (tau 0.51)." in text
+    assert "(target median < 0.5 s, **missed**)" in text
+    assert "it trained a new supernet" in text
+    # One column per supernet strategy; a strategy that is the same as another is left out.
+    assert "| target | supernet | supernet_nsga2 |" in section
+    assert "| joint_tpe |" not in section
+    assert "| hypervolume mean >= 1.2x joint's | 1.16x (missed) | 1.33x (met) |" in section
+    assert (
+        "| hypervolume above joint's on every seed | 2 of 3 seeds (missed) | 3 of 3 seeds (met) |"
+        in section
+    )
+    assert (
+        "| best ratio at LeNet-5 accuracy >= 100x (mean over seeds) | 93x (missed) | 120x (met) |"
+        in section
+    )
+    assert (
+        "| candidates scored >= 1,000 per search (every seed) | at least 800 (missed) |"
+        " at least 1,000 (met) |" in section
+    )
+
+
+def test_supernet_section_with_too_few_candidates_for_a_tau(tmp_path: Path) -> None:
+    nan = float("nan")
+    fidelity = {
+        "drawn": 6,
+        "kept": 2,
+        "candidates": [],
+        "schedules": {
+            "sandwich": {
+                "kendall_tau": nan,
+                "kendall_tau_ci": [nan, nan],
+                "inherited_mean": 0.6,
+                "standalone_mean": 0.7,
+            }
+        },
+    }
+    supernet = _supernet_record(
+        quick=True,
+        overrides=["train.epochs=1"],
+        fidelity=fidelity,
+        supernet_train_seconds={"sandwich": 20.0},
+        kendall_tau=nan,
+        kendall_tau_ci=[nan, nan],
+    )
+    del supernet["reuse"]
+    section = _supernet_section(tmp_path, supernet, None)
+    text = _prose(section)
+    assert "| **sandwich** (default) | 20 s | n/a (fewer than 3 candidates kept) |" in section
+    assert "**missed**, n/a (fewer than 3 candidates kept)" in text
+    assert "This is a `--quick` run" in text
+    assert "bench_supernet.py --out docs/bench/supernet.json --quick" in section
+    assert "Reuse was not measured (`--reuse-n 0`)." in text
