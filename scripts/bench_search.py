@@ -149,6 +149,8 @@ def main() -> int:
         "reference": {"accuracy": REF_ACCURACY, "size_bytes": LENET5_BYTES},
         "strategies": {},
         "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
+        "commit": _commit(),
+        "date": time.strftime("%Y-%m-%d"),
     }
     lenet = {
         seed: _cached(
@@ -208,6 +210,16 @@ def main() -> int:
     print(table)
     print(f"wrote {args.out}, {args.out.with_suffix('.md')}, {plot}; runs in {work}")
     return 0
+
+
+def _commit() -> str:
+    import subprocess
+
+    out = subprocess.run(
+        ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    return out or "unknown"
 
 
 def _mean_ratio(runs: list[dict[str, Any]]) -> float | None:

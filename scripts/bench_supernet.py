@@ -70,6 +70,7 @@ def main() -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     start = time.monotonic()
     report: dict[str, Any] = {"quick": q, "overrides": extra, "min_standalone": MIN_STANDALONE}
+    report.update(_provenance())
     ctx, strategies, train_s = _supernets(work, schedules, extra)
     report["supernet_train_seconds"] = train_s
     fidelity = _fidelity(ctx, strategies, n_keep, max_draws=3 * n_keep)
@@ -98,6 +99,18 @@ def _at(sampler: str, quick: bool) -> list[int]:
     if quick:
         return [100, 500]
     return [100, 300] if sampler == "gp" else [100, 500, 1000, 2000]
+
+
+def _provenance() -> dict[str, str]:
+    """The commit and date a record was measured at (docs/results.md shows them)."""
+    import datetime
+    import subprocess
+
+    commit = subprocess.run(
+        ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    return {"commit": commit or "unknown", "date": datetime.date.today().isoformat()}
 
 
 def _compose(overrides: list[str]) -> Any:
