@@ -165,7 +165,9 @@ def main() -> int:
     if args.jobs > 1:  # one core per run, so runs side by side get the same compute
         extra.append("train.threads=1")
         report["overrides"] = extra
-    units = [(n, seed) for n in strategies if n not in same for seed in seeds]
+    # Seed-major: with --jobs 2, the runs side by side are the strategies of one seed,
+    # so whatever else loads the machine meanwhile loads both alike.
+    units = [(n, seed) for seed in seeds for n in strategies if n not in same]
     results = run_units(units, work, budget, extra, lenet, jobs=args.jobs)
     for name in strategies:
         if name in same:  # e.g. joint_tpe when tpe without early stopping is the default

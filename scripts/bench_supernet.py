@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 MIN_STANDALONE = 0.5
+SECTIONS = ("fidelity", "score", "samplers", "finalised", "reuse")
 
 
 def main() -> int:
@@ -55,7 +56,17 @@ def main() -> int:
     p.add_argument("--score-n", type=int, default=None, help="candidates timed (default 200)")
     p.add_argument("--reuse-n", type=int, default=None, help="default 1000; 0 skips it")
     p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument("--finalise-n", type=int, default=None, help="default 6")
+    p.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"which to measure, of {','.join(SECTIONS)}; with --workdir, cached supernets "
+        "are reused and the others' figures kept from --out",
+    )
     args = p.parse_args()
+    sections = [s for s in args.sections.split(",") if s]
+    if unknown := sorted(set(sections) - set(SECTIONS)):
+        p.error(f"unknown sections {unknown}; choose from {list(SECTIONS)}")
     q = args.quick
     n_keep = args.candidates or (6 if q else 30)
     score_n = args.score_n or (20 if q else 200)
@@ -70,21 +81,30 @@ def main() -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     start = time.monotonic()
     report: dict[str, Any] = {"quick": q, "overrides": extra, "min_standalone": MIN_STANDALONE}
+    if set(sections) != set(SECTIONS) and args.out.exists():  # update the other figures' record
+        report = {**json.loads(args.out.read_text()), **report}
     report.update(_provenance())
     ctx, strategies, train_s = _supernets(work, schedules, extra)
     report["supernet_train_seconds"] = train_s
-    fidelity = _fidelity(ctx, strategies, n_keep, max_draws=3 * n_keep)
-    report["fidelity"] = fidelity
-    best = max(schedules, key=lambda s: fidelity["schedules"][s]["kendall_tau"])
-    report["default_schedule"] = schedules[0]
-    report["best_schedule"] = best
-    report["kendall_tau"] = fidelity["schedules"][schedules[0]]["kendall_tau"]
-    report["kendall_tau_ci"] = fidelity["schedules"][schedules[0]]["kendall_tau_ci"]
-    report["score_seconds"] = _score_times(ctx, strategies[schedules[0]], score_n)
-    report["sampler_seconds_per_proposal"] = {s: _sampler_cost(ctx, s, _at(s, q)) for s in samplers}
+    if "fidelity" in sections:
+        fidelity = _fidelity(ctx, strategies, n_keep, max_draws=3 * n_keep)
+        report["fidelity"] = fidelity
+        taus = {s: fidelity["schedules"][s]["kendall_tau"] for s in schedules}
+        report["default_schedule"] = schedules[0]
+        report["best_schedule"] = max(schedules, key=lambda s: taus[s])
+        report["kendall_tau"] = taus[schedules[0]]
+        report["kendall_tau_ci"] = fidelity["schedules"][schedules[0]]["kendall_tau_ci"]
+    if "score" in sections:
+        report["score_seconds"] = _score_times(ctx, strategies[schedules[0]], score_n)
+    if "samplers" in sections:
+        report["sampler_seconds_per_proposal"] = {
+            s: _sampler_cost(ctx, s, _at(s, q)) for s in samplers
+        }
+    if "finalised" in sections:
+        report["finalised"] = _finalised(ctx, strategies, args.finalise_n or (2 if q else 6))
     if ctx.evaluator is not None:
         ctx.evaluator.close()
-    if reuse_n > 0:
+    if reuse_n > 0 and "reuse" in sections:
         report["reuse"] = _reuse(work, extra, reuse_n)
     report["wall_seconds"] = time.monotonic() - start
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -183,6 +203,39 @@ def _fidelity(
             "standalone_mean": statistics.mean(y) if y else math.nan,
         }
     return out
+
+
+def _finalised(ctx: Any, strategies: dict[str, Any], n: int) -> dict[str, Any]:
+    """What each schedule's supernet gives once a candidate is finalised (fine-tuned,
+    exported, scored from its artifact): the figure a search reports. The first ``n``
+    feasible candidates of a seeded uniform draw, the same for every schedule."""
+    from nas.hw import RandomSuggest
+    from nas.pipeline import propose
+
+    suggest = RandomSuggest(np.random.default_rng(0))
+    rows, number = [], 0
+    while len(rows) < n:
+        p = propose(suggest, ctx, number=number)
+        number += 1
+        if not p.feasible:
+            continue
+        row: dict[str, Any] = {"number": p.number, "compression": p.compression}
+        for name, strategy in strategies.items():
+            estimate = strategy.score(p, ctx).metrics["val_accuracy"]
+            p.phase = "final"
+            final = strategy.finalize(p, ctx)
+            p.phase = "score"
+            row[name] = {
+                "estimated_val_accuracy": estimate,
+                "val_accuracy": final.metrics["val_accuracy"],
+                "test_accuracy": final.test_accuracy,
+                "size_bytes": final.metrics["size_bytes"],
+            }
+        rows.append(row)
+        print(f"finalised {len(rows)}: " + " ".join(
+            f"{k} {row[k]['val_accuracy']:.3f}" for k in strategies), file=sys.stderr)  # fmt: skip
+    means = {name: statistics.mean(r[name]["val_accuracy"] for r in rows) for name in strategies}
+    return {"candidates": rows, "val_accuracy_mean": means}
 
 
 def _tau_ci(x: list[float], y: list[float], n_boot: int = 2000) -> tuple[float, list[float]]:
@@ -344,6 +397,10 @@ def _print(r: dict[str, Any]) -> None:
     print("\nSampler seconds per proposal, by trials so far:")
     for name, c in r["sampler_seconds_per_proposal"].items():
         print(f"  {name:<8}" + "  ".join(f"{k}: {v * 1000:.1f} ms" for k, v in c.items()))
+    if "finalised" in r:
+        means = r["finalised"]["val_accuracy_mean"]
+        print("\nFinalised val accuracy, mean over the same candidates: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in means.items()))  # fmt: skip
     if "reuse" in r:
         u = r["reuse"]
         print(f"\nReuse (+hw={u['hw']}): retrained={u['retrained']}; {u['candidates']} "
