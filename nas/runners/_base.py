@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nas.config import Registry
+from nas.study import keys
 
 if TYPE_CHECKING:
     import optuna
@@ -66,6 +67,11 @@ class SearchLoop:
         self.remaining -= 1
         self.bar.update(1)
         self.bar.set_postfix(front=len(self.front_state.front), hv=f"{self.front_state.hv:.3f}")
+
+    def phase_of(self, trial: Any) -> str:
+        """A trial's phase: the one it was enqueued with, else the loop's (a finalist a
+        crash left queued stays a finalist when a resumed search asks for it first)."""
+        return str(trial.user_attrs.get(keys.PHASE) or self.phase)
 
     def past_deadline(self) -> bool:
         """Whether another trial, taking the median trial time so far, would end past

@@ -33,7 +33,7 @@ class LocalRunner:
 
         def body(trial: optuna.Trial) -> TrialResult:
             trial.set_user_attr(keys.WORKER, where)
-            return run_trial(trial, loop.ctx, number=trial.number, phase=loop.phase)
+            return run_trial(trial, loop.ctx, number=trial.number, phase=loop.phase_of(trial))
 
         while loop.remaining > 0:
             if loop.past_deadline():

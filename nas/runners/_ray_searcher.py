@@ -136,7 +136,7 @@ class StudySearcher:
             recorder.open_run(started)
             started.trial.set_user_attr(keys.RUNNER, "ray")
             proposal = propose(started.trial, loop.ctx, number=started.trial.number)
-            proposal.phase = loop.phase
+            proposal.phase = loop.phase_of(started.trial)
         except KeyboardInterrupt:
             recorder.record(started, TrialOutcome(State.INTERRUPTED, reason="interrupted"))
             raise

@@ -57,6 +57,7 @@ def test_the_local_runner_records_where_each_trial_ran(monkeypatch: pytest.Monke
     trial.set_user_attr = trial.user_attrs.__setitem__
     loop = SimpleNamespace(remaining=1, ctx=None, phase="score", recorder=None, durations=[])
     loop.past_deadline = lambda: False
+    loop.phase_of = lambda t: loop.phase
 
     def run_and_record(recorder, body):
         body(trial)
@@ -67,3 +68,15 @@ def test_the_local_runner_records_where_each_trial_ran(monkeypatch: pytest.Monke
     monkeypatch.setattr(local, "run_trial", lambda *a, **kw: None)
     get_runner("local").run(loop)  # type: ignore[arg-type]
     assert trial.user_attrs[keys.WORKER] == worker_record()
+
+
+def test_an_enqueued_finalist_keeps_its_phase_whichever_phase_asks() -> None:
+    """A finalist a crash left queued is asked for first by the resumed search's scoring
+    phase: it must still be finalised, not scored as an estimate."""
+    from nas.runners import SearchLoop
+    from nas.study import keys
+
+    loop = SearchLoop.__new__(SearchLoop)
+    loop.phase = "score"
+    assert loop.phase_of(SimpleNamespace(user_attrs={keys.PHASE: "final"})) == "final"
+    assert loop.phase_of(SimpleNamespace(user_attrs={})) == "score"
