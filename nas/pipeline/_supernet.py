@@ -266,7 +266,7 @@ class SupernetStrategy:
 
         with bar:
             stats = train_supernet(supernet, ctx.splits, recipe, seed=ctx.seed, on_epoch=on_epoch)
-        size = save(supernet, path, key)
+        size = save(supernet, path, key, train_seconds=stats.seconds)
         print(
             f"Trained the supernet in {stats.seconds:.0f} s ({stats.steps} steps, "
             f"{stats.subnets_trained} sub-network passes); cached as {path} ({size:,} bytes).",

@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 _META_KEY = "downsize.supernet"
+_SECONDS_KEY = "downsize.train_seconds"
 
 
 class CheckpointError(ValueError):
@@ -45,13 +46,23 @@ def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
     return cache_dir / f"supernet_{key['space']}_{digest(key)}.safetensors"
 
 
-def save(supernet: SlicedSupernet, path: Path, key: dict[str, Any]) -> int:
-    """Write the shared weights and their key (atomically); returns the bytes written."""
+def save(
+    supernet: SlicedSupernet,
+    path: Path,
+    key: dict[str, Any],
+    *,
+    train_seconds: float | None = None,
+) -> int:
+    """Write the shared weights, their key and how long they took to train (atomically);
+    returns the bytes written."""
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().contiguous() for k, v in supernet.model.state_dict().items()}
     tmp = path.with_suffix(".tmp")
-    save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(key, sort_keys=True)})
+    meta = {_META_KEY: json.dumps(key, sort_keys=True)}
+    if train_seconds is not None:
+        meta[_SECONDS_KEY] = f"{train_seconds:.1f}"
+    save_file(tensors, str(tmp), metadata=meta)
     tmp.replace(path)
     return path.stat().st_size
 
@@ -72,6 +83,15 @@ def read_key(path: Path) -> dict[str, Any]:
             f"({type(e).__name__})"
         ) from None
     return key
+
+
+def train_seconds(path: Path) -> float | None:
+    """How long the supernet at ``path`` took to train (None when not recorded)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        value = (f.metadata() or {}).get(_SECONDS_KEY)
+    return None if value is None else float(value)
 
 
 def load_into(supernet: SlicedSupernet, path: Path) -> None:
