@@ -226,7 +226,10 @@ class SupernetStrategyConfig(StrategyConfig):
         distill_temperature: of the in-place distillation from the largest network.
         sparsity_max: the highest sparsity sampled in training (null: compress.sparsity_max).
         bn_calib_images: training images that re-estimate BatchNorm per candidate.
-        finalists: how many members of the estimated front are finalised (K).
+        finalists: how many members of the estimated front are always finalised (K);
+            ``search.timeout_s`` keeps time for them.
+        max_finalists: more members are finalised while the budget has time left, up to
+            this many in all.
         finetune_epochs: fine-tuning of a finalist (quantization-aware, distilled).
         finetune_lr: its peak learning rate.
         checkpoint: a supernet file to use instead of the cache (null: the cache).
@@ -242,6 +245,7 @@ class SupernetStrategyConfig(StrategyConfig):
     sparsity_max: float | None = None
     bn_calib_images: int = 500
     finalists: int = 6
+    max_finalists: int = 24
     finetune_epochs: int = 3
     finetune_lr: float = 0.005
     checkpoint: str | None = None

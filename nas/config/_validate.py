@@ -150,6 +150,10 @@ def _check_strategy(cfg: DictConfig) -> None:
         f"strategy.warmup_epochs={s.warmup_epochs} must be <= strategy.epochs={s.epochs}",
     )
     _require(
+        s.max_finalists >= s.finalists,
+        f"strategy.max_finalists={s.max_finalists} must be >= strategy.finalists={s.finalists}",
+    )
+    _require(
         s.schedule in SCHEDULES,
         f"strategy.schedule={s.schedule!r} is not one of {', '.join(SCHEDULES)}",
     )

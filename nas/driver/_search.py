@@ -185,7 +185,7 @@ def _drive(
         recorder.callbacks.append(loop.done)
         if loop.remaining > 0:
             runner.run(loop)
-        _run_finalists(loop, runner)
+        _run_finalists(loop, runner, deadline)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -221,30 +221,49 @@ def _remaining(cfg: DictConfig, study: optuna.Study, *, resumed: bool) -> int:
     return remaining
 
 
-def _run_finalists(loop: SearchLoop, runner: Runner) -> None:
+def _run_finalists(loop: SearchLoop, runner: Runner, deadline: float | None) -> None:
     """Phase 3 of a strategy: each finalist not yet finalised, as a new recorded trial.
 
     A finalist is enqueued with its scored trial's parameters, so it is proposed (and
-    checked against the budgets) exactly as it was scored. ``scratch`` has none.
+    checked against the budgets) exactly as it was scored. The strategy's first
+    ``min_finalists`` always run (its ``reserve_s`` kept time for them); the rest run in
+    its order while ``deadline`` (``search.timeout_s``) leaves time, a few at a time, so
+    none is left queued. ``scratch`` has none.
     """
-    assert loop.ctx.strategy is not None
-    chosen = loop.ctx.strategy.finalists(loop.study)
+    strategy = loop.ctx.strategy
+    assert strategy is not None
+    chosen = strategy.finalists(loop.study)
     finished = {
         t.user_attrs.get(keys.FINALIST_OF)
         for t in loop.study.get_trials(deepcopy=False)
         if t.user_attrs.get(keys.PHASE) == "final" and t.state.is_finished()
     }
-    todo = [n for n in chosen if n not in finished]
-    if not todo:
+    must = [n for n in chosen[: strategy.min_finalists] if n not in finished]
+    extra = [n for n in chosen[strategy.min_finalists :] if n not in finished]
+    if not must and not extra:
         return
-    for number in todo:
+    loop.phase, loop.durations = "final", []
+    loop.recorder.records_runs = True
+    loop.bar.reset(total=len(must) + len(extra))
+    if must:
+        _finalise(loop, runner, must, deadline=None)
+    # Ray runs a batch as one Tune experiment: as many at once as it runs side by side.
+    batch = 1 if runner.trains_here else max(1, int(loop.cfg.runner.get("max_concurrent", 1)))
+    loop.deadline = deadline
+    while extra and not loop.past_deadline():
+        _finalise(loop, runner, extra[:batch], deadline=deadline)
+        extra = extra[batch:]
+
+
+def _finalise(
+    loop: SearchLoop, runner: Runner, numbers: list[int], *, deadline: float | None
+) -> None:
+    for number in numbers:
         loop.study.enqueue_trial(
             loop.study.trials[number].params,
             user_attrs={keys.PHASE: "final", keys.FINALIST_OF: number},
         )
-    loop.phase, loop.remaining, loop.deadline = "final", len(todo), None
-    loop.recorder.records_runs = True
-    loop.bar.reset(total=len(todo))
+    loop.remaining, loop.deadline = len(numbers), deadline
     runner.run(loop)
 
 

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from nas.pipeline._supernet import (
         SupernetStrategy,
         estimated_front,
+        finalist_order,
         inherit,
         recalibrate_bn,
     )
@@ -108,7 +109,7 @@ _NAMES = {
         ["ScratchStrategy", "export_and_evaluate", "train_proposal"], "nas.pipeline._scratch"
     ),
     **dict.fromkeys(
-        ["SupernetStrategy", "estimated_front", "inherit", "recalibrate_bn"],
+        ["SupernetStrategy", "estimated_front", "finalist_order", "inherit", "recalibrate_bn"],
         "nas.pipeline._supernet",
     ),
     "CheckpointError": "nas.pipeline._supernet_cache",
@@ -163,6 +164,7 @@ __all__ = [
     "distiller",
     "estimated_front",
     "export_and_evaluate",
+    "finalist_order",
     "evaluate_artifact",
     "evaluate_proposal",
     "get_loader",

@@ -105,8 +105,13 @@ class Strategy(Protocol):
         """The result of a feasible proposal (any worker)."""
         ...
 
+    min_finalists: int
+    """How many of :meth:`finalists` always run (``reserve_s`` keeps time for them); the
+    rest run, in order, while ``search.timeout_s`` has time left."""
+
     def finalists(self, study: optuna.Study) -> list[int]:
-        """Numbers of the scored trials to finalise (phase 3); [] for none."""
+        """Numbers of the scored trials to finalise (phase 3), in priority order; []
+        for none."""
         ...
 
     def reserve_s(self, ctx: TrialContext) -> float:

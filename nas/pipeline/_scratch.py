@@ -36,6 +36,7 @@ class ScratchStrategy:
 
     records_scores = True
     trains_once = False
+    min_finalists = 0
 
     def __init__(self, cfg: Any = None) -> None:
         """``cfg``: the ``strategy`` config node (scratch has no settings)."""

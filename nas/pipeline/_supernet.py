@@ -8,8 +8,10 @@
    says (pruning masks, fake quantization), its BatchNorm statistics re-estimated
    on ``bn_calib_images`` training images, and its val accuracy measured. That is
    an estimate: scored candidates are Optuna trials, never on the front.
-3. :meth:`SupernetStrategy.finalists` picks up to ``finalists`` members of the
-   estimated front, spread along its size axis, and :meth:`SupernetStrategy.finalize`
+3. :meth:`SupernetStrategy.finalists` orders the estimated front: first
+   ``finalists`` members spread along its size axis (always finalised), then the
+   rest, widest gap first (finalised while the budget has time left, up to
+   ``max_finalists``); :meth:`SupernetStrategy.finalize`
    fine-tunes each (quantization-aware, distilled from the largest sub-network),
    exports it and scores the artifact in the fresh-process evaluator, as a scratch
    trial is. The front a search reports is made of these.
@@ -18,6 +20,7 @@
 from __future__ import annotations
 
 import fcntl
+import math
 import sys
 import time
 from dataclasses import asdict
@@ -51,7 +54,7 @@ from search_spaces import SlicedSupernet, get_search_space, search_space_config
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["SupernetStrategy", "estimated_front", "inherit", "recalibrate_bn"]
+__all__ = ["SupernetStrategy", "estimated_front", "finalist_order", "inherit", "recalibrate_bn"]
 
 # Keys of a trial's record (nas.study.keys): pipeline sits below study, so it
 # reads them by value; tests/nas/pipeline check that they agree.
@@ -151,8 +154,12 @@ class SupernetStrategy:
             metrics["latency_ms"] = metrics["latency_ms_estimate"]
         return TrialResult(True, proposal.arch, proposal.compression, metrics, proposal.constraints)
 
+    @property
+    def min_finalists(self) -> int:
+        return int(self.cfg.finalists)
+
     def finalists(self, study: optuna.Study) -> list[int]:
-        return estimated_front(study, int(self.cfg.finalists))
+        return finalist_order(study, int(self.cfg.finalists), int(self.cfg.max_finalists))
 
     def reserve_s(self, ctx: TrialContext) -> float:
         """Time to finalise ``finalists`` candidates, each at most the largest network:
@@ -335,6 +342,36 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, *, batch_size: int = 
 def estimated_front(study: optuna.Study, k: int) -> list[int]:
     """Up to ``k`` scored trials of the estimated front (max val accuracy, min size),
     spread evenly along its size axis; one trial per distinct candidate."""
+    front = _front(study)
+    if len(front) <= k:
+        return [n for _, _, n in front]
+    picks = np.unique(np.round(np.linspace(0, len(front) - 1, k)).astype(int))
+    return [front[i][2] for i in picks]
+
+
+def finalist_order(study: optuna.Study, k: int, limit: int) -> list[int]:
+    """The estimated front in the order to finalise it, up to ``limit`` trials: first the
+    ``k`` of :func:`estimated_front`, then each next member the one farthest (in log
+    size) from those already chosen, so whatever the budget leaves time for fills the
+    widest gaps of the front first."""
+    front = _front(study)
+    chosen = estimated_front(study, k)
+    log_size = {n: math.log(max(size, 1.0)) for _, size, n in front}
+    rest = [n for _, _, n in front if n not in chosen]
+
+    def gap(n: int) -> float:
+        return min((abs(log_size[n] - log_size[c]) for c in chosen), default=math.inf)
+
+    while rest and len(chosen) < limit:
+        # Widest gap first; of equal gaps (to rounding), the smaller candidate.
+        best = max(rest, key=lambda n: (round(gap(n), 9), -log_size[n]))
+        chosen.append(best)
+        rest.remove(best)
+    return chosen[:limit]
+
+
+def _front(study: optuna.Study) -> list[tuple[float, float, int]]:
+    """The estimated front as (val accuracy, size, trial), by size ascending."""
     from optuna.trial import TrialState
 
     best: dict[str, tuple[float, float, int]] = {}
@@ -351,7 +388,4 @@ def estimated_front(study: optuna.Study, k: int) -> list[int]:
     for acc, size, number in points:  # ascending size: on the front if more accurate
         if not front or acc > front[-1][0]:
             front.append((acc, size, number))
-    if len(front) <= k:
-        return [n for _, _, n in front]
-    picks = np.unique(np.round(np.linspace(0, len(front) - 1, k)).astype(int))
-    return [front[i][2] for i in picks]
+    return front

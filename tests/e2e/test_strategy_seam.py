@@ -5,6 +5,7 @@ finalists trained and recorded as ordinary child runs, which alone make the fron
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ class CheapStrategy:
 
     records_scores = False
     trains_once = False
+    min_finalists = 2
     prepared = 0
     scored = 0
 
@@ -132,3 +134,56 @@ def test_a_resumed_search_does_not_finalise_twice(cheap_strategy: Any, search: A
         filter_string=f"tags.`{keys.TAG_PARENT}` = '{again.parent_run_id}'",
     )
     assert len(runs) == 2
+
+
+class ExtraStrategy(CheapStrategy):
+    """One finalist always runs; two more only while search.timeout_s has time left. Its
+    scoring is slow and keeps no reserve, so a short budget is spent before phase 3."""
+
+    min_finalists = 1
+
+    def score(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
+        time.sleep(0.3)
+        return super().score(proposal, ctx)
+
+    def reserve_s(self, ctx: TrialContext) -> float:
+        return -1000.0  # score every trial whatever the deadline says
+
+    def finalists(self, study: optuna.Study) -> list[int]:
+        scored = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get(keys.PHASE) != "final" and t.user_attrs.get(keys.FEASIBLE)
+        ]
+        return [t.number for t in sorted(scored, key=lambda t: -t.values[0])[:3]]
+
+
+@pytest.mark.parametrize(("timeout_s", "finalised"), [("null", 3), ("1", 1)])
+def test_finalists_past_the_first_run_only_while_the_budget_lasts(
+    tmp_path: Path, fast: Any, timeout_s: str, finalised: int
+) -> None:
+    if "extra_test" not in STRATEGIES:
+        STRATEGIES.add("extra_test", ExtraStrategy)
+    cfg = compose(
+        fast(
+            "compress.finetune_epochs=0",
+            "sampler=random",
+            "search.n_trials=5",
+            f"search.timeout_s={timeout_s}",
+            f"search.output_dir={tmp_path}",
+        )
+    )
+    cfg.strategy.name = "extra_test"
+    outcome = run_search(cfg)
+
+    study = optuna.load_study(
+        study_name=outcome.study_name,
+        storage=optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(
+                str(tmp_path / f"{outcome.study_name}.journal")
+            )
+        ),
+    )
+    final = [t for t in study.trials if t.user_attrs.get(keys.PHASE) == "final"]
+    assert len(final) == finalised
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)  # none left queued

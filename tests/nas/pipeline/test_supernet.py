@@ -16,7 +16,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import IntDistribution
 from optuna.trial import TrialState, create_trial
 from torch import nn
@@ -34,6 +34,7 @@ from nas.pipeline import (
     candidate_meta,
     compression_configs,
     estimated_front,
+    finalist_order,
     inherit,
     load_splits,
     propose,
@@ -456,6 +457,25 @@ def test_estimated_front_spreads_k_along_the_size_axis(
     front = estimated_front(study, k)
     assert front == [n[p] for p in picks]
     assert len(set(front)) == len(front)
+
+
+@pytest.mark.parametrize(("k", "limit", "order"), [(2, 5, "efbad"), (2, 3, "efb"), (5, 9, "eabdf")])
+def test_finalist_order_spreads_k_then_fills_the_widest_log_size_gap(
+    population: tuple[optuna.Study, dict[str, int]], k: int, limit: int, order: str
+) -> None:
+    """Sizes 50, 100, 200, 400, 1000: after the ends, 200 is farthest (in log size) from
+    both; then 100 and 400 tie, and the smaller comes first."""
+    study, n = population
+    assert finalist_order(study, k, limit) == [n[p] for p in order]
+
+
+def test_the_strategy_orders_max_finalists_and_guarantees_finalists(
+    population: tuple[optuna.Study, dict[str, int]],
+) -> None:
+    study, n = population
+    strategy = SupernetStrategy(OmegaConf.create({"finalists": 2, "max_finalists": 4}))
+    assert strategy.min_finalists == 2
+    assert strategy.finalists(study) == [n[p] for p in "efba"]
 
 
 def test_estimated_front_counts_a_candidate_once() -> None:
