@@ -341,12 +341,17 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, *, batch_size: int = 
 
 def estimated_front(study: optuna.Study, k: int) -> list[int]:
     """Up to ``k`` scored trials of the estimated front (max val accuracy, min size),
-    spread evenly along its size axis; one trial per distinct candidate."""
+    spread evenly along its log-size axis (a front crowds where small models are
+    cheap to sample); one trial per distinct candidate, by size ascending."""
     front = _front(study)
     if len(front) <= k:
         return [n for _, _, n in front]
-    picks = np.unique(np.round(np.linspace(0, len(front) - 1, k)).astype(int))
-    return [front[i][2] for i in picks]
+    logs = [math.log(max(size, 1.0)) for _, size, _ in front]
+    picked: set[int] = set()
+    for target in np.linspace(logs[0], logs[-1], k):
+        free = [i for i in range(len(front)) if i not in picked]
+        picked.add(min(free, key=lambda i: (abs(logs[i] - target), i)))
+    return [front[i][2] for i in sorted(picked)]
 
 
 def finalist_order(study: optuna.Study, k: int, limit: int) -> list[int]:

@@ -478,6 +478,16 @@ def test_the_strategy_orders_max_finalists_and_guarantees_finalists(
     assert strategy.finalists(study) == [n[p] for p in "efba"]
 
 
+def test_estimated_front_spreads_in_log_size_where_small_models_crowd() -> None:
+    """Five members between 10 and 14 bytes and one at 1,000: evenly by index would take
+    three of the crowd; evenly in log size takes its two ends and the large one."""
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    numbers = [
+        _add(study, i, 0.5 + 0.05 * i, size) for i, size in enumerate([10, 11, 12, 13, 14, 1000])
+    ]
+    assert estimated_front(study, 3) == [numbers[0], numbers[4], numbers[5]]
+
+
 def test_estimated_front_counts_a_candidate_once() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
     first = _add(study, 1, 0.8, 100)
