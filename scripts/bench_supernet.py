@@ -146,7 +146,6 @@ def _compose(overrides: list[str]) -> Any:
 def _supernets(work: Path, schedules: list[str], extra: list[str]) -> tuple[Any, Any, Any]:
     """The bench's trial context, and one trained supernet strategy per schedule."""
     from nas.pipeline import SupernetStrategy
-    from nas.pipeline._supernet_cache import cache_path, train_seconds
     from nas.runners import make_context
 
     cfg = _compose(extra)
@@ -159,7 +158,7 @@ def _supernets(work: Path, schedules: list[str], extra: list[str]) -> tuple[Any,
         t0 = time.monotonic()
         strategy.prepare(ctx)
         # A supernet cached in --workdir by an earlier run: the seconds it recorded.
-        recorded = train_seconds(cache_path(strategy.cache_dir(ctx), strategy.key(ctx)))
+        recorded = strategy.train_seconds(ctx)
         seconds[schedule] = recorded if recorded is not None else time.monotonic() - t0
         strategies[schedule] = strategy
     return ctx, strategies, seconds

@@ -46,6 +46,7 @@ from nas.pipeline._supernet_cache import (
     load_into,
     read_key,
     save,
+    train_seconds,
 )
 from nas.pipeline._supernet_train import SupernetRecipe, train_supernet
 from nas.pipeline._train import accuracy
@@ -114,6 +115,12 @@ class SupernetStrategy:
 
     def cache_dir(self, ctx: TrialContext) -> Path:
         return ctx.artifact_dir.parent / "supernets"
+
+    def train_seconds(self, ctx: TrialContext) -> float | None:
+        """How long the cached supernet of this search's key took to train (None: not
+        cached, or not recorded)."""
+        path = cache_path(self.cache_dir(ctx), self.key(ctx))
+        return train_seconds(path) if path.exists() else None
 
     # -- the Strategy interface --------------------------------------------------------
 
