@@ -137,10 +137,8 @@ _CONTEXTS: dict[str, TrialContext] = {}
 """This worker process's trial contexts, by :attr:`WorkerSetup.key` (reused actors keep it)."""
 
 
-def worker_context(setup: WorkerSetup) -> TrialContext:
-    ctx = _CONTEXTS.get(setup.key)
-    if ctx is not None:
-        return ctx
+def _build_context(setup: WorkerSetup, *, evaluator: bool) -> TrialContext:
+    """A trial context in this worker: the driver's paths and plugins first."""
     for path in setup.sys_path:
         if path not in sys.path:
             sys.path.append(path)
@@ -148,12 +146,20 @@ def worker_context(setup: WorkerSetup) -> TrialContext:
         importlib.import_module(module)
     from nas.runners._context import make_context
 
-    ctx = make_context(
+    return make_context(
         OmegaConf.create(setup.cfg),
         out_dir=Path(setup.out_dir),
         study_name=setup.study_name,
         plugins=setup.plugins,
+        evaluator=evaluator,
     )
+
+
+def worker_context(setup: WorkerSetup) -> TrialContext:
+    ctx = _CONTEXTS.get(setup.key)
+    if ctx is not None:
+        return ctx
+    ctx = _build_context(setup, evaluator=True)
     for old in _CONTEXTS.values():  # another search's context in a reused worker
         if old.evaluator is not None:
             old.evaluator.close()
@@ -167,20 +173,7 @@ def prepare_in_worker(setup: WorkerSetup) -> list[str]:
     (its progress bar stays here), each prefixed with where it ran."""
     import ray
 
-    for path in setup.sys_path:
-        if path not in sys.path:
-            sys.path.append(path)
-    for module in setup.plugins:
-        importlib.import_module(module)
-    from nas.runners._context import make_context
-
-    ctx = make_context(
-        OmegaConf.create(setup.cfg),
-        out_dir=Path(setup.out_dir),
-        study_name=setup.study_name,
-        plugins=setup.plugins,
-        evaluator=False,
-    )
+    ctx = _build_context(setup, evaluator=False)
     assert ctx.strategy is not None
     said = io.StringIO()
     with contextlib.redirect_stderr(said):

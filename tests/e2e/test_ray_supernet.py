@@ -19,26 +19,13 @@ from typing import Any
 
 import optuna
 from optuna.trial import TrialState
+from supernet_configs import tiny_supernet
 
 from nas.pipeline import estimated_front
 from nas.study import keys, make_storage
 
 CLI = [sys.executable, "-m", "nas.search"]
-TINY_SUPERNET = (
-    "strategy=supernet",
-    "search_space=mbconv",
-    "search_space.width_mults=[0.25,0.5]",
-    "search_space.depth_max=2",
-    "search_space.expansions=[2,4]",
-    "dataset.n_train=300",
-    "sampler=random",
-    "strategy.epochs=1",
-    "strategy.warmup_epochs=1",
-    "strategy.bn_calib_images=64",
-    "strategy.finalists=2",
-    "strategy.finetune_epochs=1",
-    "search.n_trials=20",
-)
+TINY_SUPERNET = tiny_supernet(n_trials=20, warmup_epochs=1)
 
 
 def _study(out: Path) -> optuna.Study:

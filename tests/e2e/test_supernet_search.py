@@ -14,28 +14,14 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from supernet_configs import tiny_supernet
 
 from nas import compose
 from nas.driver import run_search
 from nas.pipeline import estimated_front
 from nas.study import keys, make_storage
 
-TINY_SUPERNET = (
-    "strategy=supernet",
-    "search_space=mbconv",
-    "search_space.width_mults=[0.25,0.5]",
-    "search_space.depth_max=2",
-    "search_space.expansions=[2,4]",
-    "dataset.n_train=300",
-    "sampler=random",
-    "strategy.epochs=1",
-    "strategy.warmup_epochs=0",
-    "strategy.bn_calib_images=64",
-    "strategy.finalists=2",
-    "strategy.finetune_epochs=1",
-    "search.n_trials=25",
-    "train.threads=1",  # tiny tensors: a second thread costs more than it gives
-)
+TINY_SUPERNET = tiny_supernet(n_trials=25, warmup_epochs=0)
 TRAINED = "Trained the supernet"
 
 
