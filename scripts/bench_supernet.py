@@ -20,6 +20,12 @@ config unless an option says otherwise:
    ``suggest`` calls), at 100, 500, 1,000 and 2,000 trials (``gp`` at fewer).
 5. **Reuse**: a second search on another profile (+hw=raspi4) with the cached
    supernet: its supernet time and its time to score 1,000 candidates.
+6. **Sampler quality** (``sampler_quality``): whole searches, one per sampler and
+   ``--quality-seeds`` seed, each scoring ``--quality-n`` proposals over the same
+   cached supernet (``--supernets DIR`` copies ones trained elsewhere, e.g. by
+   ``bench_search.py``, so none retrains): the hypervolume of the estimated front
+   (inherited val accuracy against estimated size) as the study grows, and the
+   wall time. With the time per proposal (4.), this chooses the strategy's sampler.
 
     python scripts/bench_supernet.py                  # ~25 min on 2 cores
     python scripts/bench_supernet.py --quick          # ~4 min: a check that it runs
@@ -43,7 +49,9 @@ from typing import Any
 import numpy as np
 
 MIN_STANDALONE = 0.5
-SECTIONS = ("fidelity", "score", "samplers", "finalised", "reuse")
+SECTIONS = ("fidelity", "score", "samplers", "finalised", "reuse", "sampler_quality")
+# Sections that need the seed-0 supernets of every --schedules trained (or cached).
+_NEED_SUPERNETS = {"fidelity", "score", "samplers", "finalised"}
 
 
 def main() -> int:
@@ -58,6 +66,18 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--finalise-n", type=int, default=None, help="default 6")
     p.add_argument("--threads", type=int, default=None, help="train.threads (default: config)")
+    p.add_argument("--quality-n", type=int, default=None, help="proposals per run (default 500)")
+    p.add_argument("--quality-seeds", default="0,1")
+    p.add_argument("--quality-samplers", default="tpe,nsga2,random")
+    p.add_argument("--jobs", type=int, default=1, help="sampler_quality runs side by side")
+    p.add_argument(
+        "--supernets",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder of cached supernets (*.safetensors) to reuse for sampler_quality; "
+        "may repeat",
+    )
     p.add_argument(
         "--sections",
         default=",".join(SECTIONS),
@@ -87,8 +107,10 @@ def main() -> int:
     if set(sections) != set(SECTIONS) and args.out.exists():  # update the other figures' record
         report = {**json.loads(args.out.read_text()), **report}
     report.update(_provenance())
-    ctx, strategies, train_s = _supernets(work, schedules, extra)
-    report["supernet_train_seconds"] = train_s
+    ctx, strategies = None, dict[str, Any]()
+    if _NEED_SUPERNETS & set(sections):
+        ctx, strategies, train_s = _supernets(work, schedules, extra)
+        report["supernet_train_seconds"] = train_s
     if "fidelity" in sections:
         fidelity = _fidelity(ctx, strategies, n_keep, max_draws=3 * n_keep)
         report["fidelity"] = fidelity
@@ -105,10 +127,20 @@ def main() -> int:
         }
     if "finalised" in sections:
         report["finalised"] = _finalised(ctx, strategies, args.finalise_n or (2 if q else 6))
-    if ctx.evaluator is not None:
+    if ctx is not None and ctx.evaluator is not None:
         ctx.evaluator.close()
     if reuse_n > 0 and "reuse" in sections:
         report["reuse"] = _reuse(work, extra, reuse_n)
+    if "sampler_quality" in sections:
+        report["sampler_quality"] = _sampler_quality(
+            work,
+            extra,
+            samplers=[s for s in args.quality_samplers.split(",") if s],
+            seeds=[int(x) for x in args.quality_seeds.split(",") if x],
+            n=args.quality_n or (30 if q else 500),
+            supernets=args.supernets,
+            jobs=args.jobs,
+        )
     report["wall_seconds"] = time.monotonic() - start
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -392,7 +424,115 @@ def _reuse(work: Path, extra: list[str], n: int) -> dict[str, Any]:
     }
 
 
+def _sampler_quality(
+    work: Path,
+    extra: list[str],
+    *,
+    samplers: list[str],
+    seeds: list[int],
+    n: int,
+    supernets: list[Path],
+    jobs: int,
+) -> dict[str, Any]:
+    """One search per (sampler, seed) over a cached supernet: the estimated front's
+    hypervolume as the study grows, and the wall time (so quality per second)."""
+    import shutil
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    runs = []
+    for seed in seeds:
+        for sampler in samplers:
+            out = work / "quality" / f"{sampler}_seed{seed}"
+            cache = out / "outputs" / "supernets"
+            cache.mkdir(parents=True, exist_ok=True)
+            for folder in supernets:  # reuse supernets trained elsewhere (same key: same seed)
+                for f in folder.glob("*.safetensors"):
+                    if not (cache / f.name).exists():
+                        shutil.copy2(f, cache / f.name)
+            threads = ["train.threads=1"] if jobs > 1 else []
+            runs.append((sampler, seed, n, str(out), [*extra, *threads]))
+    checkpoints = sorted({c for c in (100, 250, n // 2, n) if c <= n})
+    with ProcessPoolExecutor(max(1, jobs), mp_context=get_context("spawn")) as pool:
+        results = list(pool.map(_quality_run, runs, [checkpoints] * len(runs)))
+    by: dict[str, Any] = {}
+    for (sampler, seed, *_), r in zip(runs, results, strict=True):
+        by.setdefault(sampler, {"runs": []})["runs"].append({"seed": seed, **r})
+    for v in by.values():
+        for c in checkpoints:
+            hvs = [r["hypervolume_at"][str(c)] for r in v["runs"]]
+            v.setdefault("hypervolume_mean_at", {})[str(c)] = statistics.mean(hvs)
+        v["seconds_mean"] = statistics.mean(r["seconds"] for r in v["runs"])
+        v["n_scored_mean"] = statistics.mean(r["n_scored"] for r in v["runs"])
+    return {"n": n, "seeds": seeds, "checkpoints": checkpoints, "samplers": by}
+
+
+def _quality_run(run: tuple[str, int, int, str, list[str]], checkpoints: list[int]) -> dict:
+    """A whole supernet search with one sampler: estimated-front hypervolume by trials."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from nas import compose
+    from nas.driver import run_search
+    from nas.study import keys, make_storage
+    from nas.study._pareto import Point, hypervolume
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    sampler, seed, n, out, extra = run
+    cfg = compose(
+        ["+hw=mobile", "strategy=supernet", f"sampler={sampler}", f"search.seed={seed}",
+         *extra, f"search.n_trials={n}", "search.timeout_s=null", "search.progress=false",
+         "strategy.finalists=1", "strategy.max_finalists=1", "strategy.finetune_epochs=1",
+         f"search.output_dir={out}"]
+    )  # fmt: skip
+    cached = sorted((Path(out) / "outputs" / "supernets").glob("*.safetensors"))
+    t0 = time.monotonic()
+    outcome = run_search(cfg)
+    wall = time.monotonic() - t0
+    retrained = sorted((Path(out) / "outputs" / "supernets").glob("*.safetensors")) != cached
+    study = optuna.load_study(
+        study_name=outcome.study_name, storage=make_storage(None, outcome.study_name, Path(out))
+    )
+    trials = [
+        t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(keys.PHASE) != "final"
+    ]
+    trials.sort(key=lambda t: t.number)
+    ref_acc = float(cfg.dataset.hv_ref_accuracy)
+    ref_size = float(cfg.dataset.hv_ref_size_bytes)
+    points: list[Point] = []
+    hv_at: dict[str, float] = {}
+    for i, t in enumerate(trials, start=1):
+        m = t.user_attrs.get(keys.METRICS) or {}
+        if t.state == TrialState.COMPLETE and t.user_attrs.get(keys.FEASIBLE):
+            points.append(
+                Point(t.number, float(m["val_accuracy"]), float(m["size_bytes_estimate"]))
+            )
+        if i in checkpoints:
+            hv_at[str(i)] = hypervolume(points, ref_accuracy=ref_acc, ref_size_bytes=ref_size)
+    starts = [t.datetime_start for t in trials if t.datetime_start]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete]
+    print(f"sampler {sampler} seed {seed}: {len(points)} scored of {len(trials)}, hv "
+          f"{hv_at}, {wall:.0f} s", file=sys.stderr)  # fmt: skip
+    return {
+        "hypervolume_at": hv_at,
+        "n_trials": len(trials),
+        "n_scored": len(points),
+        "seconds": wall,
+        "seconds_scoring": (max(ends) - min(starts)).total_seconds() if starts else math.nan,
+        "retrained": retrained,
+    }
+
+
 def _print(r: dict[str, Any]) -> None:
+    if "sampler_quality" in r:
+        q = r["sampler_quality"]
+        print(f"\nSampler quality: estimated-front hypervolume by trials (mean of seeds "
+              f"{q['seeds']}), seconds per search")  # fmt: skip
+        for name, v in q["samplers"].items():
+            hv = "  ".join(f"{k}: {x:.4f}" for k, x in v["hypervolume_mean_at"].items())
+            print(f"  {name:<8} {hv}  ({v['seconds_mean']:.0f} s, {v['n_scored_mean']:.0f} scored)")
+    if "fidelity" not in r:
+        return
     f = r["fidelity"]
     print(f"\nRanking fidelity: {f['kept']} kept of {f['drawn']} drawn (standalone val >= "
           f"{MIN_STANDALONE})")  # fmt: skip
