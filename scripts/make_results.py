@@ -926,6 +926,7 @@ def _supernet_costs(d: dict[str, Any]) -> list[str]:
             f" {_sig(u['seconds_to_score'])} s; the whole search, finalists included, took"
             f" {_sig(u['wall_seconds'])} s."
         )
+    lines += _sampler_quality(d.get("sampler_quality"))
     fin = d.get("finalised")
     if fin is not None:
         names = list(fin["val_accuracy_mean"])
@@ -961,6 +962,36 @@ def _supernet_costs(d: dict[str, Any]) -> list[str]:
     minutes, seconds = divmod(round(d["wall_seconds"]), 60)
     lines += ["", f"The benchmark took {minutes} min {seconds} s."]
     return lines
+
+
+def _sampler_quality(q: dict[str, Any] | None) -> list[str]:
+    """Whole searches per sampler over one cached supernet: what each finds per second."""
+    if q is None:
+        return []
+    samplers = q["samplers"]
+    checkpoints = [str(c) for c in q["checkpoints"]]
+    best = max(samplers, key=lambda n: samplers[n]["hypervolume_mean_at"][checkpoints[-1]])
+    return [
+        "",
+        f"Which sampler finds more: one search per sampler and seed ({_seq(q['seeds'], '{}')}),"
+        f" {_int(q['n'])} proposals each, over the same cached supernet; the hypervolume of"
+        " the estimated front (inherited val accuracy against estimated size, the search's"
+        " reference point), mean over the seeds, as the study grows, and the time of the"
+        " whole search:",
+        "",
+        *_table(
+            ["sampler", *(f"after {int(c):,} trials" for c in checkpoints), "scored", "search"],
+            [
+                [
+                    f"**{n}**" if n == best else n,
+                    *(f"{v['hypervolume_mean_at'][c]:.4f}" for c in checkpoints),
+                    f"{v['n_scored_mean']:.0f}",
+                    f"{v['seconds_mean']:.0f} s",
+                ]
+                for n, v in samplers.items()
+            ],
+        ),
+    ]
 
 
 def _supernet_search(b: Bench, s: dict[str, Any]) -> list[str]:

@@ -255,6 +255,37 @@ def test_supernet_section_from_both_records(tmp_path: Path) -> None:
     assert "missed" not in section
 
 
+def test_supernet_section_renders_the_sampler_quality_table(tmp_path: Path) -> None:
+    def sampler(hv: list[float], seconds: float) -> dict[str, object]:
+        return {
+            "runs": [],
+            "hypervolume_mean_at": dict(zip(("100", "250", "500"), hv, strict=True)),
+            "seconds_mean": seconds,
+            "n_scored_mean": 310.0,
+        }
+
+    quality = {
+        "n": 500,
+        "seeds": [0, 1],
+        "checkpoints": [100, 250, 500],
+        "samplers": {
+            "tpe": sampler([1.01, 1.05, 1.08], 301.0),
+            "nsga2": sampler([1.00, 1.06, 1.09], 255.4),
+        },
+    }
+    plain = _supernet_section(tmp_path / "without", _supernet_record(), None)
+    assert "Which sampler finds more" not in plain
+    section = _supernet_section(tmp_path / "with", _supernet_record(sampler_quality=quality), None)
+    assert "one search per sampler and seed (0, 1), 500 proposals each" in _prose(section)
+    assert (
+        "| sampler | after 100 trials | after 250 trials | after 500 trials | scored | search |"
+        in section
+    )
+    assert "| tpe | 1.0100 | 1.0500 | 1.0800 | 310 | 301 s |" in section
+    # The sampler with the larger hypervolume at the last checkpoint is marked.
+    assert "| **nsga2** | 1.0000 | 1.0600 | 1.0900 | 310 | 255 s |" in section
+
+
 def test_supernet_section_says_how_to_write_a_missing_record(tmp_path: Path) -> None:
     neither = _prose(_supernet_section(tmp_path / "neither", None, None))
     for name in ("supernet.json", "search_supernet.json"):
