@@ -104,9 +104,15 @@ def main() -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     start = time.monotonic()
     report: dict[str, Any] = {"quick": q, "overrides": extra, "min_standalone": MIN_STANDALONE}
-    if set(sections) != set(SECTIONS) and args.out.exists():  # update the other figures' record
-        report = {**json.loads(args.out.read_text()), **report}
     report.update(_provenance())
+    # Some sections only, into an existing record: the record's own commit, date and
+    # overrides stay those of the figures it already holds; the new sections carry theirs.
+    previous = (
+        json.loads(args.out.read_text())
+        if set(sections) != set(SECTIONS) and args.out.exists()
+        else None
+    )
+    measured = dict(report)
     ctx, strategies = None, dict[str, Any]()
     if _NEED_SUPERNETS & set(sections):
         ctx, strategies, train_s = _supernets(work, schedules, extra)
@@ -142,11 +148,26 @@ def main() -> int:
             jobs=args.jobs,
         )
     report["wall_seconds"] = time.monotonic() - start
+    if previous is not None:
+        report = _merge(previous, report, measured, sections)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     _print(report)
     print(f"\nwrote {args.out}", file=sys.stderr)
     return 0
+
+
+def _merge(
+    previous: dict[str, Any], report: dict[str, Any], measured: dict[str, Any], sections: list[str]
+) -> dict[str, Any]:
+    """``previous`` with the figures of ``report``'s sections, each section carrying the
+    commit, date, overrides and seconds it was measured with (``measured``)."""
+    measured = {**measured, "sections": sections, "wall_seconds": report["wall_seconds"]}
+    merged = {**previous, **{k: v for k, v in report.items() if k not in measured}}
+    for section in sections:
+        if isinstance(merged.get(section), dict):
+            merged[section]["measured"] = measured
+    return merged
 
 
 def _at(sampler: str, quick: bool) -> list[int]:
@@ -464,7 +485,7 @@ def _sampler_quality(
             v.setdefault("hypervolume_mean_at", {})[str(c)] = statistics.mean(hvs)
         v["seconds_mean"] = statistics.mean(r["seconds"] for r in v["runs"])
         v["n_scored_mean"] = statistics.mean(r["n_scored"] for r in v["runs"])
-    return {"n": n, "seeds": seeds, "checkpoints": checkpoints, "samplers": by}
+    return {"n": n, "seeds": seeds, "checkpoints": checkpoints, "jobs": jobs, "samplers": by}
 
 
 def _quality_run(run: tuple[str, int, int, str, list[str]], checkpoints: list[int]) -> dict:

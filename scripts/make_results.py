@@ -977,7 +977,9 @@ def _sampler_quality(q: dict[str, Any] | None) -> list[str]:
         f" {_int(q['n'])} proposals each, over the same cached supernet; the hypervolume of"
         " the estimated front (inherited val accuracy against estimated size, the search's"
         " reference point), mean over the seeds, as the study grows, and the time of the"
-        " whole search:",
+        " whole search"
+        + (f" ({q['jobs']} searches side by side, one thread each)" if q.get("jobs", 1) > 1 else "")
+        + ":",
         "",
         *_table(
             ["sampler", *(f"after {int(c):,} trials" for c in checkpoints), "scored", "search"],
