@@ -495,8 +495,7 @@ def _quality_run(run: tuple[str, int, int, str, list[str]], checkpoints: list[in
 
     from nas import compose
     from nas.driver import run_search
-    from nas.study import keys, make_storage
-    from nas.study._pareto import Point, hypervolume
+    from nas.study import Point, hypervolume, keys, make_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     sampler, seed, n, out, extra = run

@@ -87,3 +87,24 @@ def test_baseline_lenet_trains_as_a_trial_on_digits(tmp_path: Path) -> None:
     assert [r["model"] for r in rows] == ["LeNet-300-100", "LeNet-5"]
     for r in rows:
         assert 0.0 <= r["test_accuracy"] <= 1.0 and r["size_bytes"] > 0
+
+
+def test_bench_supernet_adds_sections_without_rewriting_the_records_provenance() -> None:
+    merge = _load("bench_supernet")._merge
+    previous = {"commit": "aaa1111", "overrides": ["train.threads=1"], "wall_seconds": 1770.0,
+                "kendall_tau": 0.36, "reuse": {"candidates": 1000}}  # fmt: skip
+    measured = {"quick": False, "overrides": [], "commit": "bbb2222", "date": "2026-11-29"}
+    report = {**measured, "sampler_quality": {"n": 400}, "wall_seconds": 474.0}
+    merged = merge(previous, report, measured, ["sampler_quality"])
+    # The figures already there keep the commit and overrides they were measured with.
+    assert merged["commit"] == "aaa1111"
+    assert merged["overrides"] == ["train.threads=1"]
+    assert merged["wall_seconds"] == 1770.0
+    assert merged["kendall_tau"] == 0.36 and merged["reuse"] == {"candidates": 1000}
+    # The new section carries its own.
+    assert merged["sampler_quality"]["n"] == 400
+    assert merged["sampler_quality"]["measured"] == {
+        **measured,
+        "sections": ["sampler_quality"],
+        "wall_seconds": 474.0,
+    }
