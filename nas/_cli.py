@@ -28,6 +28,7 @@ __all__ = [
     "check_output_file",
     "refuse",
     "require",
+    "raise_if_sigterm_lost",
     "sigterm_as_interrupt",
 ]
 
@@ -104,7 +105,9 @@ def sigterm_as_interrupt() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    global _ACTIVE
     term = _Sigterm()
+    outer, _ACTIVE = _ACTIVE, term
     background = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     if background:
         # A handler rather than SIG_IGN, so that a SIGTERM can interrupt through it.
@@ -114,8 +117,26 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _ACTIVE = outer
         if background:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def raise_if_sigterm_lost() -> None:
+    """Raise the ``KeyboardInterrupt`` of a ``SIGTERM`` that Python swallowed.
+
+    A handler's exception that lands in a finaliser or a weakref callback (SQLAlchemy
+    has some) is printed as "Exception ignored in ..." and dropped, so the search would
+    run on and exit 0. Code that reaches a safe point (between trials) in its normal
+    flow after a SIGTERM can only have lost it: this raises it there, once.
+    """
+    term = _ACTIVE
+    if term is not None and term.requested:
+        term.requested = False
+        raise KeyboardInterrupt
+
+
+_ACTIVE: _Sigterm | None = None  # the innermost sigterm_as_interrupt block's
 
 
 class _Sigterm:

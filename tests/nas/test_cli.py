@@ -265,3 +265,28 @@ def test_sigterm_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> N
     (parent,) = _parent_runs(tmp_path / "mlflow.db")
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["n_trials"] == 6
+
+
+def test_a_sigterm_swallowed_in_a_finaliser_is_raised_at_the_next_safe_point() -> None:
+    import gc
+    import weakref
+
+    from nas._cli import raise_if_sigterm_lost, sigterm_as_interrupt
+
+    class Held:
+        pass
+
+    raise_if_sigterm_lost()  # outside a block: nothing pending, nothing raised
+    with sigterm_as_interrupt():
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        held = Held()
+        # The handler runs inside a weakref callback, as it can inside SQLAlchemy's:
+        # Python prints "Exception ignored in ..." and drops the KeyboardInterrupt.
+        ref = weakref.ref(held, lambda _: handler(signal.SIGTERM, None))
+        del held
+        gc.collect()
+        assert ref() is None
+        with pytest.raises(KeyboardInterrupt):
+            raise_if_sigterm_lost()
+        raise_if_sigterm_lost()  # raised once, not again
