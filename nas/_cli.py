@@ -131,6 +131,8 @@ def raise_if_sigterm_lost() -> None:
     flow after a SIGTERM can only have lost it: this raises it there, once.
     """
     term = _ACTIVE
+    if threading.current_thread() is not threading.main_thread():
+        return  # a runner's helper thread: the main thread gets the interrupt itself
     if term is not None and term.requested:
         term.requested = False
         raise KeyboardInterrupt
