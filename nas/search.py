@@ -57,13 +57,16 @@ __all__ = ["main"]
 
 EXIT_INTERRUPTED = 130  # nas.study.EXIT_INTERRUPTED, without importing it for --help
 
-USAGE = """usage: python -m nas.search [--plugin MODULE] [-m] [+hw=PROFILE] [group=option ...]
+USAGE = """usage: python -m nas.search [--plugin MODULE] [-m] [+hw=PROFILE|+hw=[A,B,...]]
+                          [group=option ...]
                           [key=value ...] [hydra flags]
 
 groups:  {groups}
 keys:    search.{{n_trials, timeout_s, study_name, storage, seed, trial_timeout_s,
          output_dir, progress}}, mlflow.{{tracking_uri, experiment}}, and every key of a
          group (`--cfg job` shows them all)
+devices: +hw=[mobile,raspi4,mcu] searches once with a front per device; set a device's
+         keys as devices.<name>.<key>=VALUE (devices.mobile.latency_budget_ms=0.5)
 sweeps:  -m/--multirun runs one search per combination: -m +hw=mobile,mcu search.seed=0,1
 flags:   --cfg job|hydra|all  print the composed config and exit (--resolve, -p PACKAGE)
          --info [all|config|defaults|defaults-tree|plugins|searchpath]
@@ -119,6 +122,10 @@ def _parse(args: list[str]) -> tuple[ArgumentParser, Namespace]:
     parser = get_args_parser()
     setattr(parser, "error", _one_line_error)  # noqa: B010 (argparse's hook, on one instance)
     ns = parser.parse_args(_bare_cfg_is_job(args))
+    from nas.config import expand_device_list
+
+    # +hw=[a,b] becomes one hw package per device before Hydra composes anything.
+    ns.overrides = expand_device_list(ns.overrides)
     require(ns.experimental_rerun is None, "--experimental-rerun is not supported here")
     if ns.config_path is not None:
         # Relative to where the command runs (Hydra's would be relative to nas/).
@@ -282,10 +289,17 @@ def _report(outcome: SearchOutcome) -> None:
     from nas.study import EXIT_NO_FEASIBLE, format_front, format_nearest
 
     print()
+    if outcome.devices and not outcome.parent_run_id:
+        _report_devices(outcome)
+        return
     print(
         f"Study {outcome.study_name}: {outcome.n_trials} trials ({outcome.n_infeasible} "
         f"rejected as infeasible, {outcome.n_failed} failed) in {outcome.wall_seconds:.0f} s; "
-        f"hypervolume {outcome.hypervolume:.4f}"
+        + (
+            f"devices {', '.join(outcome.devices)}"
+            if outcome.devices
+            else f"hypervolume {outcome.hypervolume:.4f}"
+        )
     )
     pop = outcome.population
     if pop:
@@ -294,9 +308,16 @@ def _report(outcome: SearchOutcome) -> None:
             f"{pop['score_seconds_median']:.2f} s each); finalised {pop['n_finalised']:.0f}; "
             f"Kendall tau, estimated vs final val accuracy: {pop['kendall_tau_finalists']:.2f}"
         )
-    if outcome.front:
+    if outcome.devices:
+        _report_devices(outcome)
+    elif outcome.front:
         print("Pareto front (val_accuracy up, size_bytes down):")
         print(format_front(outcome))
+    elif outcome.exit_code == EXIT_NO_FEASIBLE and outcome.n_below_floor:
+        print(
+            f"No front: all {outcome.n_below_floor} trained candidates that met the budgets "
+            "are below search.min_accuracy (lower it, or train longer)."
+        )
     elif outcome.exit_code == EXIT_NO_FEASIBLE:
         if outcome.nearest:
             print("No trained candidate met the budgets; the nearest (relative to each budget):")
@@ -308,6 +329,27 @@ def _report(outcome: SearchOutcome) -> None:
         print("Interrupted; run the same command again to resume.")
     uri = outcome.tracking_uri
     print(f"\nBrowse it: mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
+
+
+def _report_devices(outcome: SearchOutcome) -> None:
+    """Each device's front of a multi-device search, or why it is empty."""
+    from nas.study import format_front, format_nearest
+
+    for device, part in outcome.devices.items():
+        if part.front:
+            print(
+                f"\n{device}: hypervolume {part.hypervolume:.4f}, {len(part.front)} on the front "
+                "(val_accuracy up, size_bytes down; latency on this device):"
+            )
+            print(format_front(outcome, part.front))
+            continue
+        print(f"\n{device}: front empty: {part.why_empty}")
+        if part.nearest:
+            print("  nearest to its budgets:")
+            print(format_nearest(outcome, part.nearest))
+    if not outcome.parent_run_id:
+        print("\nNo device's budgets can be met by any candidate; nothing was run or recorded.")
+        print("Relax the budgets named above or widen the search space.")
 
 
 def _code(e: SystemExit) -> int:

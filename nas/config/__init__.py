@@ -6,7 +6,7 @@ about a second with one line that names the value and what is allowed.
 
 from __future__ import annotations
 
-from nas.config._compose import compose, conf_dir, register_schemas
+from nas.config._compose import compose, conf_dir, expand_device_list, register_schemas
 from nas.config._registry import Registry
 from nas.config._schema import (
     GROUP_SCHEMAS,
@@ -25,8 +25,11 @@ from nas.config._schema import (
     StrategyConfig,
     TrainConfig,
     as_plain,
+    device_profiles,
     hw_profile_path,
     is_finite,
+    is_multi_device,
+    min_accuracy,
     one_line,
     search_hash,
 )
@@ -53,8 +56,12 @@ __all__ = [
     "as_plain",
     "compose",
     "conf_dir",
+    "device_profiles",
+    "expand_device_list",
     "hw_profile_path",
     "is_finite",
+    "is_multi_device",
+    "min_accuracy",
     "one_line",
     "register_schemas",
     "search_hash",

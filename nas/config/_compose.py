@@ -33,7 +33,7 @@ from nas.config._schema import (
 from nas.config._validate import validate
 from search_spaces import list_search_spaces, search_space_config
 
-__all__ = ["compose", "conf_dir", "register_schemas"]
+__all__ = ["compose", "conf_dir", "expand_device_list", "register_schemas"]
 
 # An out-of-range stand-in for a value of the wrong type: the range check it fails
 # says what the range is (``search.n_trials=... must be an integer >= 1``).
@@ -86,7 +86,7 @@ def compose(
         config_dir: a directory searched too (Hydra's ``--config-dir``).
         config_path: a directory that replaces the packaged ``conf/``.
     """
-    overrides = list(overrides)
+    overrides = expand_device_list(overrides)
 
     def attempt(ovs: list[str]) -> DictConfig:
         return _compose(ovs, config_name, config_dir, config_path)
@@ -95,6 +95,67 @@ def compose(
     _check_added_keys(cfg, overrides)
     validate(cfg)
     return cfg
+
+
+def expand_device_list(overrides: Sequence[str]) -> list[str]:
+    """``+hw=[mobile,raspi4]`` as one package per device: ``+hw@devices.mobile=mobile
+    +hw@devices.raspi4=raspi4``.
+
+    Hydra merges the options of a multi-selected group into one node, so three flat
+    ``conf/hw/*.yaml`` would become one mixed profile; each device gets its own
+    ``devices.<name>`` node instead (Hydra's ``group@package=option``, which may also
+    be written by hand). A one-element list is ``+hw=NAME``: a single-device search,
+    same study. Raises ConfigError on a device named twice, an empty list, a list
+    without ``+`` and a sweep over lists.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    out: list[str] = []
+    for text in overrides:
+        try:
+            (o,) = parser.parse_overrides([text])
+        except OverrideParseException:
+            out.append(text)  # compose names the override it cannot parse
+            continue
+        if o.key_or_group != "hw" or o.package is not None:
+            out.append(text)
+            continue
+        if o.is_sweep_override():
+            if any(isinstance(v, list) for v in o.sweep_iterator()):
+                raise ConfigError(
+                    f"{text}: a sweep over device lists is not supported; run one "
+                    "command per list, or sweep single devices: -m +hw=mobile,mcu"
+                )
+            out.append(text)
+            continue
+        names = o.value()
+        if not isinstance(names, list):
+            out.append(text)
+            continue
+        _check_device_list(text, names, added=o.is_add())
+        if len(names) == 1:
+            out.append(f"+hw={names[0]}")
+        else:
+            out.extend(f"+hw@devices.{name}={name}" for name in names)
+    return out
+
+
+def _check_device_list(text: str, names: list[Any], *, added: bool) -> None:
+    if not added:
+        raise ConfigError(f"{text}: hw has no default; add the devices with +{text}")
+    if not names:
+        raise ConfigError(f"{text} names no device; give one or more: +hw=[mobile,raspi4]")
+    for name in names:
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(
+                f"{text}: {name!r} is not a device name; give hw options, e.g. "
+                "+hw=[mobile,raspi4,mcu]"
+            )
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"{text} names {', '.join(twice)} twice; name each device once")
 
 
 def _translated(
@@ -227,6 +288,11 @@ def _unknown_option_message(text: str, overrides: list[str]) -> str | None:
     options = options or _group_options(group)
     if not options:
         return None
+    if group == "hw" and any(_key_of(o) == f"hw@devices.{option}" for o in overrides):
+        return (
+            f"device {option!r} of +hw=[...] is not a known hw option; choose from: "
+            f"{', '.join(options)}"
+        )
     # The last override of the group is the one Hydra used (and could not find).
     matching = [o for o in overrides if _key_of(o) == group]
     bad = matching[-1] if matching else f"{group}={option}"
@@ -244,6 +310,14 @@ def _no_default_message(first: str, overrides: list[str]) -> str:
 
 
 def _unselected_group_message(overrides: list[str]) -> str:
+    if any(_key_of(o).startswith("hw@devices.") for o in overrides):
+        bad = next((o for o in overrides if _key_of(o).startswith("hw.")), None)
+        if bad is not None:
+            rest = bad.lstrip("+~").removeprefix("hw.")
+            return (
+                f"{bad}: with several devices (+hw=[...]) each has its own profile; "
+                f"set it per device: devices.<name>.{rest}"
+            )
     for o in overrides:
         group = _key_of(o).split(".")[0]
         selected = any(_key_of(x) == group for x in overrides)

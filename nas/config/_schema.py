@@ -30,6 +30,9 @@ __all__ = [
     "EarlyStopConfig",
     "HwConfig",
     "MlflowConfig",
+    "device_profiles",
+    "is_multi_device",
+    "min_accuracy",
     "RunnerConfig",
     "SamplerConfig",
     "SearchConfig",
@@ -264,6 +267,10 @@ class SearchConfig:
     # None: the launch directory.
     output_dir: str | None = None
     progress: bool = True
+    # A trained candidate less accurate than this is never on a front (it is recorded,
+    # tagged `off_front`). null: twice chance, 2 / classes, so a model that learnt
+    # nothing (0.10 on 10 classes) is not reported as "the smallest worth having".
+    min_accuracy: float | None = None
 
 
 @dataclass
@@ -299,6 +306,9 @@ class Config:
     search: SearchConfig = field(default_factory=SearchConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     hw: HwConfig | None = None
+    # Several hw profiles in one search (``+hw=[mobile,raspi4,mcu]``, which nas.config
+    # turns into ``+hw@devices.mobile=mobile ...``): one front per device.
+    devices: dict[str, HwConfig] = field(default_factory=dict)
 
 
 GROUP_SCHEMAS: dict[str, type[Any]] = {
@@ -333,6 +343,27 @@ def hw_profile_path(value: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / rest
 
 
+def device_profiles(cfg: DictConfig) -> dict[str, Any]:
+    """The search's hw profiles by device name: ``{hw.name: hw}`` for ``+hw=NAME``, the
+    ``devices`` mapping for ``+hw=[a,b,...]``, ``{}`` without hw."""
+    devices = cfg.get("devices")
+    if devices:
+        return dict(devices.items())
+    hw = cfg.get("hw")
+    return {} if hw is None else {str(hw.name): hw}
+
+
+def is_multi_device(cfg: DictConfig) -> bool:
+    """Whether ``cfg`` searches for several devices at once (``+hw=[a,b,...]``)."""
+    return bool(cfg.get("devices"))
+
+
+def min_accuracy(cfg: DictConfig, num_classes: int) -> float:
+    """The front's accuracy floor: ``search.min_accuracy``, else twice chance."""
+    value = cfg.search.get("min_accuracy")
+    return float(value) if value is not None else 2.0 / max(int(num_classes), 1)
+
+
 def search_hash(cfg: DictConfig) -> str:
     """A short hash of everything that changes what a trial computes.
 
@@ -348,6 +379,9 @@ def search_hash(cfg: DictConfig) -> str:
     if strategy is not None and strategy.name != "scratch":
         # Left out for scratch, so that studies made before strategies existed resume.
         relevant["strategy"] = OmegaConf.to_container(strategy, resolve=True)
+    if cfg.get("devices"):
+        # Only when set, so that single-device studies keep their names and resume.
+        relevant["devices"] = OmegaConf.to_container(cfg.devices, resolve=True)
     blob = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 

@@ -52,6 +52,8 @@ def _check_search(cfg: DictConfig) -> None:
     for name in ("timeout_s", "trial_timeout_s"):
         v = s[name]
         _require(v is None or v > 0, f"search.{name}={v} must be > 0 or null")
+    m = s.get("min_accuracy")
+    _require(m is None or 0.0 <= m < 1.0, f"search.min_accuracy={m} is outside [0, 1) or null")
 
 
 def _check_train(cfg: DictConfig) -> None:
@@ -221,37 +223,55 @@ def _check_dataset(cfg: DictConfig) -> None:
 
 
 def _check_hw(cfg: DictConfig) -> None:
-    h = cfg.hw
+    _check_profile(cfg.hw, "hw")
+
+
+def _check_devices(cfg: DictConfig) -> None:
+    """``+hw=[a,b,...]``: every device's profile, and never beside a single ``+hw``."""
+    devices = cfg.devices
+    if not devices:
+        return
+    if cfg.get("hw") is not None:
+        raise ConfigError(
+            f"hw is selected twice (+hw={cfg.hw.name} and +hw=[{','.join(devices)}]); give "
+            "one +hw: a name for one device, a list for several"
+        )
+    for name, h in devices.items():
+        _check_profile(h, f"devices.{name}")
+
+
+def _check_profile(h: DictConfig, at: str) -> None:
     for b in h.bits:
-        _require(b in BITS, f"hw.bits contains {b}, which is not one of {BITS}")
+        _require(b in BITS, f"{at}.bits contains {b}, which is not one of {BITS}")
     for name in ("latency_budget_ms", "size_budget_bytes", "peak_memory_budget_bytes"):
         v = h[name]
-        _require(v is None or v > 0, f"hw.{name}={v} must be > 0 or null")
+        _require(v is None or v > 0, f"{at}.{name}={v} must be > 0 or null")
     _require(
         h.activation_bytes in (1, 2, 4),
-        f"hw.activation_bytes={h.activation_bytes}; allowed 1, 2, 4",
+        f"{at}.activation_bytes={h.activation_bytes}; allowed 1, 2, 4",
     )
     if h.profile is not None:
         _require(
             h.latency == "predict",
-            f"hw.profile is set, so hw.latency must be 'predict', not {h.latency!r}",
+            f"{at}.profile is set, so {at}.latency must be 'predict', not {h.latency!r}",
         )
         path = hw_profile_path(h.profile)
         _require(
             path.is_file(),
-            f"hw.profile={h.profile!r}: no such file ({path}); write one with "
+            f"{at}.profile={h.profile!r}: no such file ({path}); write one with "
             "python -m nas.calibrate_hw or python -m nas.profile_hw",
         )
 
 
 def _check_bits_overlap(cfg: DictConfig) -> None:
-    if cfg.get("hw") is None:
-        return
-    c, h = cfg.compress, cfg.hw
-    _require(
-        len(set(c.bits) & set(h.bits)) > 0,
-        f"compress.bits={list(c.bits)} and hw.bits={list(h.bits)} share no bit-width",
-    )
+    c = cfg.compress
+    profiles = {"hw": cfg.hw} if cfg.get("hw") is not None else {}
+    profiles.update({f"devices.{n}": h for n, h in (cfg.get("devices") or {}).items()})
+    for at, h in profiles.items():
+        _require(
+            len(set(c.bits) & set(h.bits)) > 0,
+            f"compress.bits={list(c.bits)} and {at}.bits={list(h.bits)} share no bit-width",
+        )
 
 
 GROUP_CHECKS: dict[str, Callable[[DictConfig], None]] = {
@@ -264,6 +284,7 @@ GROUP_CHECKS: dict[str, Callable[[DictConfig], None]] = {
     "search_space": _check_search_space,
     "dataset": _check_dataset,
     "hw": _check_hw,
+    "devices": _check_devices,
     "strategy": _check_strategy,
 }
 """The check of each config section, run in this order."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from nas.config import ConfigError
+from nas.config import ConfigError, device_profiles, is_multi_device
 from nas.hw import LATENCY_METHODS
 from nas.pipeline import DATASETS, STRATEGIES
 from nas.runners import RUNNERS, check_address
@@ -29,6 +29,7 @@ def preflight(cfg: DictConfig) -> None:
     teacher = str(cfg.compress.teacher)
     if teacher != "largest" and not (teacher.startswith("timm:") and len(teacher) > 5):
         raise ConfigError(f"compress.teacher={teacher!r}; allowed {TEACHER_FORMS}")
-    if cfg.get("hw") is not None:
-        LATENCY_METHODS.check(cfg.hw.latency, key="hw.latency")
+    for name, h in device_profiles(cfg).items():
+        at = f"devices.{name}" if is_multi_device(cfg) else "hw"
+        LATENCY_METHODS.check(h.latency, key=f"{at}.latency")
     check_address(cfg.runner)

@@ -20,12 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
-from nas.config import ConfigError, one_line, search_hash
+from nas.config import ConfigError, device_profiles, min_accuracy, one_line, search_hash
 from nas.pipeline import TrialContext
 from nas.runners import Runner, SearchLoop, get_runner, make_context
 from nas.study import (
     EXIT_INTERRUPTED,
     EXIT_NO_FEASIBLE,
+    DeviceFront,
     FrontState,
     SearchOutcome,
     Tracker,
@@ -43,7 +44,9 @@ from nas.study import (
     redact_secrets,
     sigint_ignored,
     summarize_population,
+    unreachable_devices,
     write_csv,
+    write_devices_png,
     write_html,
     write_png,
 )
@@ -55,7 +58,7 @@ def study_name_of(cfg: DictConfig) -> str:
     """The study a config names: ``search.study_name``, else one derived from the config."""
     if cfg.search.study_name:
         return str(cfg.search.study_name)
-    hw = cfg.hw.name if cfg.hw is not None else "nohw"
+    hw = "+".join(device_profiles(cfg)) or "nohw"
     return f"{cfg.search_space.name}-{cfg.dataset.name}-{hw}-{search_hash(cfg)}"
 
 
@@ -66,6 +69,16 @@ class _Opened:
     study: optuna.Study
     tracker: Tracker
     resumed: bool
+    # A multi-device search's devices whose budgets no candidate can meet, with why.
+    impossible: dict[str, str]
+
+
+class _NoDevicePossible(Exception):
+    """Every device of a multi-device search has a budget no candidate can meet."""
+
+    def __init__(self, reasons: dict[str, str]) -> None:
+        super().__init__("; ".join(reasons.values()))
+        self.reasons = reasons
 
 
 def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome:
@@ -92,6 +105,15 @@ def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome
     )
     try:
         opened = _open(cfg, ctx, runner, name, out_dir, tracking_uri)
+    except _NoDevicePossible as e:
+        # Nothing was written: no candidate could be feasible anywhere, so no trial runs.
+        if ctx.evaluator is not None:
+            ctx.evaluator.close()
+        return SearchOutcome(
+            study_name=name, parent_run_id="", tracking_uri=tracking_uri,
+            exit_code=EXIT_NO_FEASIBLE, wall_seconds=time.monotonic() - start,
+            devices={d: DeviceFront(why_empty=why) for d, why in e.reasons.items()},
+        )  # fmt: skip
     except BaseException:
         if ctx.evaluator is not None:
             ctx.evaluator.close()
@@ -104,7 +126,8 @@ def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome
     outcome.wall_seconds = time.monotonic() - start
     if outcome.exit_code == 0 and not outcome.front:
         outcome.exit_code = EXIT_NO_FEASIBLE
-        outcome.nearest = nearest_candidates(opened.study)
+        if not outcome.devices:
+            outcome.nearest = nearest_candidates(opened.study)
     return outcome
 
 
@@ -119,6 +142,11 @@ def _open(
     """Check what the user's input can break, then open the study and the parent run."""
     if ctx.hw is not None:
         check_budgets_reachable(cfg, ctx.splits.spec, ctx.hw)
+    impossible = unreachable_devices(cfg, ctx.splits.spec) if ctx.devices else {}
+    if ctx.devices and len(impossible) == len(ctx.devices):
+        raise _NoDevicePossible(impossible)
+    for device, why in impossible.items():
+        print(f"{device}: its front will be empty: {why}", file=sys.stderr)
     runner.check(cfg)
     assert ctx.strategy is not None
     ctx.strategy.check(ctx)
@@ -138,12 +166,14 @@ def _open(
             "study_name": name,
         }
     )
-    tracker.open_parent(
-        study_name=name, params=params, tags={keys.TAG_CONFIG_HASH: search_hash(cfg)}
-    )
+    tags = {keys.TAG_CONFIG_HASH: search_hash(cfg)}
+    if ctx.devices:
+        tags[keys.TAG_DEVICES] = ",".join(d.name for d in ctx.devices)
+        tags.update({keys.device_tag(keys.TAG_FRONT_EMPTY, d): w for d, w in impossible.items()})
+    tracker.open_parent(study_name=name, params=params, tags=tags)
     # The resolved config, whole: what `nas.export` rebuilds the data and training from.
     tracker.log_text(tracker.parent_id, OmegaConf.to_yaml(resolved), "config.yaml")
-    return _Opened(study, tracker, resumed)
+    return _Opened(study, tracker, resumed, impossible)
 
 
 def _drive(
@@ -161,7 +191,11 @@ def _drive(
     strategy = ctx.strategy
     assert strategy is not None
     front_state = FrontState(
-        tracker, float(cfg.dataset.hv_ref_accuracy), float(cfg.dataset.hv_ref_size_bytes)
+        tracker,
+        float(cfg.dataset.hv_ref_accuracy),
+        float(cfg.dataset.hv_ref_size_bytes),
+        min_accuracy=min_accuracy(cfg, ctx.splits.spec.num_classes),
+        devices=[d.name for d in ctx.devices],
     )
     recorder = TrialRecorder(study, tracker, name, records_runs=strategy.records_scores)
     status = "FAILED"  # unless the loop ends normally or by Ctrl-C
@@ -205,6 +239,11 @@ def _drive(
                 ctx.evaluator.close()
             try:
                 _finish(study, tracker, front_state, out_dir / "outputs" / name, outcome)
+                if front_state.devices:
+                    _finish_devices(
+                        study, tracker, front_state, out_dir / "outputs" / name, outcome,
+                        opened.impossible,
+                    )  # fmt: skip
                 if not strategy.records_scores:
                     _log_population(study, tracker, out_dir / "outputs" / name, outcome)
             finally:
@@ -316,8 +355,28 @@ def _finish(
     )
     outcome.hypervolume = front_state.hv
     outcome.front = front_rows(study, front_state.front)
+    outcome.n_below_floor = len(
+        [p for p in front_state.points if p.accuracy < front_state.min_accuracy]
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, png_path, html_path = (out_dir / f"pareto.{ext}" for ext in ("csv", "png", "html"))
+    metrics = {
+        "n_trials": outcome.n_trials,
+        "n_infeasible": outcome.n_infeasible,
+        "n_failed": outcome.n_failed,
+        "infeasible_fraction": outcome.n_infeasible / max(outcome.n_trials, 1),
+    }
+    if front_state.devices:
+        # The union of the devices' fronts (each row says whose); their own files and
+        # plots are written by _finish_devices.
+        for row in outcome.front:
+            row["fronts"] = " ".join(
+                d for d, f in front_state.by_device.items()
+                if any(p.number == row["trial"] for p in f.front)
+            )  # fmt: skip
+        write_csv(csv_path, outcome.front)
+        tracker.log_parent(metrics=metrics, artifacts=[csv_path])
+        return
     write_csv(csv_path, outcome.front)
     title = (
         f"{outcome.study_name}: {len(front_state.front)} on the front of "
@@ -326,12 +385,53 @@ def _finish(
     write_png(png_path, front_state.points, front_state.front, title=title)
     write_html(html_path, front_state.points, front_state.front, title=title)
     tracker.log_parent(
-        metrics={
-            "final_hypervolume": front_state.hv,
-            "n_trials": outcome.n_trials,
-            "n_infeasible": outcome.n_infeasible,
-            "n_failed": outcome.n_failed,
-            "infeasible_fraction": outcome.n_infeasible / max(outcome.n_trials, 1),
-        },
+        metrics={"final_hypervolume": front_state.hv, **metrics},
         artifacts=[csv_path, png_path, html_path],
     )
+
+
+def _finish_devices(
+    study: optuna.Study,
+    tracker: Tracker,
+    front_state: FrontState,
+    out_dir: Path,
+    outcome: SearchOutcome,
+    impossible: dict[str, str],
+) -> None:
+    """A multi-device search: each device's front (csv, png, html) and hypervolume, and
+    one plot of them all, to disk and the parent run."""
+    files: list[Path] = []
+    metrics: dict[str, float] = {}
+    fronts = {}
+    for device, f in front_state.by_device.items():
+        rows = front_rows(study, f.front, device)
+        why = impossible.get(device, "")
+        if not f.front and not why:
+            why = (
+                f"every trained candidate feasible here is below search.min_accuracy="
+                f"{front_state.min_accuracy:.4f}"
+                if f.points
+                else "no trained candidate met its budgets"
+            )
+        outcome.devices[device] = DeviceFront(front=rows, hypervolume=f.hv, why_empty=why)
+        if not f.points and device not in impossible:
+            outcome.devices[device].nearest = nearest_candidates(study, device=device)
+        paths = [out_dir / f"pareto_{device}.{ext}" for ext in ("csv", "png", "html")]
+        write_csv(paths[0], rows)
+        title = f"{outcome.study_name} on {device}: {len(f.front)} on the front of {len(f.points)}"
+        write_png(paths[1], f.points, f.front, title=title)
+        write_html(paths[2], f.points, f.front, title=title)
+        files += paths
+        metrics[keys.device_tag("final_hypervolume", device)] = f.hv
+        metrics[keys.device_tag("front_size", device)] = len(f.front)
+        fronts[device] = f.front
+        if why:
+            tag = keys.device_tag(keys.TAG_FRONT_EMPTY, device)
+            tracker.set_tags(tracker.parent_id, {tag: why})
+    combined = out_dir / "pareto_devices.png"
+    write_devices_png(
+        combined, front_state.points, fronts,
+        title=f"{outcome.study_name}: one front per device",
+        notes={d: p.why_empty for d, p in outcome.devices.items()},
+    )  # fmt: skip
+    tracker.log_parent(metrics=metrics, artifacts=[*files, combined])

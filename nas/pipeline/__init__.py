@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         structural_copy,
     )
     from nas.pipeline._context import (
+        Device,
         EpochJudge,
         Proposal,
         Strategy,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
         TrialContext,
         TrialResult,
         TrialStopped,
+        feasible_on,
     )
     from nas.pipeline._data import (
         Batches,
@@ -87,8 +89,8 @@ _NAMES = {
         "nas.pipeline._candidate",
     ),
     **dict.fromkeys(
-        ["EpochJudge", "Proposal", "Strategy", "TeacherSource", "TrialContext", "TrialResult",
-         "TrialStopped"],
+        ["Device", "EpochJudge", "Proposal", "Strategy", "TeacherSource", "TrialContext",
+         "TrialResult", "TrialStopped", "feasible_on"],
         "nas.pipeline._context",
     ),
     **dict.fromkeys(
@@ -134,6 +136,7 @@ __all__ = [
     "Batches",
     "CheckpointError",
     "DATASETS",
+    "Device",
     "EpochJudge",
     "LargestTeacher",
     "LossFn",
@@ -164,6 +167,7 @@ __all__ = [
     "distiller",
     "estimated_front",
     "export_and_evaluate",
+    "feasible_on",
     "finalist_order",
     "evaluate_artifact",
     "evaluate_proposal",

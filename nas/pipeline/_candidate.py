@@ -23,8 +23,10 @@ from nas.pipeline._context import Proposal, TrialContext, TrialResult
 from search_spaces import Arch, SearchSpace, Suggest, artifact_meta
 
 __all__ = [
+    "ANY_DEVICE",
     "Proposal",
     "TrialResult",
+    "any_device_constraint",
     "build_candidate",
     "candidate_meta",
     "compression_configs",
@@ -181,7 +183,14 @@ def propose(suggest: Suggest, ctx: TrialContext, *, number: int) -> Proposal:
         "macs": float(count_macs(shaped, ctx.input_shape)),
     }
     constraints: dict[str, float] = {}
-    if ctx.hw is not None and ctx.hw_cfg is not None:
+    per_device: dict[str, dict[str, float]] = {}
+    if ctx.devices:
+        per_device = _device_figures(ctx, shaped, comp, est_size, metrics)
+        constraints = {ANY_DEVICE: any_device_constraint(per_device)}
+        set_constraint = getattr(suggest, "set_constraint", None)
+        if set_constraint is not None:
+            set_constraint(ANY_DEVICE, constraints[ANY_DEVICE])
+    elif ctx.hw is not None and ctx.hw_cfg is not None:
         latency = ctx.hw.latency_ms(
             shaped, ctx.input_shape, bits=comp["bits"], sparsity=comp.get("sparsity", 0.0)
         )
@@ -196,10 +205,55 @@ def propose(suggest: Suggest, ctx: TrialContext, *, number: int) -> Proposal:
             for key, value in constraints.items():
                 set_constraint(key, value)
     metrics["feasibility_seconds"] = time.monotonic() - start
-    return Proposal(number, arch, comp, metrics, constraints)
+    return Proposal(number, arch, comp, metrics, constraints, device_constraints=per_device)
+
+
+ANY_DEVICE = "any_device"
+"""The one constraint the samplers see in a multi-device search."""
+
+
+def any_device_constraint(per_device: dict[str, dict[str, float]]) -> float:
+    """One constraint value that is <= 0 exactly when some device's constraints all are:
+    the smallest, over devices, of each device's largest (relative) violation.
+
+    Optuna calls a trial feasible when every constraint is <= 0, so giving it each
+    device's constraints would mean "feasible on all devices"; a candidate is worth
+    training when it serves any one of them.
+    """
+    worst = [max(c.values(), default=-1.0) for c in per_device.values()]
+    return float(min(worst, default=-1.0))
+
+
+def _device_figures(
+    ctx: TrialContext,
+    shaped: nn.Module,
+    comp: dict[str, Any],
+    size_bytes: float,
+    metrics: dict[str, float],
+) -> dict[str, dict[str, float]]:
+    """Each device's latency, peak memory and constraints (into ``metrics``, suffixed
+    ``.<device>``). A device whose kernels lack the sampled bit-width gets a ``bits``
+    constraint of 1 (infeasible): the search samples the union of the devices' sets."""
+    out: dict[str, dict[str, float]] = {}
+    for dev in ctx.devices:
+        latency = dev.model.latency_ms(
+            shaped, ctx.input_shape, bits=comp["bits"], sparsity=comp.get("sparsity", 0.0)
+        )
+        peak = dev.model.peak_memory_bytes(shaped, ctx.input_shape)
+        metrics[f"latency_ms_estimate.{dev.name}"] = latency
+        metrics[f"peak_memory_bytes.{dev.name}"] = float(peak)
+        cons = hw_constraints(
+            dev.cfg, size_bytes=size_bytes, latency_ms=latency, peak_memory_bytes=peak
+        )
+        cons["bits"] = 0.0 if comp["bits"] in dev.cfg.bits else 1.0
+        out[dev.name] = cons
+    return out
 
 
 def infeasible_result(p: Proposal) -> TrialResult:
     """An infeasible proposal's record: never trained, scored at zero accuracy."""
     metrics = dict(p.metrics, val_accuracy=0.0, size_bytes=p.metrics["size_bytes_estimate"])
-    return TrialResult(False, p.arch, p.compression, metrics, p.constraints)
+    return TrialResult(
+        False, p.arch, p.compression, metrics, p.constraints,
+        device_constraints=p.device_constraints,
+    )  # fmt: skip

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from search_spaces import SearchSpace
 
 __all__ = [
+    "Device",
     "EpochJudge",
     "Proposal",
     "Strategy",
@@ -47,10 +48,25 @@ class Proposal:
     constraints: dict[str, float]
     # "score": the strategy scores it; "final": a finalist the strategy trains for real.
     phase: str = "score"
+    # A multi-device search: each device's constraints (feasible when all <= 0).
+    device_constraints: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def feasible(self) -> bool:
+        """Whether it is worth evaluating: within every budget or, with several
+        devices, within every budget of at least one of them."""
+        if self.device_constraints:
+            return bool(self.feasible_on)
         return all(v <= 0 for v in self.constraints.values())
+
+    @property
+    def feasible_on(self) -> list[str]:
+        return feasible_on(self.device_constraints)
+
+
+def feasible_on(device_constraints: dict[str, dict[str, float]]) -> list[str]:
+    """The devices whose every constraint is met (<= 0)."""
+    return [d for d, c in device_constraints.items() if all(v <= 0 for v in c.values())]
 
 
 @dataclass
@@ -62,6 +78,12 @@ class TrialResult:
     constraints: dict[str, float] = field(default_factory=dict)
     artifact: str | None = None
     test_accuracy: float | None = None
+    device_constraints: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def feasible_on(self) -> list[str]:
+        """Devices it is feasible for (a multi-device search; [] otherwise or untrained)."""
+        return feasible_on(self.device_constraints) if self.feasible else []
 
     @property
     def values(self) -> tuple[float, float]:
@@ -125,6 +147,15 @@ class Strategy(Protocol):
 
 
 @dataclass
+class Device:
+    """One target of a multi-device search (``+hw=[a,b,...]``)."""
+
+    name: str
+    cfg: HwConfig
+    model: HardwareModel
+
+
+@dataclass
 class TrialContext:
     """Everything a trial needs; built once per search (once per worker under Ray)."""
 
@@ -143,6 +174,8 @@ class TrialContext:
     teacher: TeacherSource | None = None
     early_stop: EpochJudge | None = None
     strategy: Strategy | None = None
+    # Set for a multi-device search only (then hw and hw_cfg are None): its targets.
+    devices: list[Device] = field(default_factory=list)
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:

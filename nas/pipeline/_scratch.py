@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     import optuna
     from torch import nn
 
+    from nas.config import HwConfig
+    from nas.hw import HardwareModel
+
 __all__ = ["ScratchStrategy", "export_and_evaluate", "train_proposal"]
 
 
@@ -117,11 +120,18 @@ def export_and_evaluate(
         train_seconds=train_seconds,
         trial_seconds=time.monotonic() - start + p.metrics["feasibility_seconds"],
     )
-    if ctx.hw is not None:
-        metrics["latency_ms"] = _latency_ms(model, comp, metrics, ctx)
+    if ctx.hw is not None and ctx.hw_cfg is not None:
+        estimate = metrics["latency_ms_estimate"]
+        metrics["latency_ms"] = _latency_ms(model, comp, estimate, ctx.hw, ctx.hw_cfg, ctx)
+    for dev in ctx.devices:
+        estimate = metrics[f"latency_ms_estimate.{dev.name}"]
+        metrics[f"latency_ms.{dev.name}"] = _latency_ms(
+            model, comp, estimate, dev.model, dev.cfg, ctx
+        )
     return TrialResult(
-        True, p.arch, comp, metrics, p.constraints, str(path), evaluated["test_accuracy"]
-    )
+        True, p.arch, comp, metrics, p.constraints, str(path), evaluated["test_accuracy"],
+        device_constraints=p.device_constraints,
+    )  # fmt: skip
 
 
 def _loss_fn(comp: dict[str, Any], ctx: TrialContext) -> LossFn | None:
@@ -152,16 +162,20 @@ def _early_stop_hook(
 
 
 def _latency_ms(
-    model: nn.Module, comp: dict[str, Any], metrics: dict[str, float], ctx: TrialContext
+    model: nn.Module,
+    comp: dict[str, Any],
+    estimate: float,
+    hw: HardwareModel,
+    hw_cfg: HwConfig,
+    ctx: TrialContext,
 ) -> float:
     """A predicted latency depends only on shapes, bits and sparsity, all fixed before
     training, so the estimate is the figure. A measured one is taken again on the
     trained model as deployed (ONNX Runtime; real int8 kernels at 8 bits)."""
-    assert ctx.hw is not None
-    if ctx.hw_cfg is None or ctx.hw_cfg.latency != "measure":
-        return metrics["latency_ms_estimate"]
+    if hw_cfg.latency != "measure":
+        return estimate
     return deployed_latency_ms(
-        ctx.hw,
+        hw,
         model,
         ctx.input_shape,
         bits=comp["bits"],

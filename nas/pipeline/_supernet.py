@@ -60,6 +60,7 @@ __all__ = ["SupernetStrategy", "estimated_front", "finalist_order", "inherit", "
 # Keys of a trial's record (nas.study.keys): pipeline sits below study, so it
 # reads them by value; tests/nas/pipeline check that they agree.
 _PHASE, _FEASIBLE, _METRICS = "nas.phase", "feasible", "metrics"
+_DEVICE_CONSTRAINTS = "device_constraints"
 # Weight of the distillation term while a finalist fine-tunes (the rest: the labels).
 _FINETUNE_ALPHA = 0.5
 # Export, the fresh-process evaluation and the records of one finalist (measured ~2 s).
@@ -157,9 +158,12 @@ class SupernetStrategy:
             size_bytes=proposal.metrics["size_bytes_estimate"],
             score_seconds=time.monotonic() - start,
         )
-        if "latency_ms_estimate" in metrics:
-            metrics["latency_ms"] = metrics["latency_ms_estimate"]
-        return TrialResult(True, proposal.arch, proposal.compression, metrics, proposal.constraints)
+        for key in [k for k in metrics if k.startswith("latency_ms_estimate")]:
+            metrics[key.replace("latency_ms_estimate", "latency_ms", 1)] = metrics[key]
+        return TrialResult(
+            True, proposal.arch, proposal.compression, metrics, proposal.constraints,
+            device_constraints=proposal.device_constraints,
+        )  # fmt: skip
 
     @property
     def min_finalists(self) -> int:
@@ -346,11 +350,15 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, *, batch_size: int = 
     model.eval()
 
 
-def estimated_front(study: optuna.Study, k: int) -> list[int]:
+def estimated_front(study: optuna.Study, k: int, device: str | None = None) -> list[int]:
     """Up to ``k`` scored trials of the estimated front (max val accuracy, min size),
     spread evenly along its log-size axis (a front crowds where small models are
-    cheap to sample); one trial per distinct candidate, by size ascending."""
-    front = _front(study)
+    cheap to sample); one trial per distinct candidate, by size ascending. ``device``:
+    that device's front, of a multi-device search."""
+    return _spread(_front(study, device), k)
+
+
+def _spread(front: list[tuple[float, float, int]], k: int) -> list[int]:
     if len(front) <= k:
         return [n for _, _, n in front]
     logs = [math.log(max(size, 1.0)) for _, size, _ in front]
@@ -365,9 +373,36 @@ def finalist_order(study: optuna.Study, k: int, limit: int) -> list[int]:
     """The estimated front in the order to finalise it, up to ``limit`` trials: first the
     ``k`` of :func:`estimated_front`, then each next member the one farthest (in log
     size) from those already chosen, so whatever the budget leaves time for fills the
-    widest gaps of the front first."""
-    front = _front(study)
-    chosen = estimated_front(study, k)
+    widest gaps of the front first.
+
+    A multi-device search has an estimated front per device: their orders are taken in
+    turn (a candidate on several fronts is finalised once), so each device's front gets
+    its share of the first ``k`` and of the rest.
+    """
+    devices = _devices(study)
+    if not devices:
+        return _order(study, k, limit, None)
+    orders = [_order(study, k, limit, d) for d in devices]
+    chosen: list[int] = []
+    for rank in range(max((len(o) for o in orders), default=0)):
+        for order in orders:
+            if rank < len(order) and order[rank] not in chosen:
+                chosen.append(order[rank])
+    return chosen[:limit]
+
+
+def _devices(study: optuna.Study) -> list[str]:
+    """The devices of a multi-device search, in its order ([] for one device)."""
+    for t in study.get_trials(deepcopy=False):
+        found = t.user_attrs.get(_DEVICE_CONSTRAINTS)
+        if found:
+            return list(found)
+    return []
+
+
+def _order(study: optuna.Study, k: int, limit: int, device: str | None) -> list[int]:
+    front = _front(study, device)
+    chosen = _spread(front, k)
     log_size = {n: math.log(max(size, 1.0)) for _, size, n in front}
     rest = [n for _, _, n in front if n not in chosen]
 
@@ -382,7 +417,7 @@ def finalist_order(study: optuna.Study, k: int, limit: int) -> list[int]:
     return chosen[:limit]
 
 
-def _front(study: optuna.Study) -> list[tuple[float, float, int]]:
+def _front(study: optuna.Study, device: str | None = None) -> list[tuple[float, float, int]]:
     """The estimated front as (val accuracy, size, trial), by size ascending."""
     from optuna.trial import TrialState
 
@@ -390,6 +425,10 @@ def _front(study: optuna.Study) -> list[tuple[float, float, int]]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         if t.user_attrs.get(_PHASE) == "final" or not t.user_attrs.get(_FEASIBLE):
             continue
+        if device is not None:
+            per = (t.user_attrs.get(_DEVICE_CONSTRAINTS) or {}).get(device)
+            if per is None or any(v > 0 for v in per.values()):
+                continue
         m = t.user_attrs.get(_METRICS) or {}
         acc, size = float(m.get("val_accuracy", 0.0)), float(m.get("size_bytes", np.inf))
         key = repr(sorted(t.params.items()))

@@ -79,8 +79,7 @@ def read_key(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"supernet checkpoint {str(path)!r} does not exist") from None
     except Exception as e:
         raise CheckpointError(
-            f"supernet checkpoint {str(path)!r} is not a Downsize supernet "
-            f"({type(e).__name__})"
+            f"supernet checkpoint {str(path)!r} is not a Downsize supernet ({type(e).__name__})"
         ) from None
     return key
 

@@ -11,11 +11,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nas.config import ConfigError
+from nas.config import ConfigError, device_profiles, is_multi_device
 from nas.hw import HardwareModel
 from nas.pipeline import (
     STRATEGIES,
     ArtifactEvaluator,
+    Device,
     TrialContext,
     load_splits,
     make_teacher,
@@ -27,10 +28,14 @@ __all__ = ["make_context", "strategy_name", "usable_bits"]
 
 
 def usable_bits(cfg: DictConfig) -> list[int]:
-    """The bit-widths searched: the compress group's, narrowed to the device's kernels."""
-    if cfg.hw is None:
+    """The bit-widths searched: the compress group's, narrowed to the device's kernels
+    (with several devices, to the union of theirs: each device's own set decides
+    whether a candidate is feasible for it)."""
+    profiles = device_profiles(cfg)
+    if not profiles:
         return sorted(cfg.compress.bits)
-    return sorted(set(cfg.compress.bits) & set(cfg.hw.bits))
+    kernels = set().union(*(set(h.bits) for h in profiles.values()))
+    return sorted(set(cfg.compress.bits) & kernels)
 
 
 def make_context(
@@ -53,6 +58,11 @@ def make_context(
     space, space_cfg = space_from_cfg(cfg.search_space)
     try:
         hw = HardwareModel(cfg.hw) if cfg.hw is not None else None
+        devices = [
+            Device(name, h, HardwareModel(h))
+            for name, h in device_profiles(cfg).items()
+            if is_multi_device(cfg)
+        ]
     except ValueError as e:
         raise ConfigError(str(e)) from None
     splits = load_splits(cfg.dataset, seed=seed)
@@ -81,6 +91,7 @@ def make_context(
         ),
         early_stop=make_early_stop(cfg, out_dir=out_dir, study_name=study_name),
         strategy=STRATEGIES.get(strategy_name(cfg))(cfg.get("strategy")),
+        devices=devices,
     )
 
 

@@ -127,6 +127,8 @@ def worker_setup(loop: SearchLoop) -> WorkerSetup:
         cfg["strategy"]["checkpoint"] = absolute(cfg["strategy"]["checkpoint"])  # supernet's
     if cfg.get("hw") is not None:
         cfg["hw"]["profile"] = absolute(cfg["hw"].get("profile"))
+    for profile in (cfg.get("devices") or {}).values():
+        profile["profile"] = absolute(profile.get("profile"))
     # Plugins (user search spaces) import from the driver's PYTHONPATH and working dir.
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     sys_path = tuple(dict.fromkeys(str(Path(p).resolve()) for p in [*paths, os.getcwd()]))

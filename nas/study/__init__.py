@@ -12,7 +12,13 @@ from nas._lazy import lazy_getattr
 from nas.study import keys  # plain constants: no import cost
 
 if TYPE_CHECKING:
-    from nas.study._budgets import check_budgets_reachable, nearest_candidates, smallest_achievable
+    from nas.study._budgets import (
+        check_budgets_reachable,
+        nearest_candidates,
+        smallest_achievable,
+        unreachable_budget,
+        unreachable_devices,
+    )
     from nas.study._constraint_sampler import ConstraintModelSampler
     from nas.study._early_stop import (
         EARLY_STOPPERS,
@@ -24,8 +30,16 @@ if TYPE_CHECKING:
         nondominated_ranks,
         rungs,
     )
-    from nas.study._front import FrontState, front_rows
-    from nas.study._pareto import Point, hypervolume, pareto_front, write_csv, write_html, write_png
+    from nas.study._front import Front, FrontState, front_rows
+    from nas.study._pareto import (
+        Point,
+        hypervolume,
+        pareto_front,
+        write_csv,
+        write_devices_png,
+        write_html,
+        write_png,
+    )
     from nas.study._population import (
         PopulationSummary,
         kendall_tau,
@@ -44,6 +58,7 @@ if TYPE_CHECKING:
     from nas.study._report import (
         EXIT_INTERRUPTED,
         EXIT_NO_FEASIBLE,
+        DeviceFront,
         SearchOutcome,
         format_front,
         format_nearest,
@@ -61,7 +76,8 @@ if TYPE_CHECKING:
 
 _NAMES = {
     **dict.fromkeys(
-        ["check_budgets_reachable", "nearest_candidates", "smallest_achievable"],
+        ["check_budgets_reachable", "nearest_candidates", "smallest_achievable",
+         "unreachable_budget", "unreachable_devices"],
         "nas.study._budgets",
     ),
     "ConstraintModelSampler": "nas.study._constraint_sampler",
@@ -70,13 +86,14 @@ _NAMES = {
          "make_early_stop", "nondominated_ranks", "rungs"],
         "nas.study._early_stop",
     ),
-    **dict.fromkeys(["FrontState", "front_rows"], "nas.study._front"),
+    **dict.fromkeys(["Front", "FrontState", "front_rows"], "nas.study._front"),
     **dict.fromkeys(
         ["PopulationSummary", "kendall_tau", "population_rows", "summarize_population"],
         "nas.study._population",
     ),
     **dict.fromkeys(
-        ["Point", "hypervolume", "pareto_front", "write_csv", "write_html", "write_png"],
+        ["Point", "hypervolume", "pareto_front", "write_csv", "write_devices_png", "write_html",
+         "write_png"],
         "nas.study._pareto",
     ),
     **dict.fromkeys(
@@ -85,7 +102,7 @@ _NAMES = {
         "nas.study._recorder",
     ),
     **dict.fromkeys(
-        ["EXIT_INTERRUPTED", "EXIT_NO_FEASIBLE", "SearchOutcome", "format_front",
+        ["EXIT_INTERRUPTED", "EXIT_NO_FEASIBLE", "DeviceFront", "SearchOutcome", "format_front",
          "format_nearest"],
         "nas.study._report",
     ),
@@ -109,6 +126,8 @@ __all__ = [
     "EARLY_STOPPERS",
     "EXIT_INTERRUPTED",
     "EXIT_NO_FEASIBLE",
+    "DeviceFront",
+    "Front",
     "FrontState",
     "MOASHA",
     "Point",
@@ -122,6 +141,8 @@ __all__ = [
     "TrialOutcome",
     "TrialRecorder",
     "check_budgets_reachable",
+    "unreachable_budget",
+    "unreachable_devices",
     "check_reachable",
     "continues",
     "counted_trials",
@@ -154,6 +175,7 @@ __all__ = [
     "smallest_achievable",
     "summarize_population",
     "write_csv",
+    "write_devices_png",
     "write_html",
     "write_png",
 ]

@@ -18,10 +18,18 @@ from nas.pipeline import compression_configs, space_from_cfg, structural_copy
 from nas.study import keys
 from search_spaces import InputSpec, SearchSpace
 
-__all__ = ["check_budgets_reachable", "nearest_candidates", "smallest_achievable"]
+__all__ = [
+    "check_budgets_reachable",
+    "nearest_candidates",
+    "smallest_achievable",
+    "unreachable_budget",
+    "unreachable_devices",
+]
 
 
-def smallest_achievable(cfg: DictConfig, spec: InputSpec) -> dict[str, Any]:
+def smallest_achievable(
+    cfg: DictConfig, spec: InputSpec, hw_cfg: DictConfig | None = None
+) -> dict[str, Any]:
     """Budgeted figures of the space's smallest candidates under the strongest compression.
 
     Each of the space's small corners (``space.small_corners()``: its smallest
@@ -31,7 +39,7 @@ def smallest_achievable(cfg: DictConfig, spec: InputSpec) -> dict[str, Any]:
     memory. ``arch`` and ``arch_for`` name the corner behind each figure.
     """
     space, space_cfg = space_from_cfg(cfg.search_space)
-    hw_cfg = cfg.hw
+    hw_cfg = cfg.hw if hw_cfg is None else hw_cfg
     hw = HardwareModel(hw_cfg) if hw_cfg is not None else None
     c = cfg.compress
     bits = sorted(set(c.bits) & set(hw_cfg.bits)) if hw_cfg is not None else sorted(c.bits)
@@ -108,8 +116,26 @@ MEASURED_LATENCY_TOLERANCE = 0.3
 
 
 def check_budgets_reachable(cfg: DictConfig, spec: InputSpec, hw: HardwareModel) -> None:
-    best = smallest_achievable(cfg, spec)
-    h = cfg.hw
+    """Refuse (ConfigError) a ``+hw`` budget that no candidate of the space can meet."""
+    reason = unreachable_budget(cfg, spec, cfg.hw, at="hw")
+    if reason is not None:
+        raise ConfigError(reason)
+
+
+def unreachable_devices(cfg: DictConfig, spec: InputSpec) -> dict[str, str]:
+    """A multi-device search's devices whose budgets no candidate can meet, with why."""
+    out: dict[str, str] = {}
+    for name, h in (cfg.get("devices") or {}).items():
+        reason = unreachable_budget(cfg, spec, h, at=f"devices.{name}")
+        if reason is not None:
+            out[str(name)] = reason
+    return out
+
+
+def unreachable_budget(cfg: DictConfig, spec: InputSpec, h: DictConfig, *, at: str) -> str | None:
+    """Why no candidate of the space can meet the profile ``h``'s budgets (None: some
+    can); ``at`` names the profile in the message (``hw``, ``devices.mcu``)."""
+    best = smallest_achievable(cfg, spec, h)
     for key, budget_key, unit in (
         ("size_bytes", "size_budget_bytes", "B"),
         ("latency_ms", "latency_budget_ms", "ms"),
@@ -124,26 +150,38 @@ def check_budgets_reachable(cfg: DictConfig, spec: InputSpec, hw: HardwareModel)
         shown = f"{value:,.0f} {unit}" if unit == "B" else f"{value:.3f} {unit}"
         if measured:
             shown += f" measured (more than {MEASURED_LATENCY_TOLERANCE:.0%} over, beyond noise)"
-        raise ConfigError(
-            f"hw.{budget_key}={budget} cannot be met: the smallest candidate of "
+        return (
+            f"{at}.{budget_key}={budget} cannot be met: the smallest candidate of "
             f"search_space={cfg.search_space.name} (arch {json.dumps(best['arch_for'][key])}, "
             f"bits={best['bits']}, sparsity={best['sparsity']}) already needs {shown}; "
             f"raise the budget above that or widen the space"
         )
+    return None
 
 
-def nearest_candidates(study: optuna.Study, k: int = 3) -> list[dict[str, Any]]:
-    """The ``k`` candidates closest to the budgets: smallest worst constraint violation."""
+def nearest_candidates(
+    study: optuna.Study, k: int = 3, device: str | None = None
+) -> list[dict[str, Any]]:
+    """The ``k`` candidates closest to the budgets: smallest worst constraint violation.
+    ``device``: closest to that device's budgets, of a multi-device search."""
     rows = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        violations = {
-            key.split(":", 1)[1]: float(v)
-            for key, v in t.system_attrs.items()
-            if key.startswith("constraints:")
-        }
+        if device is None:
+            violations = {
+                key.split(":", 1)[1]: float(v)
+                for key, v in t.system_attrs.items()
+                if key.startswith("constraints:")
+            }
+        else:
+            per = t.user_attrs.get(keys.DEVICE_CONSTRAINTS) or {}
+            violations = {key: float(v) for key, v in (per.get(device) or {}).items()}
         if not violations:
             continue
-        m = t.user_attrs.get(keys.METRICS, {})
+        m = dict(t.user_attrs.get(keys.METRICS, {}))
+        if device is not None:
+            for key in ("latency_ms_estimate", "peak_memory_bytes"):
+                if keys.device_tag(key, device) in m:
+                    m[key] = m[keys.device_tag(key, device)]
         row: dict[str, Any] = {"trial": t.number, "violation": max(violations.values())}
         for key in ("size_bytes", "latency_ms_estimate", "peak_memory_bytes"):
             if key in m:

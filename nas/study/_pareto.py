@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Point", "hypervolume", "pareto_front", "write_csv", "write_html", "write_png"]
+__all__ = [
+    "Point",
+    "hypervolume",
+    "pareto_front",
+    "write_csv",
+    "write_devices_png",
+    "write_html",
+    "write_png",
+]
+
+# One colour per device, in the order given (Okabe-Ito: distinct for colour-blind eyes).
+_DEVICE_COLOURS = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000"]
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,67 @@ def write_png(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_devices_png(
+    path: Path,
+    all_points: Sequence[Point],
+    fronts: Mapping[str, Sequence[Point]],
+    *,
+    title: str,
+    notes: dict[str, str] | None = None,
+) -> None:
+    """Every device's front on one plot, one colour per device (a multi-device search).
+
+    ``notes``: why a device's front is empty, shown in its legend entry.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=120)
+    ax.scatter(
+        [p.size_bytes for p in all_points],
+        [p.accuracy for p in all_points],
+        s=14,
+        c="#c8ced6",
+        label=f"trained ({len(all_points)})",
+    )
+    for i, (device, front) in enumerate(fronts.items()):
+        colour = _DEVICE_COLOURS[i % len(_DEVICE_COLOURS)]
+        label = f"{device} ({len(front)})"
+        if not front and notes and notes.get(device):
+            label = f"{device}: empty, {notes[device][:60]}"
+        ax.step(
+            [p.size_bytes for p in front],
+            [p.accuracy for p in front],
+            where="post",
+            c=colour,
+            lw=1.4,
+            alpha=0.8,
+        )
+        # Offset markers a little per device, so members shared by fronts stay visible.
+        ax.scatter(
+            [p.size_bytes for p in front],
+            [p.accuracy for p in front],
+            s=44 - 10 * i,
+            c=colour,
+            label=label,
+            zorder=3 + i,
+        )
+    if all_points:
+        ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, "no feasible trained trial yet", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("size_bytes (artifact written, log scale)")
+    ax.set_ylabel("val_accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

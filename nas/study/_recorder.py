@@ -233,6 +233,7 @@ def result_of(t: FrozenTrial) -> TrialResult:
         a.get(keys.ARCH) or {},
         a.get(keys.COMPRESSION) or {},
         a.get(keys.METRICS) or {},
+        device_constraints=a.get(keys.DEVICE_CONSTRAINTS) or {},
     )
 
 
@@ -249,8 +250,20 @@ def end_finished_run(
             keys.TAG_FEASIBLE: str(result.feasible).lower(),
             keys.TAG_PARETO: "false",
             keys.TAG_ARCH: json.dumps(result.arch),
+            **_device_tags(result),
         },
     )
+
+
+def _device_tags(result: TrialResult) -> dict[str, str]:
+    """A multi-device trial's ``feasible.<device>`` (and ``pareto.<device>``, until the
+    front says otherwise)."""
+    on = set(result.feasible_on)
+    tags: dict[str, str] = {}
+    for device in result.device_constraints:
+        tags[keys.device_tag(keys.TAG_FEASIBLE, device)] = str(device in on).lower()
+        tags[keys.device_tag(keys.TAG_PARETO, device)] = "false"
+    return tags
 
 
 def _record_result(trial: optuna.Trial, result: TrialResult) -> None:
@@ -262,6 +275,8 @@ def _record_result(trial: optuna.Trial, result: TrialResult) -> None:
         trial.set_user_attr(keys.ARTIFACT, result.artifact)
     if result.test_accuracy is not None:
         trial.set_user_attr(keys.TEST_ACCURACY, result.test_accuracy)
+    if result.device_constraints:
+        trial.set_user_attr(keys.DEVICE_CONSTRAINTS, result.device_constraints)
 
 
 def _run_params(sampled: dict[str, Any], result: TrialResult) -> dict[str, Any]:

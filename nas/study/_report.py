@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "DeviceFront",
     "EXIT_INTERRUPTED",
     "EXIT_NO_FEASIBLE",
     "SearchOutcome",
@@ -33,15 +34,32 @@ class SearchOutcome:
     exit_code: int = 0
     # With exit code 3: the trials closest to the budgets (see _nearest_candidates).
     nearest: list[dict[str, Any]] = field(default_factory=list)
+    # Trained, feasible trials kept off the front by search.min_accuracy.
+    n_below_floor: int = 0
     # A weight-sharing strategy's scored population (nas.study.summarize_population).
     population: dict[str, float] = field(default_factory=dict)
+    # A multi-device search: each device's front (then `front` is their union and
+    # `hypervolume` the mean of theirs).
+    devices: dict[str, DeviceFront] = field(default_factory=dict)
 
 
-def format_front(outcome: SearchOutcome) -> str:
-    """The front as a plain-text table."""
+@dataclass
+class DeviceFront:
+    """One device's part of a multi-device search's outcome."""
+
+    front: list[dict[str, Any]] = field(default_factory=list)
+    hypervolume: float = 0.0
+    # Why the front is empty (a budget no candidate can meet; none met it), else "".
+    why_empty: str = ""
+    # With an empty front: the trials closest to this device's budgets.
+    nearest: list[dict[str, Any]] = field(default_factory=list)
+
+
+def format_front(outcome: SearchOutcome, front: list[dict[str, Any]] | None = None) -> str:
+    """The front (``front``: default the outcome's) as a plain-text table."""
     head = ["trial", "val_acc", "test_acc", "size_bytes", "latency_ms", "bits", "sparsity"]
     rows = []
-    for r in outcome.front:
+    for r in outcome.front if front is None else front:
         lat = r.get("latency_ms")
         rows.append(
             [
@@ -60,12 +78,15 @@ def format_front(outcome: SearchOutcome) -> str:
     return "\n".join(lines)
 
 
-def format_nearest(outcome: SearchOutcome) -> str:
-    """The candidates closest to the budgets, as a plain-text table."""
+def format_nearest(outcome: SearchOutcome, nearest: list[dict[str, Any]] | None = None) -> str:
+    """The candidates closest to the budgets (``nearest``: default the outcome's), as a
+    plain-text table."""
     lines = []
-    for r in outcome.nearest:
+    for r in outcome.nearest if nearest is None else nearest:
         over = ", ".join(
-            f"{k.split('.', 1)[1]} {v:+.0%}" for k, v in r.items() if k.startswith("over.")
+            (f"{k.split('.', 1)[1]} {v:+.0%}" if k != "over.bits" else "bits: no kernels")
+            for k, v in r.items()
+            if k.startswith("over.") and (k != "over.bits" or v > 0)
         )
         figures = []
         if "size_bytes" in r:

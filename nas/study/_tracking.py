@@ -62,6 +62,11 @@ class Tracker:
             )
         else:
             self.experiment_id = exp.experiment_id
+        if exp is None or exp.tags.get(keys.TAG_EXPERIMENT_KIND) != keys.EXPERIMENT_KIND:
+            # So MLflow 3's UI opens it on its training runs, not the GenAI overview.
+            self.client.set_experiment_tag(
+                self.experiment_id, keys.TAG_EXPERIMENT_KIND, keys.EXPERIMENT_KIND
+            )
         self.parent_id = ""
 
     # -- parent ---------------------------------------------------------------------

@@ -12,7 +12,9 @@ __all__ = [
     "ARTIFACT",
     "COMPRESSION",
     "CONFIG_HASH",
+    "DEVICE_CONSTRAINTS",
     "ERROR",
+    "EXPERIMENT_KIND",
     "FEASIBLE",
     "FINALIST_OF",
     "INTERRUPTED",
@@ -27,7 +29,11 @@ __all__ = [
     "TAG_ARCH",
     "TAG_CONFIG_HASH",
     "TAG_ERROR",
+    "TAG_DEVICES",
+    "TAG_EXPERIMENT_KIND",
     "TAG_FEASIBLE",
+    "TAG_FRONT_EMPTY",
+    "TAG_OFF_FRONT",
     "TAG_PARENT",
     "TAG_PARETO",
     "TAG_ROLE",
@@ -37,6 +43,7 @@ __all__ = [
     "TAG_TRIAL",
     "TEST_ACCURACY",
     "WORKER",
+    "device_tag",
 ]
 
 # -- Optuna trial user attrs -------------------------------------------------------------
@@ -66,6 +73,9 @@ PHASE = "nas.phase"
 """``"final"`` for a strategy's finalist (absent: a trial of the scoring phase)."""
 FINALIST_OF = "nas.finalist_of"
 """A finalist's scored trial number."""
+DEVICE_CONSTRAINTS = "device_constraints"
+"""A multi-device search: each device's constraints ``{device: {key: value}}`` (feasible
+for a device when all its values are <= 0)."""
 CONFIG_HASH = "config_hash"
 """Study user attr: the hash of the config that made it (a resume must match it)."""
 
@@ -83,3 +93,18 @@ TAG_ARCH = "arch"
 TAG_ERROR = "error"
 TAG_STOPPED = "stopped"
 TAG_STATE = "state"
+TAG_DEVICES = "nas.devices"
+"""Parent run of a multi-device search: its devices, comma-separated, in order."""
+TAG_FRONT_EMPTY = "front_empty"
+"""Parent run, per device (``front_empty.<device>``): why that device's front is empty."""
+TAG_OFF_FRONT = "off_front"
+"""Why a trained, feasible trial is kept off every front (below ``search.min_accuracy``)."""
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+"""MLflow 3's UI opens an experiment on its GenAI overview unless this says otherwise."""
+EXPERIMENT_KIND = "custom_model_development"
+
+
+def device_tag(tag: str, device: str) -> str:
+    """A per-device run tag or metric of a multi-device search: ``pareto.mobile``.
+    MLflow's filter syntax needs backticks around it: tags.`pareto.mobile` = 'true'."""
+    return f"{tag}.{device}"

@@ -1,0 +1,272 @@
+"""One multi-device search against one dedicated search per device (issue 15).
+
+For each seed, four searches on mnist5k with the same fixed trial count and no time
+limit (``search.timeout_s=null``), so their wall times compare:
+
+- ``multi``: ``+hw=[mobile,raspi4,mcu]``, one search with a front per device;
+- ``mobile``, ``raspi4``, ``mcu``: ``+hw=<device>``, the search a team runs today for
+  each device.
+
+Each device's score is the hypervolume of its test-set front: the front is selected on
+val accuracy (the search's own, with its ``search.min_accuracy`` floor; test is never
+selected on) and each member is placed at its test accuracy; the area is on (test
+accuracy, log10 size_bytes) above 0.90 and below the fp32 LeNet-5's 1,724,320 bytes,
+as in ``scripts/bench_search.py``. The comparison is paired: per seed,
+``hv_ratio_<device>`` = multi's hypervolume on that device / the dedicated search's,
+and ``wall_ratio`` = multi's wall time / the mean wall time of the three dedicated
+searches; the reported figures are the means over seeds. Target: every
+``hv_ratio_<device>`` >= 0.95 at ``wall_ratio`` <= 1.2.
+
+    python scripts/bench_devices.py --quick                    # ~3 min: it all runs
+    python scripts/bench_devices.py --jobs 2                   # ~60 min on 2 cores
+    python scripts/bench_devices.py --workdir /tmp/bd          # resumable
+
+Writes docs/bench/devices.json and .md (the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+DEVICES = ("mobile", "raspi4", "mcu")
+LENET5_BYTES = 1_724_320
+REF_ACCURACY = 0.90
+HV_TARGET, WALL_TARGET = 0.95, 1.2
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=None, help="default docs/bench/devices.json")
+    p.add_argument("--seeds", type=int, default=None, help="default 3 (1 with --quick)")
+    p.add_argument("--n-trials", type=int, default=None, help="per search (default 27)")
+    p.add_argument("--devices", default=",".join(DEVICES))
+    p.add_argument("--quick", action="store_true", help="1 seed, 4 trials, 1 epoch")
+    p.add_argument(
+        "--jobs", type=int, default=1,
+        help="searches side by side, each with train.threads=1 (default 1)",
+    )  # fmt: skip
+    p.add_argument("--workdir", type=Path, default=None, help="keep (and resume) runs here")
+    args = p.parse_args()
+    devices = [d for d in args.devices.split(",") if d]
+    if len(devices) < 2 or len(set(devices)) != len(devices):
+        p.error(f"--devices={args.devices!r}: give two or more distinct hw profiles")
+    seeds = list(range(args.seeds or (1 if args.quick else 3)))
+    n_trials = args.n_trials or (4 if args.quick else 27)
+    out = args.out or Path(
+        "docs/bench/devices_quick.json" if args.quick else "docs/bench/devices.json"
+    )
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_devices_"))
+    extra = [f"search.n_trials={n_trials}", "search.timeout_s=null", "search.progress=false"]
+    if args.quick:
+        extra.append("train.epochs=1")
+    if args.jobs > 1:  # one core per search, so searches side by side get the same compute
+        extra.append("train.threads=1")
+    names = ["multi", *devices]
+    # Seed-major: the searches side by side are the same seed's, loaded alike.
+    units = [(name, seed) for seed in seeds for name in names]
+    t0 = time.monotonic()
+    results = run_units(units, work, devices, extra, jobs=args.jobs)
+    report = summarize(results, devices, seeds)
+    report.update(
+        n_trials=n_trials,
+        overrides=extra,
+        reference={"accuracy": REF_ACCURACY, "size_bytes": LENET5_BYTES},
+        machine=f"{os.cpu_count()} CPUs; searches side by side: {args.jobs}",
+        commit=_commit(),
+        date=time.strftime("%Y-%m-%d"),
+        wall_s=round(time.monotonic() - t0, 1),
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=float))
+    table = markdown(report)
+    out.with_suffix(".md").write_text(table)
+    print(table)
+    print(f"wrote {out} and {out.with_suffix('.md')}; runs in {work}")
+    return 0
+
+
+def run_units(
+    units: list[tuple[str, int]], work: Path, devices: list[str], extra: list[str], *, jobs: int
+) -> dict[tuple[str, int], dict[str, Any]]:
+    if jobs <= 1:
+        return {u: run_unit(u[0], u[1], work, devices, extra) for u in units}
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {u: pool.submit(run_unit, u[0], u[1], work, devices, extra) for u in units}
+        return {u: f.result() for u, f in futures.items()}
+
+
+def run_unit(
+    name: str, seed: int, work: Path, devices: list[str], extra: list[str]
+) -> dict[str, Any]:
+    """One search; its per-device fronts and wall time (stored, so --workdir resumes)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    out = work / name / f"seed{seed}"
+    done = out / "summary.json"
+    if done.exists():
+        run: dict[str, Any] = json.loads(done.read_text())
+    else:
+        if out.exists():  # an interrupted search: start it again, its wall time is void
+            shutil.rmtree(out)
+        hw = f"+hw=[{','.join(devices)}]" if name == "multi" else f"+hw={name}"
+        run = search(out, [hw, *extra, f"search.seed={seed}", f"search.output_dir={out}"])
+        run["load_average"] = round(os.getloadavg()[0], 2)
+        done.write_text(json.dumps(run, indent=2, default=float))
+    hvs = ", ".join(f"{d} {h:.4f}" for d, h in run["hypervolume"].items())
+    print(f"{name:<7} seed {seed}: {run['wall_s']:.0f} s, {run['trained']} trained, "
+          f"{run['infeasible']} infeasible; hv {hvs}", file=sys.stderr)  # fmt: skip
+    return run
+
+
+def search(out: Path, overrides: list[str]) -> dict[str, Any]:
+    from nas import compose
+    from nas.driver import run_search
+
+    cfg = compose([*overrides, "search.study_name=bench"])
+    t0 = time.monotonic()
+    outcome = run_search(cfg)
+    wall = time.monotonic() - t0
+    if outcome.devices:
+        fronts = {d: p.front for d, p in outcome.devices.items()}
+    else:
+        fronts = {str(cfg.hw.name): outcome.front}
+    return {
+        "wall_s": round(wall, 1),
+        "exit_code": outcome.exit_code,
+        "trained": outcome.n_trials - outcome.n_infeasible - outcome.n_failed,
+        "infeasible": outcome.n_infeasible,
+        "failed": outcome.n_failed,
+        "below_floor": outcome.n_below_floor,
+        "val_hypervolume": (
+            {d: p.hypervolume for d, p in outcome.devices.items()}
+            if outcome.devices
+            else {str(cfg.hw.name): outcome.hypervolume}
+        ),
+        "hypervolume": {d: test_hypervolume(rows) for d, rows in fronts.items()},
+        "fronts": {
+            d: [
+                {
+                    k: r.get(k)
+                    for k in (
+                        "trial",
+                        "val_accuracy",
+                        "test_accuracy",
+                        "size_bytes",
+                        "latency_ms",
+                        "bits",
+                    )
+                }  # fmt: skip
+                for r in rows
+            ]
+            for d, rows in fronts.items()
+        },
+    }
+
+
+def test_hypervolume(rows: list[dict[str, Any]]) -> float:
+    """The val-selected front's members at their test accuracy: its hypervolume."""
+    from nas.study import Point, hypervolume
+
+    at_test = [Point(int(r["trial"]), float(r["test_accuracy"]), float(r["size_bytes"]))
+               for r in rows if r.get("test_accuracy") is not None]  # fmt: skip
+    return hypervolume(at_test, ref_accuracy=REF_ACCURACY, ref_size_bytes=LENET5_BYTES)
+
+
+def summarize(
+    results: dict[tuple[str, int], dict[str, Any]], devices: list[str], seeds: list[int]
+) -> dict[str, Any]:
+    """Paired per seed, then the mean over seeds."""
+    per_seed: list[dict[str, Any]] = []
+    for seed in seeds:
+        multi = results["multi", seed]
+        dedicated = {d: results[d, seed] for d in devices}
+        row: dict[str, Any] = {"seed": seed, "wall_s_multi": multi["wall_s"]}
+        for d in devices:
+            mine, theirs = multi["hypervolume"][d], dedicated[d]["hypervolume"][d]
+            row[f"hv_multi_{d}"], row[f"hv_dedicated_{d}"] = mine, theirs
+            row[f"hv_ratio_{d}"] = mine / theirs if theirs > 0 else None
+            row[f"wall_s_{d}"] = dedicated[d]["wall_s"]
+        walls = [dedicated[d]["wall_s"] for d in devices]
+        row["wall_ratio"] = multi["wall_s"] / statistics.mean(walls)
+        row["wall_ratio_to_all_dedicated"] = multi["wall_s"] / sum(walls)
+        per_seed.append(row)
+    report: dict[str, Any] = {"devices": devices, "seeds": seeds, "per_seed": per_seed}
+    for d in devices:
+        ratios = [r[f"hv_ratio_{d}"] for r in per_seed if r[f"hv_ratio_{d}"] is not None]
+        report[f"hv_ratio_{d}"] = statistics.mean(ratios) if ratios else None
+        report[f"hv_ratio_{d}_per_seed"] = [r[f"hv_ratio_{d}"] for r in per_seed]
+    report["wall_ratio"] = statistics.mean(r["wall_ratio"] for r in per_seed)
+    report["wall_ratio_per_seed"] = [r["wall_ratio"] for r in per_seed]
+    report["wall_ratio_to_all_dedicated"] = statistics.mean(
+        r["wall_ratio_to_all_dedicated"] for r in per_seed
+    )
+    hv_ok = all(report[f"hv_ratio_{d}"] is not None and report[f"hv_ratio_{d}"] >= HV_TARGET
+                for d in devices)  # fmt: skip
+    report["target"] = {
+        "hv_ratio_min": HV_TARGET,
+        "wall_ratio_max": WALL_TARGET,
+        "hv_met": hv_ok,
+        "wall_met": report["wall_ratio"] <= WALL_TARGET,
+    }
+    report["runs"] = {f"{name}/seed{seed}": run for (name, seed), run in results.items()}
+    return report
+
+
+def markdown(report: dict[str, Any]) -> str:
+    devices = report["devices"]
+    head = ["seed", *[f"hv {d} multi/dedicated" for d in devices], "wall multi/dedicated (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in report["per_seed"]:
+        cells = [str(r["seed"])]
+        for d in devices:
+            ratio = r[f"hv_ratio_{d}"]
+            shown = "-" if ratio is None else f"{ratio:.2f}x"
+            cells.append(f"{r[f'hv_multi_{d}']:.4f} / {r[f'hv_dedicated_{d}']:.4f} ({shown})")
+        walls = statistics.mean(r[f"wall_s_{d}"] for d in devices)
+        cells.append(f"{r['wall_s_multi']:.0f} / {walls:.0f} ({r['wall_ratio']:.2f}x)")
+        lines.append("| " + " | ".join(cells) + " |")
+    means = ["mean"]
+    for d in devices:
+        v = report[f"hv_ratio_{d}"]
+        means.append("-" if v is None else f"{v:.2f}x")
+    means.append(f"{report['wall_ratio']:.2f}x")
+    lines.append("| " + " | ".join(means) + " |")
+    t = report["target"]
+    hv_met, wall_met = ("met" if t[k] else "MISSED" for k in ("hv_met", "wall_met"))
+    lines.append("")
+    lines.append(
+        f"Target: hv ratio >= {t['hv_ratio_min']} on every device ({hv_met}), "
+        f"wall ratio <= {t['wall_ratio_max']} ({wall_met}); "
+        f"{report['n_trials']} trials per search; multi against all three dedicated "
+        f"searches together: {report['wall_ratio_to_all_dedicated']:.2f}x the wall time."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _commit() -> str:
+    import subprocess
+
+    out = subprocess.run(
+        ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    return out or "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
