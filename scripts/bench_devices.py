@@ -17,6 +17,17 @@ and ``wall_ratio`` = multi's wall time / the mean wall time of the three dedicat
 searches; the reported figures are the means over seeds. Target: every
 ``hv_ratio_<device>`` >= 0.95 at ``wall_ratio`` <= 1.2.
 
+A second, proposal-only section (``--constraints N``, no training) measures how the
+devices' constraints are best combined for the sampler: ``any_device`` (what the
+search does: one constraint, <= 0 when some device's constraints all are), every
+device's constraints given separately (Optuna then calls a trial feasible only when it
+fits every device), or none (the sampler is blind; infeasible proposals are still
+rejected). Each setting proposes N candidates per seed with the search's own sampler
+and feasibility check; a feasible one gets the synthetic accuracy of
+``scripts/bench_search.py``'s feasibility study instead of training. Reported per
+setting: the share of proposals feasible on no device, the proposals feasible on each
+device, and each device's hypervolume of the synthetic front.
+
     python scripts/bench_devices.py --quick                    # ~3 min: it all runs
     python scripts/bench_devices.py --jobs 2                   # ~60 min on 2 cores
     python scripts/bench_devices.py --workdir /tmp/bd          # resumable
@@ -57,6 +68,15 @@ def main() -> int:
         help="searches side by side, each with train.threads=1 (default 1)",
     )  # fmt: skip
     p.add_argument("--workdir", type=Path, default=None, help="keep (and resume) runs here")
+    p.add_argument(
+        "--constraints", type=int, default=None, metavar="N",
+        help="proposals per setting and seed of the constraint study (default 200; "
+        "20 with --quick; 0: skip it)",
+    )  # fmt: skip
+    p.add_argument(
+        "--only-constraints", action="store_true",
+        help="run the constraint study alone and add it to an existing --out record",
+    )  # fmt: skip
     args = p.parse_args()
     devices = [d for d in args.devices.split(",") if d]
     if len(devices) < 2 or len(set(devices)) != len(devices):
@@ -72,12 +92,25 @@ def main() -> int:
         extra.append("train.epochs=1")
     if args.jobs > 1:  # one core per search, so searches side by side get the same compute
         extra.append("train.threads=1")
+    n_constraints = args.constraints if args.constraints is not None else (
+        20 if args.quick else 200
+    )  # fmt: skip
+    if args.only_constraints:
+        report = json.loads(out.read_text())
+        report["constraints"] = constraint_study(devices, n_constraints, seeds=seeds[:2])
+        out.write_text(json.dumps(report, indent=2, default=float))
+        table = markdown(report)
+        out.with_suffix(".md").write_text(table)
+        print(table)
+        return 0
     names = ["multi", *devices]
     # Seed-major: the searches side by side are the same seed's, loaded alike.
     units = [(name, seed) for seed in seeds for name in names]
     t0 = time.monotonic()
     results = run_units(units, work, devices, extra, jobs=args.jobs)
     report = summarize(results, devices, seeds)
+    if n_constraints > 0:
+        report["constraints"] = constraint_study(devices, n_constraints, seeds=seeds[:2])
     report.update(
         n_trials=n_trials,
         overrides=extra,
@@ -227,6 +260,99 @@ def summarize(
     return report
 
 
+CONSTRAINT_SETTINGS = ("any_device", "every_device", "blind")
+
+
+class _Told:
+    """Passes suggestions to the trial; keeps the constraints for the setting to tell."""
+
+    def __init__(self, trial: Any) -> None:
+        self.trial = trial
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self.trial.suggest_categorical(name, choices)
+
+    def suggest_int(self, name: str, low: int, high: int, **kw: Any) -> int:
+        return int(self.trial.suggest_int(name, low, high, **kw))
+
+    def suggest_float(self, name: str, low: float, high: float, **kw: Any) -> float:
+        return float(self.trial.suggest_float(name, low, high, **kw))
+
+
+def constraint_study(devices: list[str], n: int, *, seeds: list[int]) -> dict[str, Any]:
+    """How to combine the devices' constraints for the sampler (proposals only)."""
+    import random
+
+    import optuna
+
+    from nas import compose
+    from nas.pipeline import ANY_DEVICE, propose
+    from nas.runners import make_context
+    from nas.study import Point, hypervolume, make_sampler
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_search import _synthetic_accuracy
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    out: dict[str, Any] = {"proposals": n, "seeds": seeds}
+    for setting in CONSTRAINT_SETTINGS:
+        per_seed: list[dict[str, Any]] = []
+        for seed in seeds:
+            cfg = compose([f"+hw=[{','.join(devices)}]", f"search.seed={seed}"])
+            with tempfile.TemporaryDirectory() as tmp:
+                ctx = make_context(cfg, out_dir=Path(tmp), study_name="c", evaluator=False)
+                study = optuna.create_study(
+                    directions=["maximize", "minimize"], sampler=make_sampler(cfg.sampler, seed)
+                )
+                rng = random.Random(seed)
+                points: dict[str, list[Any]] = {d: [] for d in devices}
+                nowhere = 0
+                t0 = time.monotonic()
+                for _ in range(n):
+                    trial = study.ask()
+                    p = propose(_Told(trial), ctx, number=trial.number)
+                    if setting == "any_device":
+                        trial.set_constraint(ANY_DEVICE, p.constraints[ANY_DEVICE])
+                    elif setting == "every_device":
+                        for d, cons in p.device_constraints.items():
+                            for k, v in cons.items():
+                                trial.set_constraint(f"{d}.{k}", v)
+                    size = p.metrics["size_bytes_estimate"]
+                    acc = _synthetic_accuracy(p.metrics["params"], p.compression, rng)
+                    study.tell(trial, [acc if p.feasible else 0.0, size])
+                    nowhere += not p.feasible
+                    for d in p.feasible_on:
+                        points[d].append(Point(trial.number, acc, size))
+                per_seed.append(
+                    {
+                        "feasible_nowhere_share": nowhere / n,
+                        "feasible_on": {d: len(v) for d, v in points.items()},
+                        "hypervolume": {
+                            d: hypervolume(
+                                v, ref_accuracy=REF_ACCURACY, ref_size_bytes=LENET5_BYTES
+                            )  # fmt: skip
+                            for d, v in points.items()
+                        },
+                        "seconds_per_proposal": (time.monotonic() - t0) / n,
+                    }
+                )
+            print(f"constraints {setting} seed {seed}: {nowhere}/{n} feasible nowhere",
+                  file=sys.stderr)  # fmt: skip
+        out[setting] = {
+            "per_seed": per_seed,
+            "feasible_nowhere_share": statistics.mean(
+                r["feasible_nowhere_share"] for r in per_seed
+            ),
+            "feasible_on": {
+                d: statistics.mean(r["feasible_on"][d] for r in per_seed) for d in devices
+            },
+            "hypervolume": {
+                d: statistics.mean(r["hypervolume"][d] for r in per_seed) for d in devices
+            },
+        }
+    return out
+
+
 def markdown(report: dict[str, Any]) -> str:
     devices = report["devices"]
     head = ["seed", *[f"hv {d} multi/dedicated" for d in devices], "wall multi/dedicated (s)"]
@@ -255,6 +381,17 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['n_trials']} trials per search; multi against all three dedicated "
         f"searches together: {report['wall_ratio_to_all_dedicated']:.2f}x the wall time."
     )
+    c = report.get("constraints")
+    if c:
+        lines += ["", f"Constraint study: {c['proposals']} proposals per setting and seed "
+                  f"(seeds {c['seeds']}), synthetic accuracy.", ""]  # fmt: skip
+        head = ["setting", "feasible nowhere", *[f"{d}: feasible / hv" for d in devices]]
+        lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for setting in CONSTRAINT_SETTINGS:
+            r = c[setting]
+            cells = [setting, f"{r['feasible_nowhere_share']:.0%}"]
+            cells += [f"{r['feasible_on'][d]:.0f} / {r['hypervolume'][d]:.4f}" for d in devices]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

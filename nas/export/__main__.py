@@ -4,6 +4,7 @@ Examples::
 
     python -m nas.export 2a05a3b0a84b45f4b2d51c5a9ce5010c --out exported/
     python -m nas.export PARENT_RUN_ID --trial 8 --out exported/ --retrain-epochs 20
+    python -m nas.export PARENT_RUN_ID --device raspi4 --out exported/   # +hw=[...] searches
 
 Bad input (an unknown run, an unreachable tracking server, a run without an
 artifact, an unwritable folder) fails with one line on stderr and exit code 2.
@@ -23,7 +24,9 @@ its deployable ONNX model (model.onnx: int8 where that measured faster than fp32
 fp32), metrics.json and a README.md with its metrics, into DIR."""
 
 EPILOG = """RUN_ID is the MLflow run of a trial, normally a front member (tag pareto=true;
-`python -m nas.search` prints them), or a search's parent run with --trial N.
+`python -m nas.search` prints them), or a search's parent run with --trial N. For a
+search of several devices (+hw=[mobile,raspi4]), --device NAME exports for that
+device: with a search's run id and no --trial, its front's most accurate member.
 exit: 0 done, 2 bad input"""
 
 
@@ -44,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
         "fine-tune it as the search did",
     )  # fmt: skip
     p.add_argument("--trial", type=int, metavar="N", help="with a search's run id: its trial N")
+    p.add_argument(
+        "--device", metavar="NAME",
+        help="a multi-device search's device to export for (needed unless the trial is on "
+        "one device's front only)",
+    )  # fmt: skip
     p.add_argument(
         "--threads",
         type=int,
@@ -80,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 retrain_epochs=args.retrain_epochs,
                 trial=args.trial,
                 threads=args.threads,
+                device=args.device,
             )
     except ConfigError as e:
         return refuse(e)

@@ -59,6 +59,7 @@ def metrics_record(
         "study_name": record.study_name,
         "trial": trial.number,
         "pareto": trial.pareto,
+        "device": trial.device,
         "tracking_uri": uri,
         "artifact_source": artifact.source,
         "config_source": record.source,
@@ -105,6 +106,7 @@ def _title(r: dict[str, Any]) -> list[str]:
         "",
         f"Exported by `python -m nas.export {r['run_id']}` from MLflow run `{r['run_id']}` "
         f"(search run `{r['parent_run_id']}`, {r['tracking_uri']}); "
+        + (f"for device {r['device']}, " if r.get("device") else "")
         + ("on the Pareto front." if r["pareto"] else "**not** on the Pareto front."),
         "",
     ]

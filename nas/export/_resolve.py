@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,8 @@ class TrialRun:
     run: Any  # mlflow.entities.Run
     number: int
     record: SearchRecord
+    # The device exported for, of a multi-device search (its profile is record.hw).
+    device: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -82,11 +84,23 @@ class TrialRun:
 
     @property
     def pareto(self) -> bool:
-        return self.run.data.tags.get(keys.TAG_PARETO) == "true"
+        """On the front (of :attr:`device`'s, for a multi-device search)."""
+        tag = (
+            keys.TAG_PARETO
+            if self.device is None
+            else keys.device_tag(keys.TAG_PARETO, self.device)
+        )
+        return self.run.data.tags.get(tag) == "true"
 
     @property
     def metrics(self) -> dict[str, float]:
-        return dict(self.run.data.metrics)
+        """The run's metrics; of a multi-device search, :attr:`device`'s figures under
+        the plain names (``latency_ms.raspi4`` as ``latency_ms``)."""
+        m = dict(self.run.data.metrics)
+        if self.device is not None:
+            suffix = f".{self.device}"
+            m.update({k.removesuffix(suffix): v for k, v in m.items() if k.endswith(suffix)})
+        return m
 
 
 def default_tracking_uri() -> str:
@@ -157,32 +171,82 @@ def connect(uri: str) -> Any:
 
 
 def resolve_trial(
-    client: Any, run_id: str, trial: int | None, uri: str, say: Callable[[str], None]
+    client: Any,
+    run_id: str,
+    trial: int | None,
+    uri: str,
+    say: Callable[[str], None],
+    device: str | None = None,
 ) -> TrialRun:
     """The trial run ``run_id`` (or trial ``trial`` of the search ``run_id``) and its search.
 
+    ``device``: the device to export for. A search's run id with ``device`` and no
+    ``trial`` picks the most accurate member of that device's front. A multi-device
+    search needs it unless the trial is on exactly one device's front.
+
     Raises:
-        ConfigError: The run is unknown, not a trial of a search, or has no parent.
+        ConfigError: The run is unknown, not a trial of a search, or has no parent; the
+            device is not one of the search's, or is needed and not given.
     """
-    run = _find_trial(client, run_id, trial, uri)
+    run = _find_trial(client, run_id, trial, uri, device)
     tags = run.data.tags
     number = int(tags.get(keys.TAG_TRIAL, "-1"))
-    if tags.get(keys.TAG_PARETO) != "true":
-        say(f"warning: run {run.info.run_id} (trial {number}) is not on the search's Pareto front")
     parent_id = tags.get(keys.TAG_PARENT)
     if not parent_id:
         raise ConfigError(f"run {run.info.run_id} has no parent search run (tag {keys.TAG_PARENT})")
-    return TrialRun(run, number, _search_record(client, parent_id, uri))
+    record = _search_record(client, parent_id, uri)
+    device = _device_of(record, run, number, device, say)
+    if device is not None:
+        profile = ((record.config or {}).get("devices") or {}).get(device)
+        record = replace(record, hw=dict(profile) if isinstance(profile, Mapping) else None)
+    found = TrialRun(run, number, record, device)
+    if device is not None and tags.get(keys.device_tag(keys.TAG_FEASIBLE, device)) == "false":
+        say(f"warning: trial {number} does not meet {device}'s budgets")
+    if not found.pareto:
+        where = f"{device}'s Pareto front" if device else "the search's Pareto front"
+        say(f"warning: run {run.info.run_id} (trial {number}) is not on {where}")
+    return found
+
+
+def _device_of(
+    record: SearchRecord, run: Any, number: int, device: str | None, say: Callable[[str], None]
+) -> str | None:
+    """The device to export for: ``device`` checked against the search's, or the one
+    whose front the trial is on (None for a search with one device or none)."""
+    devices = list(((record.config or {}).get("devices") or {}).keys())
+    if not devices:
+        name = (record.hw or {}).get("name")
+        if device is not None and device != name:
+            have = f"only for hw={name}" if name else "without a hw profile"
+            raise ConfigError(f"--device {device}: the search ran {have}; drop --device")
+        return None
+    if device is not None:
+        if device not in devices:
+            raise ConfigError(
+                f"--device {device} is not a device of the search; choose one of: "
+                f"{', '.join(devices)}"
+            )
+        return device
+    tags = run.data.tags
+    fronts = [d for d in devices if tags.get(keys.device_tag(keys.TAG_PARETO, d)) == "true"]
+    if len(fronts) == 1:
+        say(f"trial {number} is on {fronts[0]}'s front only: exporting for {fronts[0]}")
+        return fronts[0]
+    on = f"on the fronts of {', '.join(fronts)}" if fronts else "on no device's front"
+    raise ConfigError(
+        f"trial {number} is of a search for {', '.join(devices)} and {on}; choose with "
+        f"--device {'|'.join(fronts or devices)}"
+    )
 
 
 # -- the run ------------------------------------------------------------------------------
 
 
-def _find_trial(client: Any, run_id: str, trial: int | None, uri: str) -> Any:
+def _find_trial(client: Any, run_id: str, trial: int | None, uri: str, device: str | None) -> Any:
     run = _get_run(client, run_id, uri)
     role = run.data.tags.get(keys.TAG_ROLE)
     if role == keys.ROLE_SEARCH:
-        return _trial_of_search(client, run, trial)
+        return _trial_of_search(client, run, trial, device)
     if trial is not None:
         raise ConfigError(f"--trial {trial} needs a search's parent run id; {run_id} is a trial")
     if role != keys.ROLE_TRIAL:
@@ -205,22 +269,43 @@ def _get_run(client: Any, run_id: str, uri: str) -> Any:
         raise ConfigError(f"run {run_id!r} cannot be read from {uri}: {one_line(e, 200)}") from None
 
 
-def _trial_of_search(client: Any, search: Any, trial: int | None) -> Any:
+def _trial_of_search(client: Any, search: Any, trial: int | None, device: str | None) -> Any:
     run_id = search.info.run_id
     children = client.search_runs(
         [search.info.experiment_id],
         filter_string=f"tags.`{keys.TAG_PARENT}` = '{run_id}'",
         max_results=5000,
     )
-    if trial is None:
-        front = sorted(
-            int(r.data.tags.get(keys.TAG_TRIAL, -1))
-            for r in children
-            if r.data.tags.get(keys.TAG_PARETO) == "true"
+    devices = [d for d in search.data.tags.get(keys.TAG_DEVICES, "").split(",") if d]
+    if device is not None and devices and device not in devices:
+        raise ConfigError(
+            f"--device {device} is not a device of the search; choose one of: {', '.join(devices)}"
         )
+    if trial is None and device is not None and device in devices:
+        tag = keys.device_tag(keys.TAG_PARETO, device)
+        members = [r for r in children if r.data.tags.get(tag) == "true"]
+        if not members:
+            raise ConfigError(f"--device {device}: its front is empty in search run {run_id}")
+        # The most accurate member: every one meets the device's budgets.
+        return max(members, key=lambda r: (r.data.metrics.get("val_accuracy", 0.0),
+                                           -r.data.metrics.get("size_bytes", 0.0)))  # fmt: skip
+    if trial is None:
+        fronts = {None: keys.TAG_PARETO} if not devices else {
+            d: keys.device_tag(keys.TAG_PARETO, d) for d in devices
+        }  # fmt: skip
+        listed = []
+        for d, tag in fronts.items():
+            front = sorted(
+                int(r.data.tags.get(keys.TAG_TRIAL, -1))
+                for r in children
+                if r.data.tags.get(tag) == "true"
+            )
+            shown = ", ".join(map(str, front)) or "empty"
+            listed.append(f"front: {shown}" if d is None else f"{d}'s front: {shown}")
+        how = "--trial N" if not devices else "--trial N, or --device NAME for its best"
         raise ConfigError(
             f"run {run_id} is a search (study {search.data.tags.get(keys.TAG_STUDY)}), not a "
-            f"trial; pick one with --trial N (front: {', '.join(map(str, front)) or 'empty'})"
+            f"trial; pick one with {how} ({'; '.join(listed)})"
         )
     match = [r for r in children if r.data.tags.get(keys.TAG_TRIAL) == str(trial)]
     if not match:

@@ -68,6 +68,7 @@ def export_run(
     trial: int | None = None,
     threads: int | None = None,
     log: Callable[[str], None] | None = None,
+    device: str | None = None,
 ) -> ExportResult:
     """Export the trial run ``run_id`` (or trial ``trial`` of the search ``run_id``) to ``out``.
 
@@ -76,6 +77,8 @@ def export_run(
             many epochs with the search's training settings, compress it the same
             way, fine-tune, and export that instead.
         threads: torch threads (default: the search's ``train.threads``).
+        device: the device to export for, of a multi-device search (``+hw=[a,b]``):
+            with a search's run id and no ``trial``, its front's most accurate member.
         log: Progress sink (default: one line each to stderr).
 
     Raises:
@@ -87,7 +90,7 @@ def export_run(
     check_request(run_id, out_dir, retrain_epochs=retrain_epochs, trial=trial, threads=threads)
 
     client = connect(uri)
-    found = resolve_trial(client, run_id, trial, uri, say)
+    found = resolve_trial(client, run_id, trial, uri, say, device)
     prepare_out_dir(out_dir)
     artifact = fetch_artifact(client, found, out_dir, uri=uri, retrain=retrain_epochs > 0, say=say)
     splits = _load_data(found, threads, say)

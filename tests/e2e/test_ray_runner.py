@@ -137,6 +137,36 @@ def test_ray_search_records_like_local_and_resumes(
     assert parents[0].info.status == "FINISHED"
 
 
+def test_a_multi_device_search_on_ray_records_each_devices_front(
+    tmp_path: Path, ray_fast, mlflow_runs
+) -> None:
+    """``+hw=[...]`` through Ray: proposed (and refused when infeasible everywhere) in
+    the driver, trained on the workers, a front per device from what they return."""
+    devices = ["mobile", "raspi4", "mcu"]
+    outcome = run_search(
+        compose([*ray_fast, "+hw=[mobile,raspi4,mcu]", "devices.mobile.size_budget_bytes=3000",
+                 "devices.mcu.peak_memory_budget_bytes=1500", "sampler=random",
+                 "search.n_trials=6", f"search.output_dir={tmp_path}"])
+    )  # fmt: skip
+    assert outcome.exit_code == 0 and outcome.n_failed == 0
+    assert list(outcome.devices) == devices
+    study = _journal(tmp_path, outcome.study_name)
+    parents, children = _runs(mlflow_runs, outcome.tracking_uri)
+    _check_records(study, parents, children)
+    by_number = {int(r.data.tags["nas.trial"]): r for r in children}
+    for t in study.trials:
+        per = t.user_attrs[keys.DEVICE_CONSTRAINTS]  # came back from the worker
+        on = [d for d in devices if all(v <= 0 for v in per[d].values())]
+        assert t.user_attrs["feasible"] is bool(on)
+        for d in devices:
+            assert by_number[t.number].data.tags[f"feasible.{d}"] == str(d in on).lower()
+    for d in devices:
+        members = {int(r.data.tags["nas.trial"]) for r in children
+                   if r.data.tags.get(f"pareto.{d}") == "true"}  # fmt: skip
+        assert members == {r["trial"] for r in outcome.devices[d].front}
+        assert f"hypervolume.{d}" in parents[0].data.metrics
+
+
 def _default_sigint() -> None:
     # A shell starts background jobs with SIGINT ignored, and Python keeps it ignored
     # (no KeyboardInterrupt) when it starts that way; a test that sends Ctrl-C must

@@ -160,3 +160,39 @@ def test_a_search_for_another_device_reuses_the_cached_supernet(
     scored = [t for t in study.trials if t.user_attrs.get(keys.PHASE) != "final"]
     assert len(scored) == 6
     assert {t.user_attrs[keys.COMPRESSION]["bits"] for t in scored} <= {8, 32}
+
+
+def test_a_multi_device_search_finalises_each_devices_estimated_front(
+    search: Search, first: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One scoring pass serves every device; the finalists are drawn from each device's
+    estimated front in turn, and each device's reported front is finalised trials only.
+    The cached supernet is reused: a device's front costs only its members' fine-tuning."""
+    before = search.supernets()
+    capsys.readouterr()
+    devices = ["mobile", "raspi4", "mcu"]
+    outcome = search.run(
+        "+hw=[mobile,raspi4,mcu]", "search.n_trials=12", "strategy.finalists=3",
+        "strategy.max_finalists=3",
+    )  # fmt: skip
+    assert TRAINED not in capsys.readouterr().err and search.supernets() == before
+    assert list(outcome.devices) == devices
+    study = search.study(outcome.study_name)
+    finals = _finals(study)
+    assert 1 <= len(finals) <= 3
+    scored = {t.number: t for t in study.trials if t.user_attrs.get(keys.PHASE) != "final"}
+    estimated = {d: set(estimated_front_of(study, d)) for d in devices}
+    for t in finals:
+        origin = t.user_attrs[keys.FINALIST_OF]
+        assert origin in scored and any(origin in e for e in estimated.values())
+    final_numbers = {t.number for t in finals}
+    for d in devices:
+        assert {r["trial"] for r in outcome.devices[d].front} <= final_numbers
+    # Each device whose estimated front is not empty got a finalist from it.
+    for d in devices:
+        if estimated[d]:
+            assert any(t.user_attrs[keys.FINALIST_OF] in estimated[d] for t in finals), d
+
+
+def estimated_front_of(study: optuna.Study, device: str) -> list[int]:
+    return estimated_front(study, 100, device)
