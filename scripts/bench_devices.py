@@ -21,9 +21,11 @@ A second, proposal-only section (``--constraints N``, no training) measures how 
 devices' constraints are best combined for the sampler: ``any_device`` (what the
 search does: one constraint, <= 0 when some device's constraints all are), every
 device's constraints given separately (Optuna then calls a trial feasible only when it
-fits every device), or none (the sampler is blind; infeasible proposals are still
-rejected). Each setting proposes N candidates per seed with the search's own sampler
-and feasibility check; a feasible one gets the synthetic accuracy of
+fits every device), each trial aimed at one device in turn (``round_robin``: its
+constraint is that device's worst violation), or none (the sampler is blind;
+infeasible proposals are still rejected). Each setting proposes N candidates per seed
+with the search's own sampler and feasibility check; a feasible one gets the synthetic
+accuracy of
 ``scripts/bench_search.py``'s feasibility study instead of training. Reported per
 setting: the share of proposals feasible on no device, the proposals feasible on each
 device, and each device's hypervolume of the synthetic front.
@@ -74,6 +76,11 @@ def main() -> int:
         "20 with --quick; 0: skip it)",
     )  # fmt: skip
     p.add_argument(
+        "--device-constraint", default="any", choices=("any", "round_robin"),
+        help="the multi-device search's search.device_constraint (default any); a run "
+        "of round_robin is kept apart in the workdir, so the dedicated runs are reused",
+    )  # fmt: skip
+    p.add_argument(
         "--only-constraints", action="store_true",
         help="run the constraint study alone and add it to an existing --out record",
     )  # fmt: skip
@@ -103,12 +110,23 @@ def main() -> int:
         out.with_suffix(".md").write_text(table)
         print(table)
         return 0
-    names = ["multi", *devices]
+    multi = "multi" if args.device_constraint == "any" else f"multi_{args.device_constraint}"
+    names = [multi, *devices]
     # Seed-major: the searches side by side are the same seed's, loaded alike.
     units = [(name, seed) for seed in seeds for name in names]
     t0 = time.monotonic()
-    results = run_units(units, work, devices, extra, jobs=args.jobs)
+    results = run_units(
+        units,
+        work,
+        devices,
+        extra,
+        jobs=args.jobs,
+        multi=multi,
+        multi_extra=[f"search.device_constraint={args.device_constraint}"],
+    )
+    results = {("multi" if n == multi else n, seed): r for (n, seed), r in results.items()}
     report = summarize(results, devices, seeds)
+    report["device_constraint"] = args.device_constraint
     if n_constraints > 0:
         report["constraints"] = constraint_study(devices, n_constraints, seeds=seeds[:2])
     report.update(
@@ -130,20 +148,31 @@ def main() -> int:
 
 
 def run_units(
-    units: list[tuple[str, int]], work: Path, devices: list[str], extra: list[str], *, jobs: int
+    units: list[tuple[str, int]],
+    work: Path,
+    devices: list[str],
+    extra: list[str],
+    *,
+    jobs: int,
+    multi: str = "multi",
+    multi_extra: list[str] | None = None,
 ) -> dict[tuple[str, int], dict[str, Any]]:
+    def args(name: str, seed: int) -> tuple[Any, ...]:
+        more = (multi_extra or []) if name == multi else []
+        return (name, seed, work, devices, [*extra, *more], name == multi)
+
     if jobs <= 1:
-        return {u: run_unit(u[0], u[1], work, devices, extra) for u in units}
+        return {u: run_unit(*args(*u)) for u in units}
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {u: pool.submit(run_unit, u[0], u[1], work, devices, extra) for u in units}
+        futures = {u: pool.submit(run_unit, *args(*u)) for u in units}
         return {u: f.result() for u, f in futures.items()}
 
 
 def run_unit(
-    name: str, seed: int, work: Path, devices: list[str], extra: list[str]
+    name: str, seed: int, work: Path, devices: list[str], extra: list[str], is_multi: bool
 ) -> dict[str, Any]:
     """One search; its per-device fronts and wall time (stored, so --workdir resumes)."""
     import optuna
@@ -156,7 +185,7 @@ def run_unit(
     else:
         if out.exists():  # an interrupted search: start it again, its wall time is void
             shutil.rmtree(out)
-        hw = f"+hw=[{','.join(devices)}]" if name == "multi" else f"+hw={name}"
+        hw = f"+hw=[{','.join(devices)}]" if is_multi else f"+hw={name}"
         run = search(out, [hw, *extra, f"search.seed={seed}", f"search.output_dir={out}"])
         run["load_average"] = round(os.getloadavg()[0], 2)
         done.write_text(json.dumps(run, indent=2, default=float))
@@ -260,7 +289,7 @@ def summarize(
     return report
 
 
-CONSTRAINT_SETTINGS = ("any_device", "every_device", "blind")
+CONSTRAINT_SETTINGS = ("any_device", "every_device", "round_robin", "blind")
 
 
 class _Told:
@@ -317,6 +346,9 @@ def constraint_study(devices: list[str], n: int, *, seeds: list[int]) -> dict[st
                         for d, cons in p.device_constraints.items():
                             for k, v in cons.items():
                                 trial.set_constraint(f"{d}.{k}", v)
+                    elif setting == "round_robin":  # each trial aimed at one device in turn
+                        aimed = p.device_constraints[devices[trial.number % len(devices)]]
+                        trial.set_constraint(ANY_DEVICE, max(aimed.values()))
                     size = p.metrics["size_bytes_estimate"]
                     acc = _synthetic_accuracy(p.metrics["params"], p.compression, rng)
                     study.tell(trial, [acc if p.feasible else 0.0, size])

@@ -1175,6 +1175,7 @@ def _device_constraints(c: dict[str, Any] | None, devices: list[str]) -> list[st
     names = {
         "any_device": "`any_device` (the search's)",
         "every_device": "every device's, separately",
+        "round_robin": "one device's, in turn per trial",
         "blind": "none (blind sampler)",
     }
     rows = [

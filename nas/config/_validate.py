@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from compress import BITS
 from nas.config._schema import (
+    DEVICE_CONSTRAINTS,
     PRUNE_KINDS,
     PRUNE_SCOPES,
     SCHEDULES,
@@ -52,6 +53,11 @@ def _check_search(cfg: DictConfig) -> None:
     for name in ("timeout_s", "trial_timeout_s"):
         v = s[name]
         _require(v is None or v > 0, f"search.{name}={v} must be > 0 or null")
+    dc = s.get("device_constraint", "any")
+    _require(
+        dc in DEVICE_CONSTRAINTS,
+        f"search.device_constraint={dc!r}; allowed {', '.join(DEVICE_CONSTRAINTS)}",
+    )
     m = s.get("min_accuracy")
     _require(m is None or 0.0 <= m < 1.0, f"search.min_accuracy={m} is outside [0, 1) or null")
 

@@ -13,6 +13,9 @@ from nas._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from nas.pipeline._candidate import (
+        AIMED_DEVICE,
+        ANY_DEVICE,
+        any_device_constraint,
         build_candidate,
         candidate_meta,
         compression_configs,
@@ -82,7 +85,8 @@ if TYPE_CHECKING:
 _NAMES = {
     **dict.fromkeys(
         [
-            "build_candidate", "candidate_meta",
+            "AIMED_DEVICE", "ANY_DEVICE", "any_device_constraint", "build_candidate",
+            "candidate_meta",
             "compression_configs", "hw_constraints", "infeasible_result", "propose",
             "sample_compression", "space_from_cfg", "structural_copy",
         ],
@@ -132,6 +136,8 @@ _NAMES = {
 }  # fmt: skip
 
 __all__ = [
+    "AIMED_DEVICE",
+    "ANY_DEVICE",
     "ArtifactEvaluator",
     "Batches",
     "CheckpointError",
@@ -161,6 +167,7 @@ __all__ = [
     "TrialStopped",
     "TrialTimeout",
     "accuracy",
+    "any_device_constraint",
     "build_candidate",
     "candidate_meta",
     "compression_configs",

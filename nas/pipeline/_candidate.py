@@ -23,6 +23,7 @@ from nas.pipeline._context import Proposal, TrialContext, TrialResult
 from search_spaces import Arch, SearchSpace, Suggest, artifact_meta
 
 __all__ = [
+    "AIMED_DEVICE",
     "ANY_DEVICE",
     "Proposal",
     "TrialResult",
@@ -186,10 +187,15 @@ def propose(suggest: Suggest, ctx: TrialContext, *, number: int) -> Proposal:
     per_device: dict[str, dict[str, float]] = {}
     if ctx.devices:
         per_device = _device_figures(ctx, shaped, comp, est_size, metrics)
-        constraints = {ANY_DEVICE: any_device_constraint(per_device)}
+        if ctx.device_constraint == "round_robin":
+            aimed = ctx.devices[number % len(ctx.devices)].name
+            constraints = {AIMED_DEVICE: max(per_device[aimed].values())}
+        else:
+            constraints = {ANY_DEVICE: any_device_constraint(per_device)}
         set_constraint = getattr(suggest, "set_constraint", None)
         if set_constraint is not None:
-            set_constraint(ANY_DEVICE, constraints[ANY_DEVICE])
+            for key, value in constraints.items():
+                set_constraint(key, value)
     elif ctx.hw is not None and ctx.hw_cfg is not None:
         latency = ctx.hw.latency_ms(
             shaped, ctx.input_shape, bits=comp["bits"], sparsity=comp.get("sparsity", 0.0)
@@ -209,7 +215,10 @@ def propose(suggest: Suggest, ctx: TrialContext, *, number: int) -> Proposal:
 
 
 ANY_DEVICE = "any_device"
-"""The one constraint the samplers see in a multi-device search."""
+"""The one constraint the samplers see in a multi-device search (``search.device_constraint
+=any``)."""
+AIMED_DEVICE = "aimed_device"
+"""Its ``round_robin`` form: trial n's constraint is that of device n mod k."""
 
 
 def any_device_constraint(per_device: dict[str, dict[str, float]]) -> float:

@@ -174,8 +174,10 @@ class TrialContext:
     teacher: TeacherSource | None = None
     early_stop: EpochJudge | None = None
     strategy: Strategy | None = None
-    # Set for a multi-device search only (then hw and hw_cfg are None): its targets.
+    # Set for a multi-device search only (then hw and hw_cfg are None): its targets,
+    # and the constraint its samplers see (search.device_constraint).
     devices: list[Device] = field(default_factory=list)
+    device_constraint: str = "any"
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
