@@ -76,9 +76,14 @@ def main() -> int:
         "20 with --quick; 0: skip it)",
     )  # fmt: skip
     p.add_argument(
-        "--device-constraint", default="any", choices=("any", "round_robin"),
-        help="the multi-device search's search.device_constraint (default any); a run "
-        "of round_robin is kept apart in the workdir, so the dedicated runs are reused",
+        "--device-constraint", default="round_robin", choices=("any", "round_robin"),
+        help="the multi-device search's search.device_constraint (default round_robin, "
+        "the search's); each is kept apart in the workdir, so the dedicated runs are reused",
+    )  # fmt: skip
+    p.add_argument(
+        "--compare", type=Path, default=None, metavar="JSON",
+        help="a record of this script with the other --device-constraint, kept in the "
+        "new one's 'compared' section",
     )  # fmt: skip
     p.add_argument(
         "--only-constraints", action="store_true",
@@ -110,7 +115,7 @@ def main() -> int:
         out.with_suffix(".md").write_text(table)
         print(table)
         return 0
-    multi = "multi" if args.device_constraint == "any" else f"multi_{args.device_constraint}"
+    multi = f"multi_{args.device_constraint}"
     names = [multi, *devices]
     # Seed-major: the searches side by side are the same seed's, loaded alike.
     units = [(name, seed) for seed in seeds for name in names]
@@ -127,6 +132,12 @@ def main() -> int:
     results = {("multi" if n == multi else n, seed): r for (n, seed), r in results.items()}
     report = summarize(results, devices, seeds)
     report["device_constraint"] = args.device_constraint
+    if args.compare is not None:
+        other = json.loads(args.compare.read_text())
+        keep = ("device_constraint", "per_seed", "wall_ratio", "wall_ratio_per_seed",
+                *(f"hv_ratio_{d}" for d in devices), "commit", "date")  # fmt: skip
+        report["compared"] = {k: other.get(k, "any" if k == "device_constraint" else None)
+                              for k in keep}  # fmt: skip
     if n_constraints > 0:
         report["constraints"] = constraint_study(devices, n_constraints, seeds=seeds[:2])
     report.update(

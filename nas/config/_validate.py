@@ -53,7 +53,7 @@ def _check_search(cfg: DictConfig) -> None:
     for name in ("timeout_s", "trial_timeout_s"):
         v = s[name]
         _require(v is None or v > 0, f"search.{name}={v} must be > 0 or null")
-    dc = s.get("device_constraint", "any")
+    dc = s.get("device_constraint", "round_robin")
     _require(
         dc in DEVICE_CONSTRAINTS,
         f"search.device_constraint={dc!r}; allowed {', '.join(DEVICE_CONSTRAINTS)}",

@@ -187,11 +187,11 @@ def propose(suggest: Suggest, ctx: TrialContext, *, number: int) -> Proposal:
     per_device: dict[str, dict[str, float]] = {}
     if ctx.devices:
         per_device = _device_figures(ctx, shaped, comp, est_size, metrics)
-        if ctx.device_constraint == "round_robin":
+        if ctx.device_constraint == "any":
+            constraints = {ANY_DEVICE: any_device_constraint(per_device)}
+        else:  # round_robin: each device gets its share of the samplers' attention
             aimed = ctx.devices[number % len(ctx.devices)].name
             constraints = {AIMED_DEVICE: max(per_device[aimed].values())}
-        else:
-            constraints = {ANY_DEVICE: any_device_constraint(per_device)}
         set_constraint = getattr(suggest, "set_constraint", None)
         if set_constraint is not None:
             for key, value in constraints.items():
@@ -214,11 +214,11 @@ def propose(suggest: Suggest, ctx: TrialContext, *, number: int) -> Proposal:
     return Proposal(number, arch, comp, metrics, constraints, device_constraints=per_device)
 
 
-ANY_DEVICE = "any_device"
-"""The one constraint the samplers see in a multi-device search (``search.device_constraint
-=any``)."""
 AIMED_DEVICE = "aimed_device"
-"""Its ``round_robin`` form: trial n's constraint is that of device n mod k."""
+"""The one constraint the samplers see in a multi-device search (the default
+``search.device_constraint=round_robin``): trial n's is that of device n mod k."""
+ANY_DEVICE = "any_device"
+"""Its ``any`` form: <= 0 when the candidate fits some device."""
 
 
 def any_device_constraint(per_device: dict[str, dict[str, float]]) -> float:

@@ -177,7 +177,7 @@ class TrialContext:
     # Set for a multi-device search only (then hw and hw_cfg are None): its targets,
     # and the constraint its samplers see (search.device_constraint).
     devices: list[Device] = field(default_factory=list)
-    device_constraint: str = "any"
+    device_constraint: str = "round_robin"
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:

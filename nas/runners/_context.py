@@ -92,7 +92,7 @@ def make_context(
         early_stop=make_early_stop(cfg, out_dir=out_dir, study_name=study_name),
         strategy=STRATEGIES.get(strategy_name(cfg))(cfg.get("strategy")),
         devices=devices,
-        device_constraint=str(cfg.search.get("device_constraint", "any")),
+        device_constraint=str(cfg.search.get("device_constraint", "round_robin")),
     )
 
 

@@ -54,6 +54,12 @@ def test_single_device_searches_keep_their_study_names() -> None:
     assert expand_device_list(["+hw=mobile", "train.epochs=2"]) == ["+hw=mobile", "train.epochs=2"]
     several = compose(["+hw=[mobile,raspi4]"])
     assert search_hash(several) != search_hash(one)
+    # What the samplers see is part of a multi-device study, not of a single-device one.
+    anyone = compose(["+hw=[mobile,raspi4]", "search.device_constraint=any"])
+    assert search_hash(anyone) != search_hash(several)
+    assert search_hash(compose(["+hw=mobile", "search.device_constraint=any"])) == (
+        search_hash(one)
+    )
     assert "-mobile+raspi4-" in study_name_of(several)
     assert "-mobile-" in study_name_of(one)
     assert device_profiles(compose([])) == {}
@@ -77,6 +83,8 @@ def test_single_device_searches_keep_their_study_names() -> None:
         (["+hw=[mobile,mcu]", "compress.bits=[16]", "devices.mcu.bits=[8]"],
          "compress.bits=[16] and devices.mcu.bits=[8] share no bit-width"),
         (["search.min_accuracy=1.5"], "search.min_accuracy=1.5 is outside [0, 1) or null"),
+        (["search.device_constraint=all"],
+         "search.device_constraint='all'; allowed any, round_robin"),
     ],
 )  # fmt: skip
 def test_bad_device_lists_are_refused_with_one_line(overrides: list[str], needle: str) -> None:

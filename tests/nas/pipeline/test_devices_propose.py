@@ -12,7 +12,14 @@ import pytest
 
 from nas import compose
 from nas.hw import RandomSuggest
-from nas.pipeline import ANY_DEVICE, Proposal, any_device_constraint, infeasible_result, propose
+from nas.pipeline import (
+    AIMED_DEVICE,
+    ANY_DEVICE,
+    Proposal,
+    any_device_constraint,
+    infeasible_result,
+    propose,
+)
 from nas.runners import make_context
 from nas.runners._context import usable_bits
 
@@ -27,7 +34,7 @@ def _ctx(tmp: Path, fast, *extra: str):  # type: ignore[no-untyped-def]
 def test_each_device_gets_its_figures_and_constraints(tmp_path: Path, fast) -> None:
     # Budgets inside the range the tiny space spans, so the devices disagree.
     cfg, ctx = _ctx(
-        tmp_path, fast,
+        tmp_path, fast, "search.device_constraint=any",
         "devices.mobile.size_budget_bytes=3000", "devices.mcu.peak_memory_budget_bytes=1500",
     )  # fmt: skip
     assert ctx.hw is None and [d.name for d in ctx.devices] == DEVICES
@@ -64,8 +71,10 @@ def test_each_device_gets_its_figures_and_constraints(tmp_path: Path, fast) -> N
     assert len(set(seen_feasible.values())) > 1, "the budgets should split the devices"
 
 
-def test_the_samplers_see_one_constraint_feasible_on_any_device(tmp_path: Path, fast) -> None:
-    _, ctx = _ctx(tmp_path, fast, "devices.mobile.size_budget_bytes=3000")
+def test_the_samplers_can_see_one_constraint_feasible_on_any_device(tmp_path: Path, fast) -> None:
+    _, ctx = _ctx(
+        tmp_path, fast, "search.device_constraint=any", "devices.mobile.size_budget_bytes=3000"
+    )
     study = optuna.create_study(directions=["maximize", "minimize"])
     trial = study.ask()
     p = propose(trial, ctx, number=trial.number)
@@ -83,3 +92,20 @@ def test_any_device_is_the_best_devices_worst_violation() -> None:
     assert p.feasible and p.feasible_on == ["c"]
     r = infeasible_result(p)
     assert r.device_constraints == per and r.feasible_on == []  # never trained
+
+
+def test_round_robin_aims_each_trial_at_one_device_and_still_trains_any_fit(
+    tmp_path: Path, fast
+) -> None:  # type: ignore[no-untyped-def]
+    # round_robin is the default.
+    _, ctx = _ctx(
+        tmp_path, fast,
+        "devices.mobile.size_budget_bytes=3000", "devices.mcu.peak_memory_budget_bytes=1500",
+    )  # fmt: skip
+    rng = np.random.default_rng(1)
+    for number in range(12):
+        p = propose(RandomSuggest(rng), ctx, number=number)
+        aimed = p.device_constraints[DEVICES[number % 3]]
+        assert p.constraints == {AIMED_DEVICE: max(aimed.values())}
+        # Trained when it fits any device, whichever it was aimed at.
+        assert p.feasible == bool(p.feasible_on)
