@@ -326,7 +326,7 @@ def constraint_study(devices: list[str], n: int, *, seeds: list[int]) -> dict[st
     import optuna
 
     from nas import compose
-    from nas.pipeline import ANY_DEVICE, propose
+    from nas.pipeline import ANY_DEVICE, any_device_constraint, propose
     from nas.runners import make_context
     from nas.study import Point, hypervolume, make_sampler
 
@@ -352,7 +352,9 @@ def constraint_study(devices: list[str], n: int, *, seeds: list[int]) -> dict[st
                     trial = study.ask()
                     p = propose(_Told(trial), ctx, number=trial.number)
                     if setting == "any_device":
-                        trial.set_constraint(ANY_DEVICE, p.constraints[ANY_DEVICE])
+                        trial.set_constraint(
+                            ANY_DEVICE, any_device_constraint(p.device_constraints)
+                        )
                     elif setting == "every_device":
                         for d, cons in p.device_constraints.items():
                             for k, v in cons.items():

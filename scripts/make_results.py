@@ -1159,12 +1159,27 @@ def _devices(b: Bench) -> list[str]:
         f" {_seq(d['wall_ratio_per_seed'], '{:.2f}')}); against all"
         f" {len(devices)} dedicated searches together it takes"
         f" {d['wall_ratio_to_all_dedicated']:.2f}x their summed time.",
-        f"- {d['n_trials']} trials per search, {d['machine']}.",
+        f"- {d['n_trials']} trials per search, {d['machine']};"
+        f" `search.device_constraint={d.get('device_constraint', 'any')}`.",
+        *_device_compared(d.get("compared"), devices),
         "",
         *_device_constraints(d.get("constraints"), devices),
         "Reproduce:",
         "",
-        f"    {_DEVICES_CMD} --n-trials {d['n_trials']} --seeds {len(d['seeds'])}",
+        f"    {_DEVICES_CMD} --n-trials {d['n_trials']} --seeds {len(d['seeds'])}"
+        f" --device-constraint {d.get('device_constraint', 'any')}",
+    ]
+
+
+def _device_compared(c: dict[str, Any] | None, devices: list[str]) -> list[str]:
+    """The same benchmark with the other ``search.device_constraint``, for comparison."""
+    if not c:
+        return []
+    ratios = ", ".join(f"{dev} " + _num(c.get(f"hv_ratio_{dev}"), "{:.2f}x") for dev in devices)
+    return [
+        f"- With `search.device_constraint={c['device_constraint']}` (the same dedicated"
+        f" searches; its multi-device runs at commit {c.get('commit', '?')}): hypervolume"
+        f" {ratios}; wall time {c['wall_ratio']:.2f}x.",
     ]
 
 
@@ -1173,9 +1188,9 @@ def _device_constraints(c: dict[str, Any] | None, devices: list[str]) -> list[st
     if not c:
         return []
     names = {
-        "any_device": "`any_device` (the search's)",
+        "any_device": "feasible on any device (`any`)",
         "every_device": "every device's, separately",
-        "round_robin": "one device's, in turn per trial",
+        "round_robin": "one device's, in turn per trial (`round_robin`)",
         "blind": "none (blind sampler)",
     }
     rows = [

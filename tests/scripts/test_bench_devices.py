@@ -65,7 +65,11 @@ def test_the_record_renders_in_results_md(tmp_path: Path) -> None:
     bench = _load("bench_devices")
     report = bench.summarize(_results(), DEVICES, [0, 1])
     report.update(n_trials=27, machine="2 CPUs; searches side by side: 2", commit="abc1234",
-                  date="2026-11-29")  # fmt: skip
+                  date="2026-11-29", device_constraint="round_robin")  # fmt: skip
+    report["compared"] = {
+        "device_constraint": "any", "commit": "def5678", "wall_ratio": 1.15,
+        "hv_ratio_mobile": 0.99, "hv_ratio_raspi4": 0.48, "hv_ratio_mcu": 0.95,
+    }  # fmt: skip
     report["constraints"] = {
         "proposals": 10,
         "seeds": [0],
@@ -95,5 +99,14 @@ def test_the_record_renders_in_results_md(tmp_path: Path) -> None:
     assert "| 0 | 0.1000 / 0.1000 (1.00x) | 0.0500 / 0.1000 (0.50x) | 0.2000 / 0.0000 |" in text
     assert "Hypervolume ratio at least 0.95 on every device: **missed** (mobile 1.10x, " in text
     assert "Wall time at most 1.2x one dedicated search: **met** (1.10x" in text
-    assert "bench_devices.py --jobs 2 --n-trials 27 --seeds 2" in text
-    assert "| `any_device` (the search's) | 10% | 3 / 0.0100 | 3 / 0.0100 | 3 / 0.0100 |" in text
+    assert (
+        "bench_devices.py --jobs 2 --n-trials 27 --seeds 2 --device-constraint round_robin" in text
+    )
+    assert "| feasible on any device (`any`) | 10% | 3 / 0.0100 | 3 / 0.0100 | 3 / 0.0100 |" in (
+        text
+    )
+    assert (
+        "device_constraint=any` (the same dedicated searches; its multi-device runs at "
+        "commit def5678): hypervolume mobile 0.99x, raspi4 0.48x, mcu 0.95x; wall time "
+        "1.15x." in text
+    )
