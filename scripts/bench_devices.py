@@ -303,22 +303,6 @@ def summarize(
 CONSTRAINT_SETTINGS = ("any_device", "every_device", "round_robin", "blind")
 
 
-class _Told:
-    """Passes suggestions to the trial; keeps the constraints for the setting to tell."""
-
-    def __init__(self, trial: Any) -> None:
-        self.trial = trial
-
-    def suggest_categorical(self, name: str, choices: Any) -> Any:
-        return self.trial.suggest_categorical(name, choices)
-
-    def suggest_int(self, name: str, low: int, high: int, **kw: Any) -> int:
-        return int(self.trial.suggest_int(name, low, high, **kw))
-
-    def suggest_float(self, name: str, low: float, high: float, **kw: Any) -> float:
-        return float(self.trial.suggest_float(name, low, high, **kw))
-
-
 def constraint_study(devices: list[str], n: int, *, seeds: list[int]) -> dict[str, Any]:
     """How to combine the devices' constraints for the sampler (proposals only)."""
     import random
@@ -331,7 +315,8 @@ def constraint_study(devices: list[str], n: int, *, seeds: list[int]) -> dict[st
     from nas.study import Point, hypervolume, make_sampler
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_search import _synthetic_accuracy
+    # Its constraint-blind trial proxy: each setting below tells the constraint itself.
+    from bench_search import _Blind, _synthetic_accuracy
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     out: dict[str, Any] = {"proposals": n, "seeds": seeds}
@@ -350,7 +335,7 @@ def constraint_study(devices: list[str], n: int, *, seeds: list[int]) -> dict[st
                 t0 = time.monotonic()
                 for _ in range(n):
                     trial = study.ask()
-                    p = propose(_Told(trial), ctx, number=trial.number)
+                    p = propose(_Blind(trial), ctx, number=trial.number)
                     if setting == "any_device":
                         trial.set_constraint(
                             ANY_DEVICE, any_device_constraint(p.device_constraints)

@@ -118,15 +118,32 @@ def write_png(
             xytext=(3, -9),
             textcoords="offset points",
         )
-    if all_points:
+    save_plot(fig, ax, path, title=title, empty=not all_points)
+
+
+def save_plot(
+    fig: Any,
+    ax: Any,
+    path: Path,
+    *,
+    title: str,
+    empty: bool,
+    legend_size: float | None = None,
+    xlabel: str = "size_bytes (artifact written, log scale)",
+) -> None:
+    """The axes every plot of a search shares (log size against val accuracy); saved
+    to ``path`` and closed."""
+    import matplotlib.pyplot as plt
+
+    if not empty:
         ax.set_xscale("log")
     else:
         ax.text(0.5, 0.5, "no feasible trained trial yet", ha="center", transform=ax.transAxes)
-    ax.set_xlabel("size_bytes (artifact written, log scale)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("val_accuracy")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="lower right", fontsize=legend_size)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -179,18 +196,7 @@ def write_devices_png(
             label=label,
             zorder=3 + i,
         )
-    if all_points:
-        ax.set_xscale("log")
-    else:
-        ax.text(0.5, 0.5, "no feasible trained trial yet", ha="center", transform=ax.transAxes)
-    ax.set_xlabel("size_bytes (artifact written, log scale)")
-    ax.set_ylabel("val_accuracy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_plot(fig, ax, path, title=title, empty=not all_points, legend_size=8)
 
 
 def write_html(
