@@ -286,7 +286,7 @@ def _place_outputs(cfg: DictConfig) -> None:
 
 
 def _report(outcome: SearchOutcome) -> None:
-    from nas.study import EXIT_NO_FEASIBLE, format_front, format_nearest
+    from nas.study import EXIT_NO_FEASIBLE, format_front, format_nearest, runs_url
 
     print()
     if outcome.devices and not outcome.parent_run_id:
@@ -328,7 +328,8 @@ def _report(outcome: SearchOutcome) -> None:
     if outcome.exit_code == EXIT_INTERRUPTED:
         print("Interrupted; run the same command again to resume.")
     uri = outcome.tracking_uri
-    print(f"\nBrowse it: mlflow ui --backend-store-uri {uri}   (then open http://127.0.0.1:5000)")
+    print(f"\nBrowse it: mlflow ui --backend-store-uri {uri}")
+    print(f"  then open {runs_url(outcome)}")
 
 
 def _report_devices(outcome: SearchOutcome) -> None:

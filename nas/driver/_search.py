@@ -119,7 +119,10 @@ def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome
             ctx.evaluator.close()
         raise
     outcome = SearchOutcome(
-        study_name=name, parent_run_id=opened.tracker.parent_id, tracking_uri=tracking_uri
+        study_name=name,
+        parent_run_id=opened.tracker.parent_id,
+        tracking_uri=tracking_uri,
+        experiment_id=str(opened.tracker.experiment_id),
     )
     deadline = None if cfg.search.timeout_s is None else start + float(cfg.search.timeout_s)
     _drive(cfg, opened, ctx, runner, outcome, deadline, tuple(plugins), out_dir)

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
         SearchOutcome,
         format_front,
         format_nearest,
+        runs_url,
     )
     from nas.study._samplers import (
         DIRECTIONS,
@@ -103,7 +104,7 @@ _NAMES = {
     ),
     **dict.fromkeys(
         ["EXIT_INTERRUPTED", "EXIT_NO_FEASIBLE", "DeviceFront", "SearchOutcome", "format_front",
-         "format_nearest"],
+         "format_nearest", "runs_url"],
         "nas.study._report",
     ),
     **dict.fromkeys(
@@ -168,6 +169,7 @@ __all__ = [
     "redact_secrets",
     "register_sampler",
     "result_of",
+    "runs_url",
     "run_and_record",
     "rungs",
     "sigint_deferred",

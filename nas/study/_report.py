@@ -8,6 +8,7 @@ from typing import Any
 
 __all__ = [
     "DeviceFront",
+    "runs_url",
     "EXIT_INTERRUPTED",
     "EXIT_NO_FEASIBLE",
     "SearchOutcome",
@@ -25,6 +26,7 @@ class SearchOutcome:
     study_name: str
     parent_run_id: str
     tracking_uri: str
+    experiment_id: str = ""
     front: list[dict[str, Any]] = field(default_factory=list)
     n_trials: int = 0
     n_infeasible: int = 0
@@ -100,3 +102,15 @@ def format_nearest(outcome: SearchOutcome, nearest: list[dict[str, Any]] | None 
             f"bits={r.get('bits', '')}, sparsity={r.get('sparsity', 0):.2f}"
         )
     return "\n".join(lines)
+
+
+def runs_url(outcome: SearchOutcome, base: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI's runs table of the search's experiment.
+
+    ``workflowType=machine_learning``: MLflow 3.17's UI opens an experiment on its GenAI
+    overview while its GenAI / Model training switch is on, whatever the experiment's
+    ``mlflow.experimentKind`` tag says; this link lands on the training runs.
+    """
+    if not outcome.experiment_id:
+        return base
+    return f"{base}/#/experiments/{outcome.experiment_id}/runs?workflowType=machine_learning"
