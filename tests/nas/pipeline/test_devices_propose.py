@@ -27,7 +27,8 @@ DEVICES = ["mobile", "raspi4", "mcu"]
 
 
 def _ctx(tmp: Path, fast, *extra: str):  # type: ignore[no-untyped-def]
-    cfg = compose(fast("+hw=[mobile,raspi4,mcu]", *extra))
+    # train.threads=1: make_context sets torch's threads for the whole test process.
+    cfg = compose(fast("+hw=[mobile,raspi4,mcu]", "train.threads=1", *extra))
     return cfg, make_context(cfg, out_dir=tmp, study_name="t", evaluator=False)
 
 
