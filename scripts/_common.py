@@ -16,7 +16,19 @@ if TYPE_CHECKING:
 
     from nas.pipeline import LossFn, Recipe, Splits
 
-__all__ = ["logit_agreement", "onnx_logits", "train_uncompressed"]
+__all__ = ["git_commit", "logit_agreement", "onnx_logits", "train_uncompressed"]
+
+
+def git_commit() -> str:
+    """The checkout's short commit, for a benchmark record ("unknown" outside git)."""
+    import subprocess
+    from pathlib import Path
+
+    out = subprocess.run(
+        ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    return out or "unknown"
 
 
 def train_uncompressed(

@@ -426,13 +426,9 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def _commit() -> str:
-    import subprocess
+    from _common import git_commit
 
-    out = subprocess.run(
-        ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
-    return out or "unknown"
+    return git_commit()
 
 
 if __name__ == "__main__":

@@ -215,13 +215,9 @@ def main() -> int:
 
 
 def _commit() -> str:
-    import subprocess
+    from _common import git_commit
 
-    out = subprocess.run(
-        ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
-    return out or "unknown"
+    return git_commit()
 
 
 def _mean_ratio(runs: list[dict[str, Any]]) -> float | None:
