@@ -193,13 +193,7 @@ def _drive(
     study, tracker, name = opened.study, opened.tracker, outcome.study_name
     strategy = ctx.strategy
     assert strategy is not None
-    front_state = FrontState(
-        tracker,
-        float(cfg.dataset.hv_ref_accuracy),
-        float(cfg.dataset.hv_ref_size_bytes),
-        min_accuracy=min_accuracy(cfg, ctx.splits.spec.num_classes),
-        devices=[d.name for d in ctx.devices],
-    )
+    front_state = _front_state(cfg, ctx, tracker)
     recorder = TrialRecorder(study, tracker, name, records_runs=strategy.records_scores)
     status = "FAILED"  # unless the loop ends normally or by Ctrl-C
     bar: tqdm[Any] | None = None
@@ -241,16 +235,25 @@ def _drive(
             if ctx.evaluator is not None:
                 ctx.evaluator.close()
             try:
-                _finish(study, tracker, front_state, out_dir / "outputs" / name, outcome)
-                if front_state.devices:
-                    _finish_devices(
-                        study, tracker, front_state, out_dir / "outputs" / name, outcome,
-                        opened.impossible,
-                    )  # fmt: skip
+                _finish(
+                    study, tracker, front_state, out_dir / "outputs" / name, outcome,
+                    opened.impossible,
+                )  # fmt: skip
                 if not strategy.records_scores:
                     _log_population(study, tracker, out_dir / "outputs" / name, outcome)
             finally:
                 tracker.close_parent(status)
+
+
+def _front_state(cfg: DictConfig, ctx: TrialContext, tracker: Tracker) -> FrontState:
+    """The search's fronts: one, or one per device, above the accuracy floor."""
+    return FrontState(
+        tracker,
+        float(cfg.dataset.hv_ref_accuracy),
+        float(cfg.dataset.hv_ref_size_bytes),
+        min_accuracy=min_accuracy(cfg, ctx.splits.spec.num_classes),
+        devices=[d.name for d in ctx.devices],
+    )
 
 
 def _remaining(cfg: DictConfig, study: optuna.Study, *, resumed: bool) -> int:
@@ -342,8 +345,10 @@ def _finish(
     front_state: FrontState,
     out_dir: Path,
     outcome: SearchOutcome,
+    impossible: dict[str, str],
 ) -> None:
-    """Count the trials, and write the front (csv, png, html) to disk and the parent run."""
+    """Count the trials, and write the front (csv, png, html) to disk and the parent run;
+    with several devices, each device's (``impossible``: those no candidate can serve)."""
     front_state.refresh(study, step=None)
     trials = study.get_trials(deepcopy=False)
     counted = [t for t in trials if not t.user_attrs.get(keys.INTERRUPTED)]
@@ -370,8 +375,7 @@ def _finish(
         "infeasible_fraction": outcome.n_infeasible / max(outcome.n_trials, 1),
     }
     if front_state.devices:
-        # The union of the devices' fronts (each row says whose); their own files and
-        # plots are written by _finish_devices.
+        # The union of the devices' fronts (each row says whose); then each device's.
         for row in outcome.front:
             row["fronts"] = " ".join(
                 d for d, f in front_state.by_device.items()
@@ -379,6 +383,7 @@ def _finish(
             )  # fmt: skip
         write_csv(csv_path, outcome.front)
         tracker.log_parent(metrics=metrics, artifacts=[csv_path])
+        _finish_devices(study, tracker, front_state, out_dir, outcome, impossible)
         return
     write_csv(csv_path, outcome.front)
     title = (

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 import compress
 from nas.config import ConfigError
 from nas.pipeline._candidate import compression_configs
-from nas.pipeline._context import Proposal, TrialContext, TrialResult
+from nas.pipeline._context import Proposal, TrialContext, TrialResult, feasible_on
 from nas.pipeline._recipe import Recipe, distiller, train_compressed
 from nas.pipeline._scratch import export_and_evaluate
 from nas.pipeline._supernet_cache import (
@@ -426,8 +426,7 @@ def _front(study: optuna.Study, device: str | None = None) -> list[tuple[float, 
         if t.user_attrs.get(_PHASE) == "final" or not t.user_attrs.get(_FEASIBLE):
             continue
         if device is not None:
-            per = (t.user_attrs.get(_DEVICE_CONSTRAINTS) or {}).get(device)
-            if per is None or any(v > 0 for v in per.values()):
+            if device not in feasible_on(t.user_attrs.get(_DEVICE_CONSTRAINTS) or {}):
                 continue
         m = t.user_attrs.get(_METRICS) or {}
         acc, size = float(m.get("val_accuracy", 0.0)), float(m.get("size_bytes", np.inf))

@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas.pipeline import feasible_on
 from nas.study import keys
 from nas.study._pareto import Point, hypervolume, pareto_front
 from nas.study._tracking import Tracker
@@ -141,8 +142,7 @@ class FrontState:
 
 
 def _feasible_on(t: FrozenTrial) -> list[str]:
-    per = t.user_attrs.get(keys.DEVICE_CONSTRAINTS) or {}
-    return [d for d, c in per.items() if all(float(v) <= 0 for v in c.values())]
+    return feasible_on(t.user_attrs.get(keys.DEVICE_CONSTRAINTS) or {})
 
 
 def _point(t: FrozenTrial) -> Point:

@@ -21,4 +21,7 @@ def tiny_supernet(*, n_trials: int, warmup_epochs: int) -> tuple[str, ...]:
         "strategy.finetune_epochs=1",
         f"search.n_trials={n_trials}",
         "train.threads=1",  # tiny tensors: a second thread costs more than it gives
+        # A supernet trained for 3 steps finalises near-chance models; these tests are of
+        # the mechanics, so none is kept off the front by the accuracy floor.
+        "search.min_accuracy=0",
     )
