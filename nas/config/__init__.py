@@ -9,7 +9,10 @@ from __future__ import annotations
 from nas.config._compose import compose, conf_dir, expand_device_list, register_schemas
 from nas.config._registry import Registry
 from nas.config._schema import (
+    DEVICE_CHOICES,
+    DEVICE_SPEC,
     GROUP_SCHEMAS,
+    PRECISIONS,
     PRUNE_KINDS,
     PRUNE_SCOPES,
     CompressSearchConfig,
@@ -36,7 +39,10 @@ from nas.config._schema import (
 from nas.config._validate import GROUP_CHECKS, validate
 
 __all__ = [
+    "DEVICE_CHOICES",
+    "DEVICE_SPEC",
     "GROUP_CHECKS",
+    "PRECISIONS",
     "GROUP_SCHEMAS",
     "PRUNE_KINDS",
     "PRUNE_SCOPES",

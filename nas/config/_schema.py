@@ -10,6 +10,7 @@ import hashlib
 import importlib.util
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,9 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 __all__ = [
+    "DEVICE_CHOICES",
+    "DEVICE_SPEC",
+    "PRECISIONS",
     "CompressSearchConfig",
     "Config",
     "ConfigError",
@@ -58,6 +62,12 @@ def one_line(e: BaseException, n: int = 300) -> str:
     return " ".join(str(e).split())[:n] or type(e).__name__
 
 
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
+DEVICE_SPEC = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+"""``train.device``: checked here, before torch is imported; resolved by ``nas.pipeline``."""
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
 @dataclass
 class DatasetConfig:
     """Where the images come from and how they are split (stratified, seeded)."""
@@ -71,6 +81,11 @@ class DatasetConfig:
     # None keeps the native resolution; set it to resize (imagefolder needs it).
     image_size: int | None = None
     in_chans: int | None = None
+    # Streamed sets (imagefolder): DataLoader worker processes that decode images.
+    num_workers: int = 2
+    # Training augmentation (random-resized crop and flip, on the training device);
+    # val and test never get it.
+    augment: bool = False
     # Hypervolume reference point (worst accuracy, largest size) for this data set.
     hv_ref_accuracy: float = 0.5
     hv_ref_size_bytes: int = 4_000_000
@@ -116,6 +131,11 @@ class TrainConfig:
     label_smoothing: float = 0.0
     # torch intra-op threads for training and evaluation.
     threads: int = 2
+    # auto: the GPU Ray assigned to the trial, else the first visible GPU, else the CPU;
+    # or cpu, cuda, cuda:N (within the trial's visible GPUs), mps.
+    device: str = "auto"
+    # auto: fp32 on the CPU, bf16 on a GPU that has it; or bf16, fp16, fp32.
+    precision: str = "auto"
 
 
 @dataclass
@@ -169,6 +189,9 @@ class RunnerConfig:
     max_failures: int = 1
     # A local Ray's CPUs (null: max_concurrent * cpus_per_trial) and object store.
     num_cpus: int | None = None
+    # A local Ray's GPUs (null: those torch sees). More than the machine has is only
+    # for tests: Ray then hands out logical GPU ids that no device backs.
+    num_gpus: float | None = None
     object_store_mb: int = 200
 
 
@@ -189,6 +212,10 @@ class HwConfig:
     # Bytes per activation element for peak memory (4: fp32, 1: int8 on MCUs).
     activation_bytes: int = 4
     threads: int = 1
+    # Where a measured latency (latency: measure) is taken: cpu, or cuda / cuda:N to
+    # time the model on this machine's GPU with CUDA events; and at which batch size.
+    device: str = "cpu"
+    batch_size: int = 1
     # A device profile JSON (python -m nas.calibrate_hw / nas.profile_hw) whose predictor
     # replaces `predictor`; "pkg://nas.hw/data/<file>" names one shipped with the package.
     profile: str | None = None
@@ -382,6 +409,7 @@ def search_hash(cfg: DictConfig) -> str:
         k: None if cfg[k] is None else OmegaConf.to_container(cfg[k], resolve=True) for k in keys
     }
     relevant["seed"] = cfg.search.seed
+    _drop_neutral(relevant)
     strategy = cfg.get("strategy")
     if strategy is not None and strategy.name != "scratch":
         # Left out for scratch, so that studies made before strategies existed resume.
@@ -390,8 +418,29 @@ def search_hash(cfg: DictConfig) -> str:
         # Only when set, so that single-device studies keep their names and resume.
         relevant["devices"] = OmegaConf.to_container(cfg.devices, resolve=True)
         relevant["device_constraint"] = cfg.search.get("device_constraint", "round_robin")
+        for profile in relevant["devices"].values():
+            _drop_neutral({"hw": profile})
     blob = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+# Keys added after studies existed, dropped from the hash at values that compute what
+# the studies before them computed (so those resume): where a trial runs never counts.
+_NEUTRAL = {
+    "train": {"device": None, "precision": "auto"},
+    "dataset": {"num_workers": None, "augment": False},
+    "hw": {"batch_size": 1, "device": "cpu"},
+}
+
+
+def _drop_neutral(relevant: dict[str, Any]) -> None:
+    for group, keys in _NEUTRAL.items():
+        node = relevant.get(group)
+        if not isinstance(node, dict):
+            continue
+        for key, neutral in keys.items():
+            if key in node and (neutral is None or node[key] == neutral):
+                del node[key]
 
 
 def as_plain(cfg: Any) -> Any:

@@ -16,7 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from compress import BITS
 from nas.config._schema import (
+    DEVICE_CHOICES,
     DEVICE_CONSTRAINTS,
+    DEVICE_SPEC,
+    PRECISIONS,
     PRUNE_KINDS,
     PRUNE_SCOPES,
     SCHEDULES,
@@ -66,6 +69,16 @@ def _check_train(cfg: DictConfig) -> None:
     t = cfg.train
     _at_least("train", t, ("epochs", "batch_size", "threads"), 1)
     _require(t.lr is None or t.lr > 0, f"train.lr={t.lr} must be > 0 or null")
+    device = t.get("device", "auto")
+    _require(
+        DEVICE_SPEC.match(str(device)) is not None,
+        f"train.device={device!r} is not one of {DEVICE_CHOICES}",
+    )
+    precision = t.get("precision", "auto")
+    _require(
+        precision in PRECISIONS,
+        f"train.precision={precision!r} is not one of {', '.join(PRECISIONS)}",
+    )
 
 
 def _check_range(section: str, node: Any, low_name: str, high_name: str) -> None:
@@ -134,6 +147,10 @@ def _check_runner(cfg: DictConfig) -> None:
         f"runner.num_cpus={r.num_cpus} must be null or >= runner.cpus_per_trial={r.cpus_per_trial}",
     )
     _at_least("runner", r, ("object_store_mb",), 80)
+    _at_least("runner", r, ("num_gpus",), 0)
+    gpus, per = r.get("num_gpus"), float(r.gpus_per_trial)
+    if gpus is not None:
+        _require(per <= gpus, f"runner.gpus_per_trial={per:g} exceeds runner.num_gpus={gpus:g}")
 
 
 def _check_sampler(cfg: DictConfig) -> None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from nas.config import CompressSearchConfig, HwConfig
     from nas.hw import HardwareModel
     from nas.pipeline._data import Splits
+    from nas.pipeline._device import Placement
     from nas.pipeline._evaluator import ArtifactEvaluator
     from search_spaces import SearchSpace
 
@@ -79,6 +80,9 @@ class TrialResult:
     artifact: str | None = None
     test_accuracy: float | None = None
     device_constraints: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Where it trained (Placement.tags(): device, device_name, precision, ray_gpu_ids),
+    # recorded as tags of its MLflow run.
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def feasible_on(self) -> list[str]:
@@ -178,6 +182,17 @@ class TrialContext:
     # and the constraint its samplers see (search.device_constraint).
     devices: list[Device] = field(default_factory=list)
     device_constraint: str = "round_robin"
+    # Where trials train (train.device / train.precision, resolved in this process);
+    # None: the CPU at fp32.
+    placement: Placement | None = None
+
+    @property
+    def device(self) -> str:
+        return self.placement.device if self.placement is not None else "cpu"
+
+    @property
+    def precision(self) -> str:
+        return self.placement.precision if self.placement is not None else "fp32"
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
