@@ -8,6 +8,7 @@ checked against their registries by ``nas.driver.preflight``, which knows them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ from nas.config._schema import (
 from search_spaces import BUILTIN_MODULES, NESTED_SPACES, search_space_config
 
 __all__ = ["GROUP_CHECKS", "validate"]
+
+_HW_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+"""``hw.device``: where a measured latency is taken (CUDA availability: ``nas.hw``)."""
 
 
 def validate(cfg: DictConfig) -> None:
@@ -272,6 +276,17 @@ def _check_profile(h: DictConfig, at: str) -> None:
     _require(
         h.activation_bytes in (1, 2, 4),
         f"{at}.activation_bytes={h.activation_bytes}; allowed 1, 2, 4",
+    )
+    batch_size, device = h.get("batch_size", 1), str(h.get("device", "cpu"))
+    _require(batch_size >= 1, f"{at}.batch_size={batch_size} must be an integer >= 1")
+    _require(
+        _HW_DEVICE.match(device) is not None,
+        f"{at}.device={device!r} is not one of cpu, cuda, cuda:N",
+    )
+    _require(
+        h.latency == "measure" or (device == "cpu" and batch_size == 1),
+        f"{at}.device={device} and {at}.batch_size={batch_size} set how a latency is measured, "
+        f"but {at}.latency={h.latency!r}; add {at}.latency=measure",
     )
     if h.profile is not None:
         _require(

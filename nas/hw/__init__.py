@@ -1,6 +1,8 @@
 """Hardware modelling: layer features, MACs, latency (measured or predicted), peak memory.
 
-``HardwareModel`` composes them for a hardware profile (``latency_ms(model,
+``measure_latency_ms`` times a PyTorch model here: wall clock on the CPU, CUDA event
+pairs on a GPU (``hw.device``), median per batch after warm-up. ``HardwareModel``
+composes them for a hardware profile (``latency_ms(model,
 input_shape, bits=, sparsity=)``, before training), and ``deployed_latency_ms``
 gives a trained, compressed model's latency as deployed (real int8 ONNX Runtime
 kernels when measured). The latency models are fitted offline by
@@ -65,7 +67,11 @@ if TYPE_CHECKING:
         sample_networks,
     )
     from nas.hw._measure import (
+        Timer,
+        cuda_event_timer,
         measure_latency_ms,
+        median_latency_ms,
+        wall_clock_timer,
     )
     from nas.hw._memory import (
         peak_activation_bytes,
@@ -112,6 +118,7 @@ _NAMES = {
     "Measurements": "nas.hw._calibrate",
     "NetSample": "nas.hw._host_profile",
     "RandomSuggest": "nas.hw._random_arch",
+    "Timer": "nas.hw._measure",
     "WEIGHT_KINDS": "nas.hw._predictor",
     "accuracy": "nas.hw._host_profile",
     "arch_features": "nas.hw._calibrate",
@@ -120,6 +127,7 @@ _NAMES = {
     "calibrate_predictor": "nas.hw._calibrate",
     "calibration_holdout": "nas.hw._fbnet_eval",
     "count_macs": "nas.hw._features",
+    "cuda_event_timer": "nas.hw._measure",
     "deployed_latency_ms": "nas.hw._profile",
     "deploys_int8": "nas.hw._deploy",
     "export_deployed": "nas.hw._deploy",
@@ -136,6 +144,7 @@ _NAMES = {
     "measure_deployed_ms": "nas.hw._deploy",
     "measure_latency_ms": "nas.hw._measure",
     "measure_samples": "nas.hw._host_profile",
+    "median_latency_ms": "nas.hw._measure",
     "network_features": "nas.hw._predictor",
     "peak_activation_bytes": "nas.hw._memory",
     "random_archs": "nas.hw._random_arch",
@@ -145,6 +154,7 @@ _NAMES = {
     "register_latency_method": "nas.hw._profile",
     "sample_networks": "nas.hw._host_profile",
     "time_onnx_ms": "nas.hw._deploy",
+    "wall_clock_timer": "nas.hw._measure",
     "write_device_profile": "nas.hw._device_profile",
 }
 
@@ -165,6 +175,7 @@ __all__ = [
     "Measurements",
     "NetSample",
     "RandomSuggest",
+    "Timer",
     "WEIGHT_KINDS",
     "accuracy",
     "arch_features",
@@ -173,6 +184,7 @@ __all__ = [
     "calibrate_predictor",
     "calibration_holdout",
     "count_macs",
+    "cuda_event_timer",
     "deployed_latency_ms",
     "deploys_int8",
     "export_deployed",
@@ -189,6 +201,7 @@ __all__ = [
     "measure_deployed_ms",
     "measure_latency_ms",
     "measure_samples",
+    "median_latency_ms",
     "network_features",
     "peak_activation_bytes",
     "random_archs",
@@ -198,6 +211,7 @@ __all__ = [
     "register_latency_method",
     "sample_networks",
     "time_onnx_ms",
+    "wall_clock_timer",
     "write_device_profile",
 ]
 

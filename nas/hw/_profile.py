@@ -1,8 +1,10 @@
 """Hardware profiles at run time: how to get a candidate's latency and peak memory.
 
 A profile config (the Hydra ``hw`` group) names a latency *method* from the
-registry below — ``"measure"`` times the model's deployed form here (ONNX Runtime,
-real int8 kernels at 8 bits, fp32 otherwise; ``nas.hw._deploy``), ``"predict"``
+registry below — ``"measure"`` times the model's deployed form here (on the CPU:
+ONNX Runtime, real int8 kernels at 8 bits, fp32 otherwise, ``nas.hw._deploy``; with
+``device: cuda`` or ``cuda:N``: the baked fp32 PyTorch model on that GPU, timed by CUDA
+events, ``nas.hw._measure``), at the profile's ``batch_size``; ``"predict"``
 uses a fitted ``LatencyPredictor``, ``"none"`` has no latency — plus the budgets
 and deployment facts (bit-widths searched, bytes per activation element, threads,
 whether unstructured sparsity is faster). Every method takes the model with its
@@ -17,14 +19,16 @@ used instead of a shipped one (``+hw=custom hw.profile=my_device.json``).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
 from torch import nn
 
-from nas.hw._deploy import HOST_KERNEL_BITS, Bits, measure_deployed_ms
+from nas.hw._deploy import HOST_KERNEL_BITS, Bits, bake, measure_deployed_ms
 from nas.hw._device_profile import read_device_profile
+from nas.hw._measure import measure_latency_ms
 from nas.hw._memory import peak_activation_bytes
 from nas.hw._methods import LATENCY_METHODS
 from nas.hw._predictor import LatencyPredictor
@@ -81,7 +85,9 @@ class HardwareModel:
     """Latency and peak memory of models on one hardware profile.
 
     Built once per search from the profile config; the predictor, if any, is
-    loaded here so a bad device name fails at start-up, not in a trial.
+    loaded here so a bad device name fails at start-up, not in a trial. So is a
+    measuring profile's ``device`` (``cpu``, ``cuda``, ``cuda:N``; read only when
+    ``latency: measure``): a GPU this machine does not have is refused here.
     """
 
     def __init__(self, profile: HardwareProfile) -> None:
@@ -96,6 +102,17 @@ class HardwareModel:
                 f"threads={profile.threads} must both be >= 1"
             )
         self.profile = profile
+        self.batch_size = int(getattr(profile, "batch_size", 1))
+        if self.batch_size < 1:
+            raise ValueError(
+                f"hw profile {profile.name!r}: batch_size={self.batch_size} must be >= 1"
+            )
+        self.device = (
+            _measure_device(str(getattr(profile, "device", "cpu")), profile.name)
+            if profile.latency == "measure"
+            else torch.device("cpu")
+        )
+        """Where a measured latency is taken; the CPU unless ``latency: measure``."""
         self.predictor: LatencyPredictor | None = None
         profile_file = getattr(profile, "profile", None)
         if profile.latency == "predict" and profile_file:
@@ -122,7 +139,8 @@ class HardwareModel:
     def kernel_bits(self) -> list[int]:
         """Bit-widths with their own kernels here; the others run dequantized as fp32."""
         if self.profile.latency == "measure":
-            return list(HOST_KERNEL_BITS)
+            # On a GPU the baked model runs as fp32 PyTorch: no low-bit kernels.
+            return list(HOST_KERNEL_BITS) if self.device.type == "cpu" else [32]
         if self.predictor is not None:
             return self.predictor.kernel_bits
         return []
@@ -135,7 +153,10 @@ class HardwareModel:
         bits: Bits = 32,
         sparsity: float = 0.0,
     ) -> float:
-        """Batch-1 latency in ms, measured or predicted; ``nan`` when the profile has none.
+        """Latency in ms, measured or predicted; ``nan`` when the profile has none.
+
+        Predicted: at batch 1. Measured: one pass over a batch of ``batch_size``
+        (``input_shape``'s batch dimension replaced), on ``device``.
 
         Args:
             model: the network with its real shapes (channel pruning, low rank applied).
@@ -158,13 +179,54 @@ class HardwareModel:
         )
 
 
+_MEASURE_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def _measure_device(device: str, name: str) -> torch.device:
+    """``hw.device`` as a ``torch.device``; ``ValueError`` when this machine lacks it."""
+    if not _MEASURE_DEVICE.match(device):
+        raise ValueError(f"hw profile {name!r}: device={device!r} is not one of cpu, cuda, cuda:N")
+    if device == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"hw.device={device} but this machine has no CUDA device to measure latency on "
+            f"(hw profile {name!r}); use hw.device=cpu, or hw.latency=predict"
+        )
+    index = int(device.partition(":")[2] or torch.cuda.current_device())
+    if index >= torch.cuda.device_count():
+        raise ValueError(
+            f"hw.device={device} but this machine has {torch.cuda.device_count()} CUDA "
+            f"device(s) (hw profile {name!r}); use cuda:0 .. cuda:{torch.cuda.device_count() - 1}"
+        )
+    return torch.device("cuda", index)
+
+
+def _measured_ms(
+    hw: HardwareModel,
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    bits: Bits,
+    calib: torch.Tensor | None = None,
+) -> float:
+    # Dense kernels: unstructured zeros are stored and multiplied like any weight.
+    shape = (hw.batch_size, *input_shape[1:])
+    if hw.device.type == "cuda":
+        # The deployed weights (masks, fake quantization baked in), in fp32 eager PyTorch.
+        median_ms, _ = measure_latency_ms(bake(model), shape, device=hw.device)
+    else:
+        median_ms, _ = measure_deployed_ms(
+            model, shape, bits=bits, threads=hw.profile.threads, calib=calib
+        )
+    return median_ms
+
+
 @register_latency_method("measure")
 def _measure(
     hw: HardwareModel, model: nn.Module, input_shape: Sequence[int], *, bits: Bits, sparsity: float
 ) -> float:
-    # Dense kernels: unstructured zeros are stored and multiplied like any weight.
-    median_ms, _ = measure_deployed_ms(model, input_shape, bits=bits, threads=hw.profile.threads)
-    return median_ms
+    return _measured_ms(hw, model, input_shape, bits=bits)
 
 
 @register_latency_method("predict")
@@ -196,14 +258,12 @@ def deployed_latency_ms(
     """Latency of a trained, compressed model as deployed on ``hw``'s device, in ms.
 
     Call it after training. ``latency: measure`` profiles time the deployed form here
-    (``measure_deployed_ms``: real int8 ONNX Runtime kernels at 8 bits, fp32
-    otherwise, calibrated on ``calib``, e.g. a few hundred training images);
+    at the profile's ``batch_size`` (on the CPU ``measure_deployed_ms``: real int8 ONNX
+    Runtime kernels at 8 bits, fp32 otherwise, calibrated on ``calib``, e.g. a few
+    hundred training images; on ``device: cuda`` the baked fp32 model, CUDA events);
     ``predict`` profiles predict it from the model's real shapes, bit-width and
     sparsity (``HardwareModel.latency_ms``); ``none`` gives ``nan``.
     """
     if hw.profile.latency == "measure":
-        median, _ = measure_deployed_ms(
-            model, input_shape, bits=bits, threads=hw.profile.threads, calib=calib
-        )
-        return median
+        return _measured_ms(hw, model, input_shape, bits=bits, calib=calib)
     return hw.latency_ms(model, input_shape, bits=bits, sparsity=sparsity)
