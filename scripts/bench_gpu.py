@@ -541,7 +541,11 @@ def _breakdown(run_dir: Path | None) -> dict[str, Any] | None:
     db = run_dir / "mlflow.db" if run_dir.is_dir() else run_dir
     if not db.is_file():
         return None
-    return trial_breakdown(db)
+    try:
+        return trial_breakdown(db)
+    except ValueError as e:  # no trained trial: the side's breakdown stays null
+        print(f"bench_gpu.py: {e}", file=sys.stderr)
+        return None
 
 
 def main_combine(argv: list[str]) -> None:
