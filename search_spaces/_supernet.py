@@ -69,10 +69,13 @@ class SlicedSupernet:
 
     def shell(self, arch: Arch) -> nn.Module:
         """The module of ``arch``, whose own parameters are never used (a few are cached)."""
-        key = repr(sorted(arch.items()))
+        # On the shared weights' device: functional_call takes the shell's buffers
+        # (BatchNorm statistics) as they are.
+        device = next(self.model.parameters()).device
+        key = repr((sorted(arch.items()), str(device)))
         shell = self._shells.pop(key, None)
         if shell is None:
-            shell = self.space.build(arch, self.spec)
+            shell = self.space.build(arch, self.spec).to(device)
             for p in shell.parameters():
                 p.requires_grad_(False)
         self._shells[key] = shell

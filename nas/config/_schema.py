@@ -416,17 +416,18 @@ def search_hash(cfg: DictConfig) -> str:
         relevant["strategy"] = OmegaConf.to_container(strategy, resolve=True)
     if cfg.get("devices"):
         # Only when set, so that single-device studies keep their names and resume.
-        relevant["devices"] = OmegaConf.to_container(cfg.devices, resolve=True)
-        relevant["device_constraint"] = cfg.search.get("device_constraint", "round_robin")
-        for profile in relevant["devices"].values():
+        devices: dict[str, Any] = OmegaConf.to_container(cfg.devices, resolve=True)  # type: ignore[assignment]
+        for profile in devices.values():
             _drop_neutral({"hw": profile})
+        relevant["devices"] = devices
+        relevant["device_constraint"] = cfg.search.get("device_constraint", "round_robin")
     blob = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
 # Keys added after studies existed, dropped from the hash at values that compute what
 # the studies before them computed (so those resume): where a trial runs never counts.
-_NEUTRAL = {
+_NEUTRAL: dict[str, dict[str, Any]] = {
     "train": {"device": None, "precision": "auto"},
     "dataset": {"num_workers": None, "augment": False},
     "hw": {"batch_size": 1, "device": "cpu"},

@@ -241,6 +241,7 @@ def _check_search_space(cfg: DictConfig) -> None:
 def _check_dataset(cfg: DictConfig) -> None:
     d = cfg.dataset
     _at_least("dataset", d, ("n_test", "n_val"), 1)
+    _at_least("dataset", d, ("num_workers",), 0)
     _require(
         0.0 <= d.hv_ref_accuracy < 1.0,
         f"dataset.hv_ref_accuracy={d.hv_ref_accuracy} is outside [0, 1)",

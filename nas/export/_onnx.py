@@ -73,8 +73,8 @@ def _calibration(splits: Splits, seed: int) -> torch.Tensor:
     import torch
 
     g = torch.Generator().manual_seed(seed)
-    pick = torch.randperm(len(splits.x_train), generator=g)[:_CALIBRATION_SAMPLES]
-    return splits.x_train[pick]
+    pick = torch.randperm(len(splits.train), generator=g)[:_CALIBRATION_SAMPLES]
+    return splits.train.images(pick)
 
 
 def _export_variant(

@@ -7,7 +7,7 @@ default run and the tests never download anything. ``cifar10`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,23 +20,94 @@ from nas.config import ConfigError, DatasetConfig
 from nas.pipeline._datasets import DATASETS
 from search_spaces import InputSpec
 
-__all__ = ["Batches", "Splits", "get_loader", "list_datasets", "load_splits", "register_dataset"]
+__all__ = [
+    "Batches",
+    "DataPart",
+    "Splits",
+    "TensorPart",
+    "get_loader",
+    "list_datasets",
+    "load_splits",
+    "register_dataset",
+]
+
+
+class DataPart:
+    """One split's images and labels: in memory (:class:`TensorPart`) or streamed from
+    disk (:class:`FolderPart`). Labels are always in memory; images are reached through
+    :meth:`batches` (training, evaluation) and :meth:`images` (calibration)."""
+
+    y: torch.Tensor
+    streamed: bool = False
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def batches(
+        self, batch_size: int, *, shuffle: bool = False, seed: int = 0
+    ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """Mini-batches ``(x, y)``; an unreadable streamed image comes with label -1."""
+        raise NotImplementedError
+
+    def images(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """The (normalized) images at ``index``, decoded now (small selections only)."""
+        raise NotImplementedError
+
+    def head(self, n: int) -> torch.Tensor:
+        """The first ``n`` images (BatchNorm re-estimation, calibration)."""
+        return self.images(slice(0, min(int(n), len(self))))
+
+    @property
+    def x(self) -> torch.Tensor:
+        """Every image as one tensor: free in memory, decoded for a streamed part."""
+        return self.images(slice(0, len(self)))
+
+
+class TensorPart(DataPart):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self._x, self.y = x, y
+
+    def batches(
+        self, batch_size: int, *, shuffle: bool = False, seed: int = 0
+    ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        return Batches(self._x, self.y, batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+    def images(self, index: torch.Tensor | slice) -> torch.Tensor:
+        return self._x[index]
+
+    @property
+    def x(self) -> torch.Tensor:
+        return self._x
 
 
 @dataclass
 class Splits:
-    """Stratified train/val/test tensors; ``x`` is float32 NCHW, normalized."""
+    """Stratified, seeded train/val/test parts; images are float32 NCHW, normalized by
+    ``(pixel - mean) / std`` with the training split's pixel mean and std."""
 
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
+    train: DataPart
+    val: DataPart
+    test: DataPart
     spec: InputSpec
+    mean: float = 0.0
+    std: float = 1.0
+    # dataset.augment: training batches get random-resized crops and flips (train()).
+    augment: bool = False
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+    @property
+    def streamed(self) -> bool:
+        return self.train.streamed
+
+    # The in-memory view the embedded sets always had (a streamed part decodes here).
+    x_train = property(lambda self: self.train.x)
+    y_train = property(lambda self: self.train.y)
+    x_val = property(lambda self: self.val.x)
+    y_val = property(lambda self: self.val.y)
+    x_test = property(lambda self: self.test.x)
+    y_test = property(lambda self: self.test.y)
 
     @property
     def fingerprint(self) -> str:
@@ -44,8 +115,12 @@ class Splits:
         import hashlib
 
         h = hashlib.sha256()
-        for t in (self.x_train, self.y_train):
-            h.update(t.contiguous().numpy().tobytes())
+        identity = getattr(self.train, "identity", None)
+        if identity is not None:  # a streamed part: its files, not their pixels
+            h.update(identity().encode())
+        else:
+            h.update(self.train.x.contiguous().numpy().tobytes())
+        h.update(self.train.y.contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
 
 
@@ -72,9 +147,45 @@ def load_splits(cfg: DatasetConfig, *, seed: int) -> Splits:
     """Load data set ``cfg.name`` and split it, stratified by class and seeded.
 
     The test part is either the data set's own (CIFAR-10) or ``n_test`` images drawn
-    first; ``n_val`` come next; the rest (or ``n_train`` of it) trains.
+    first; ``n_val`` come next; the rest (or ``n_train`` of it) trains. A streamed set
+    (``imagefolder``) splits its file list the same way and decodes images on use.
     """
-    x, y, fixed_test = get_loader(cfg.name)(cfg)
+    loader: Any = get_loader(cfg.name)
+    augment = bool(cfg.get("augment", False)) if hasattr(cfg, "get") else bool(cfg.augment)
+    if getattr(loader, "streams", False):
+        splits: Splits = loader(cfg, seed=seed)
+        splits.augment = augment
+        return splits
+    x, y, fixed_test = loader(cfg)
+    x_test, y_test, x_val, y_val, x_train, y_train = split_arrays(x, y, fixed_test, cfg, seed)
+    mean, std = float(x_train.mean()), float(x_train.std()) + 1e-8
+    num_classes = int(max(y_train.max(), y_val.max(), y_test.max())) + 1
+
+    def part(a: np.ndarray, labels: np.ndarray) -> TensorPart:
+        x_t = torch.from_numpy(((a - mean) / std).astype(np.float32))
+        return TensorPart(x_t, torch.from_numpy(labels.astype(np.int64)))
+
+    spec = InputSpec(in_chans=x.shape[1], image_size=x.shape[2], num_classes=num_classes)
+    return Splits(
+        part(x_train, y_train),
+        part(x_val, y_val),
+        part(x_test, y_test),
+        spec,
+        mean=mean,
+        std=std,
+        augment=augment,
+    )
+
+
+def split_arrays(
+    x: np.ndarray,
+    y: np.ndarray,
+    fixed_test: tuple[np.ndarray, np.ndarray] | None,
+    cfg: DatasetConfig,
+    seed: int,
+) -> tuple[np.ndarray, ...]:
+    """``(x_test, y_test, x_val, y_val, x_train, y_train)``: the seeded stratified split
+    (``x`` may be indices into a file list)."""
     if fixed_test is None:
         x, x_test, y, y_test = _stratified(x, y, cfg.n_test, seed, "test")
     else:
@@ -84,22 +195,7 @@ def load_splits(cfg: DatasetConfig, *, seed: int) -> Splits:
         x_train, _, y_train, _ = train_test_split(
             x_train, y_train, train_size=cfg.n_train, stratify=y_train, random_state=seed + 2
         )
-    mean, std = float(x_train.mean()), float(x_train.std()) + 1e-8
-    num_classes = int(max(y_train.max(), y_val.max(), y_test.max())) + 1
-
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(((a - mean) / std).astype(np.float32))
-
-    spec = InputSpec(in_chans=x.shape[1], image_size=x.shape[2], num_classes=num_classes)
-    return Splits(
-        t(x_train),
-        torch.from_numpy(y_train.astype(np.int64)),
-        t(x_val),
-        torch.from_numpy(y_val.astype(np.int64)),
-        t(x_test),
-        torch.from_numpy(y_test.astype(np.int64)),
-        spec,
-    )
+    return x_test, y_test, x_val, y_val, x_train, y_train
 
 
 class Batches:
@@ -178,32 +274,6 @@ def _cifar10(
 
     x, y = arr(train)
     return x, y, arr(test)
-
-
-@register_dataset("imagefolder")
-def _imagefolder(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray, None]:
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.datasets import ImageFolder
-
-    root = _existing_root(cfg)
-    size = cfg.image_size or 64
-    mode = "L" if cfg.in_chans == 1 else "RGB"
-    try:
-        folder = ImageFolder(str(root))
-    except (FileNotFoundError, RuntimeError) as e:
-        raise ConfigError(
-            f"dataset.root={cfg.root!r} has no images in <class>/<image> folders: {e}"
-        ) from None
-    xs, ys = [], []
-    for path, label in folder.samples:
-        try:
-            with Image.open(path) as im:
-                a = np.asarray(im.convert(mode).resize((size, size)), dtype=np.float32) / 255.0
-        except (UnidentifiedImageError, OSError) as e:
-            raise ConfigError(f"dataset.root has a corrupt image {path!r}: {e}") from None
-        xs.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-        ys.append(label)
-    return np.stack(xs), np.asarray(ys, dtype=np.int64), None
 
 
 def _existing_root(cfg: DatasetConfig) -> Path:

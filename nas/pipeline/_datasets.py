@@ -16,8 +16,9 @@ __all__ = ["DATASETS"]
 DATASETS: Registry[Any] = Registry(
     "dataset",
     lazy={
-        name: f"nas.pipeline._data:_{name}"
-        for name in ("mnist5k", "digits", "cifar10", "imagefolder")
+        **{f"{n}": f"nas.pipeline._data:_{n}" for n in ("mnist5k", "digits", "cifar10")},
+        "imagefolder": "nas.pipeline._stream:_imagefolder",
     },
 )
-"""Loaders ``cfg -> (images, labels, fixed test part or None)`` by ``dataset=`` option."""
+"""Loaders by ``dataset=`` option: ``cfg -> (images, labels, fixed test part or None)``,
+or, for a streamed set (attribute ``streams``), ``(cfg, *, seed) -> Splits``."""

@@ -42,8 +42,9 @@ class ArtifactEvaluator:
         threads: int = 1,
         plugins: Sequence[str] = (),
         timeout_s: float = 600.0,
+        device: str = "cpu",
     ) -> None:
-        self._args = (dataset, seed, threads, list(plugins))
+        self._args = (dataset, seed, threads, list(plugins), device)
         self._timeout_s = timeout_s
         self._start()
 
@@ -168,39 +169,54 @@ def load_artifact(path: str | Path) -> Any:
     return compress.load(path, build_from_meta)
 
 
-def score_artifact(path: str | Path, splits: Any) -> tuple[Any, dict[str, Any]]:
-    """The model loaded from ``path`` (as a fresh process would load it) and its scores.
+def score_artifact(
+    path: str | Path, splits: Any, *, device: str = "cpu"
+) -> tuple[Any, dict[str, Any]]:
+    """The model loaded from ``path`` (as a fresh process would load it) and its scores,
+    computed on ``device`` in fp32.
 
     Returns:
         (model, scores): ``scores`` holds ``val_accuracy`` and ``test_accuracy``
-        (fractions) and the predicted classes ``val_pred`` and ``test_pred``.
+        (fractions of the images that could be read), the predicted classes
+        ``val_pred`` and ``test_pred``, and ``skipped``, the unreadable images.
     """
-    from nas.pipeline._train import predict
+    from nas.pipeline._train import predict_labeled
 
-    model = load_artifact(path)
-    out: dict[str, Any] = {}
+    model = load_artifact(path).to(device)
+    out: dict[str, Any] = {"skipped": 0}
     for name in ("val", "test"):
-        x, y = getattr(splits, f"x_{name}"), getattr(splits, f"y_{name}")
-        pred = predict(model, x)
+        part = getattr(splits, name)
+        pred, labels = predict_labeled(model, part)
+        y = part.y if labels is None else labels
+        keep = y >= 0
+        out["skipped"] += int((~keep).sum())
         out[f"{name}_pred"] = pred
-        out[f"{name}_accuracy"] = float((pred == y).float().mean())
-    return model, out
+        out[f"{name}_accuracy"] = float((pred[keep] == y[keep]).float().mean())
+    return model.cpu(), out
 
 
-def evaluate_artifact(path: str | Path, splits: Any) -> dict[str, Any]:
+def evaluate_artifact(path: str | Path, splits: Any, *, device: str = "cpu") -> dict[str, Any]:
     """Val and test accuracy of the model loaded from ``path``, and checksums of its
     predictions (what the evaluator process sends back: no tensors)."""
-    _, scores = score_artifact(path, splits)
+    _, scores = score_artifact(path, splits, device=device)
     out: dict[str, Any] = {}
     for name in ("val", "test"):
         pred = scores.pop(f"{name}_pred")
         out[f"{name}_accuracy"] = scores[f"{name}_accuracy"]
         out[f"{name}_pred_crc"] = zlib.crc32(pred.numpy().astype("int64").tobytes())
+    if scores["skipped"]:
+        out["skipped_images"] = scores["skipped"]
     return out
 
 
 def _serve(
-    conn: Any, dataset: dict[str, Any], seed: int, threads: int, plugins: list[str], parent: int
+    conn: Any,
+    dataset: dict[str, Any],
+    seed: int,
+    threads: int,
+    plugins: list[str],
+    device: str,
+    parent: int,
 ) -> None:
     import importlib
     import threading
@@ -223,7 +239,14 @@ def _serve(
     from nas.pipeline._data import load_splits
 
     torch.set_num_threads(threads)
+    # An artifact's accuracy is its fp32 accuracy on any device: no TF32 convolutions.
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
     splits = load_splits(DatasetConfig(**dataset), seed=seed)
+    for part in (splits.val, splits.test):
+        # A daemon process may not start loader workers: a streamed part decodes here.
+        if hasattr(part, "num_workers"):
+            part.num_workers = 0
     conn.send({"ready": True})
     while True:
         try:
@@ -233,7 +256,7 @@ def _serve(
         if path is None:
             return
         try:
-            conn.send(evaluate_artifact(path, splits))
+            conn.send(evaluate_artifact(path, splits, device=device))
         except Exception as e:  # reported to the trial, which records it as failed
             conn.send({"error": f"{type(e).__name__}: {e}"})
 

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 import compress
-from nas.pipeline._data import Batches, Splits
-from nas.pipeline._train import LossFn, train
+from nas.pipeline._data import Splits
+from nas.pipeline._train import LossFn, Placing, train
 
 __all__ = ["Recipe", "RecipeResult", "distiller", "train_compressed"]
 
@@ -84,6 +84,8 @@ def train_compressed(
     loss_fn: LossFn | None = None,
     deadline: float | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    device: str = "cpu",
+    precision: str = "fp32",
 ) -> RecipeResult:
     """Train ``model`` on ``splits``, apply ``compression``, then fine-tune it compressed.
 
@@ -96,10 +98,12 @@ def train_compressed(
         loss_fn: replaces cross-entropy in both phases (a distillation loss).
         deadline: ``time.monotonic()`` past which training raises ``TrialTimeout``.
         on_epoch: called after each epoch of the first phase (early stopping, progress).
+        device, precision: where both phases train (``train.device``, resolved) and at
+            which precision; the model comes back on the CPU either way, so what is
+            exported and measured does not depend on where it trained.
     """
-    batches = Batches(
-        splits.x_train, splits.y_train, batch_size=recipe.batch_size, shuffle=True, seed=seed
-    )
+    batches = splits.train.batches(recipe.batch_size, shuffle=True, seed=seed)
+    placing = Placing(device, precision, splits.augment, seed)
     seconds = train(
         model,
         batches,
@@ -110,7 +114,9 @@ def train_compressed(
         loss_fn=loss_fn,
         deadline=deadline,
         on_epoch=on_epoch,
+        placing=placing,
     ).seconds
+    model.cpu()  # compression is applied on the CPU: the same masks and scales anywhere
     if not compression:
         return RecipeResult(model, seconds, finetuned=False)
     model = compress.apply(model, compression) or model
@@ -124,8 +130,9 @@ def train_compressed(
         weight_decay=0.0,
         loss_fn=loss_fn,
         deadline=deadline,
+        placing=placing,
     ).seconds
-    return RecipeResult(model, seconds, finetuned=True)
+    return RecipeResult(model.cpu(), seconds, finetuned=True)
 
 
 def distiller(teacher: nn.Module, *, temperature: float, alpha: float) -> LossFn:
@@ -133,6 +140,9 @@ def distiller(teacher: nn.Module, *, temperature: float, alpha: float) -> LossFn
     teacher.eval()
 
     def loss_fn(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        p = next(iter(teacher.parameters()), None)
+        if p is not None and p.device != inputs.device:
+            teacher.to(inputs.device)  # follows the student to its training device
         with torch.no_grad():
             teacher_logits = teacher(inputs)
         return compress.distillation_loss(

@@ -85,6 +85,8 @@ def train_proposal(p: Proposal, ctx: TrialContext) -> TrialResult:
         loss_fn=_loss_fn(comp, ctx),
         deadline=deadline,
         on_epoch=_early_stop_hook(p, ctx, model, recipe.epochs),
+        device=ctx.device,
+        precision=ctx.precision,
     )
     return export_and_evaluate(
         p, ctx, trained.model, train_seconds=trained.train_seconds, start=start, deadline=deadline
@@ -108,9 +110,11 @@ def export_and_evaluate(
     number, comp = p.number, p.compression
     ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
     path = ctx.artifact_dir / f"trial_{number:05d}.dsz"
+    exported = time.monotonic()
     size = compress.export(model, path, meta=candidate_meta(ctx, p.arch, comp))
     if ctx.evaluator is None:
         raise RuntimeError("this trial context has no evaluator (a Ray driver's trains nothing)")
+    evaluating = time.monotonic()
     evaluated = ctx.evaluator.evaluate(path, deadline=deadline)
     metrics = dict(p.metrics)
     metrics.update(
@@ -118,8 +122,13 @@ def export_and_evaluate(
         size_bytes=float(size),
         nonzero_params=float(compress.stats(model)["nonzero_params"]),
         train_seconds=train_seconds,
+        # A trial's fixed costs, which a faster device does not shrink.
+        export_seconds=evaluating - exported,
+        evaluate_seconds=time.monotonic() - evaluating,
         trial_seconds=time.monotonic() - start + p.metrics["feasibility_seconds"],
     )
+    if "skipped_images" in evaluated:  # unreadable val/test images, left out of accuracy
+        metrics["skipped_images"] = float(evaluated["skipped_images"])
     if ctx.hw is not None and ctx.hw_cfg is not None:
         estimate = metrics["latency_ms_estimate"]
         metrics["latency_ms"] = _latency_ms(model, comp, estimate, ctx.hw, ctx.hw_cfg, ctx)
@@ -153,7 +162,7 @@ def _early_stop_hook(
     judge, est = ctx.early_stop, p.metrics["size_bytes_estimate"]
 
     def on_epoch(epoch: int, _loss: float) -> None:
-        acc = accuracy(model, ctx.splits.x_val, ctx.splits.y_val)
+        acc = accuracy(model, ctx.splits.val)
         model.train()
         if epoch + 1 < epochs and judge.should_stop(p.number, epoch, acc, est):
             raise TrialStopped(f"stopped early after epoch {epoch + 1} (val {acc:.4f})")
@@ -180,5 +189,5 @@ def _latency_ms(
         ctx.input_shape,
         bits=comp["bits"],
         sparsity=comp.get("sparsity", 0.0),
-        calib=ctx.splits.x_train[:256],
+        calib=ctx.splits.train.head(256),
     )

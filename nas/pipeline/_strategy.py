@@ -48,8 +48,12 @@ def evaluate_proposal(proposal: Proposal, ctx: TrialContext) -> TrialResult:
     if ctx.strategy is None:
         raise RuntimeError("this trial context has no search strategy")
     if proposal.phase == "final":
-        return ctx.strategy.finalize(proposal, ctx)
-    return ctx.strategy.score(proposal, ctx)
+        result = ctx.strategy.finalize(proposal, ctx)
+    else:
+        result = ctx.strategy.score(proposal, ctx)
+    if ctx.placement is not None:
+        result.tags.update(ctx.placement.tags())
+    return result
 
 
 def run_trial(

@@ -36,6 +36,7 @@ import compress
 from nas.config import ConfigError
 from nas.pipeline._candidate import compression_configs
 from nas.pipeline._context import Proposal, TrialContext, TrialResult, feasible_on
+from nas.pipeline._device import autocast
 from nas.pipeline._recipe import Recipe, distiller, train_compressed
 from nas.pipeline._scratch import export_and_evaluate
 from nas.pipeline._supernet_cache import (
@@ -151,7 +152,7 @@ class SupernetStrategy:
     def score(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
         start = time.monotonic()
         model = inherit(self.load(ctx), proposal, ctx, calib_images=int(self.cfg.bn_calib_images))
-        val = accuracy(model, ctx.splits.x_val, ctx.splits.y_val)
+        val = accuracy(model, ctx.splits.val)
         metrics = dict(
             proposal.metrics,
             val_accuracy=val,
@@ -177,17 +178,21 @@ class SupernetStrategy:
         its fine-tuning epochs at a measured step time, plus export and evaluation."""
         if self._reserve is None:
             model = self._largest(ctx)
-            x = ctx.splits.x_train[: int(ctx.train_cfg.batch_size)]
-            y = ctx.splits.y_train[: len(x)]
+            model.to(ctx.device)
+            x = ctx.splits.train.head(int(ctx.train_cfg.batch_size)).to(ctx.device)
+            y = ctx.splits.train.y[: len(x)].to(ctx.device)
             model.train()
             times = []
             for _ in range(3):
                 t0 = time.monotonic()
-                torch.nn.functional.cross_entropy(model(x), y).backward()
+                with autocast(ctx.device, ctx.precision):
+                    loss = torch.nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+                _synchronize(ctx.device)
                 times.append(time.monotonic() - t0)
             model.zero_grad(set_to_none=True)
             model.eval()
-            steps = -(-len(ctx.splits.y_train) // len(x))
+            steps = -(-len(ctx.splits.train) // len(x))
             per = float(self.cfg.finetune_epochs) * steps * min(times) * 1.5 + _EVAL_S
             self._reserve = per * int(self.cfg.finalists)
         return self._reserve
@@ -205,7 +210,7 @@ class SupernetStrategy:
             finetune_lr=float(self.cfg.finetune_lr),
         )
         cfgs = compression_configs(proposal.compression, ctx.input_shape)
-        calib = ctx.splits.x_train[: int(self.cfg.bn_calib_images)]
+        calib = ctx.splits.train.head(int(self.cfg.bn_calib_images))
         if not cfgs:  # nothing to fine-tune after: recover from the supernet's BN stats
             recalibrate_bn(model, calib)
         trained = train_compressed(
@@ -220,6 +225,8 @@ class SupernetStrategy:
                 alpha=_FINETUNE_ALPHA,
             ),
             deadline=deadline,
+            device=ctx.device,
+            precision=ctx.precision,
         )
         recalibrate_bn(trained.model, calib)
         return export_and_evaluate(
@@ -283,7 +290,10 @@ class SupernetStrategy:
             bar.set_postfix(loss=f"{loss:.3f}")
 
         with bar:
-            stats = train_supernet(supernet, ctx.splits, recipe, seed=ctx.seed, on_epoch=on_epoch)
+            stats = train_supernet(
+                supernet, ctx.splits, recipe, seed=ctx.seed, on_epoch=on_epoch,
+                device=ctx.device, precision=ctx.precision,
+            )  # fmt: skip
         size = save(supernet, path, key, train_seconds=stats.seconds)
         print(
             f"Trained the supernet in {stats.seconds:.0f} s ({stats.steps} steps, "
@@ -297,7 +307,7 @@ class SupernetStrategy:
         if self._teacher is None:
             supernet = self.load(ctx)
             self._teacher = supernet.extract(supernet.largest)
-            recalibrate_bn(self._teacher, ctx.splits.x_train[: int(self.cfg.bn_calib_images)])
+            recalibrate_bn(self._teacher, ctx.splits.train.head(int(self.cfg.bn_calib_images)))
         return self._teacher
 
 
@@ -329,7 +339,8 @@ def inherit(
     model = supernet.extract(proposal.arch)
     cfgs = compression_configs(proposal.compression, ctx.input_shape)
     model = compress.apply(model, cfgs) or model
-    recalibrate_bn(model, ctx.splits.x_train[:calib_images])
+    model.to(ctx.device)  # scored where trials train; compressed on the CPU, as anywhere
+    recalibrate_bn(model, ctx.splits.train.head(calib_images))
     return model
 
 
@@ -343,8 +354,9 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, *, batch_size: int = 
         bn.reset_running_stats()
         bn.momentum = None
     model.train()
+    device = next(iter(model.parameters())).device
     for i in range(0, len(images), batch_size):
-        model(images[i : i + batch_size])
+        model(images[i : i + batch_size].to(device))
     for bn, momentum in zip(bns, momenta, strict=True):
         bn.momentum = momentum
     model.eval()
@@ -439,3 +451,9 @@ def _front(study: optuna.Study, device: str | None = None) -> list[tuple[float, 
         if not front or acc > front[-1][0]:
             front.append((acc, size, number))
     return front
+
+
+def _synchronize(device: str) -> None:
+    """Wait for a GPU's queued work, so a wall-clock timing covers it."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(torch.device(device))

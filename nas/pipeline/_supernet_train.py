@@ -39,7 +39,9 @@ from torch.func import functional_call
 
 import compress
 from nas.hw import RandomSuggest
-from nas.pipeline._data import Batches, Splits
+from nas.pipeline._data import Splits
+from nas.pipeline._device import autocast
+from nas.pipeline._stream import augment_batch, drop_unreadable
 from nas.pipeline._train import TrainFailed, TrialTimeout
 from search_spaces import Arch, SlicedSupernet
 
@@ -85,17 +87,21 @@ def train_supernet(
     seed: int,
     deadline: float | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    device: str = "cpu",
+    precision: str = "fp32",
 ) -> SupernetStats:
-    """Train ``supernet``'s shared weights in place (see the module docstring)."""
+    """Train ``supernet``'s shared weights in place (see the module docstring), on
+    ``device`` at ``precision``; the supernet is back on the CPU when it returns."""
     start = time.monotonic()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    batches = Batches(
-        splits.x_train, splits.y_train, batch_size=recipe.batch_size, shuffle=True, seed=seed
-    )
-    total = max(1, recipe.epochs * len(batches))
-    opt = _optimizer(supernet, recipe)
+    batches = splits.train.batches(recipe.batch_size, shuffle=True, seed=seed)
+    total = max(1, recipe.epochs * len(batches))  # type: ignore[arg-type]
     model = supernet.model
+    model.to(device)
+    opt = _optimizer(supernet, recipe)
+    scaler = torch.amp.GradScaler(device.split(":")[0], enabled=precision == "fp16")
+    augment_gen = torch.Generator().manual_seed(seed) if splits.augment else None
     model.train()
     step, loss_value, subnets = 0, float("nan"), 0
     for epoch in range(recipe.epochs):
@@ -105,23 +111,30 @@ def train_supernet(
         shared = epoch >= recipe.warmup_epochs
         running, n = 0.0, 0
         for x, y in batches:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y, _ = drop_unreadable(x, y)
+            if augment_gen is not None:
+                x = augment_batch(x, augment_gen)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total, recipe.lr)
             opt.zero_grad(set_to_none=True)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
-            loss.backward()
+            with autocast(device, precision):
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+            scaler.scale(loss).backward()
             loss_value = float(loss.detach())
             if shared:
-                soft = logits.detach()
+                soft = logits.detach().float()
                 for arch in _step_archs(supernet, recipe, rng, epoch):
-                    sub_loss = _subnet_loss(supernet, arch, recipe, rng, x, soft)
-                    sub_loss.backward()
+                    with autocast(device, precision):
+                        sub_loss = _subnet_loss(supernet, arch, recipe, rng, x, soft)
+                    scaler.scale(sub_loss).backward()
                     loss_value += float(sub_loss.detach())
                     subnets += 1
             if not math.isfinite(loss_value):
                 raise TrainFailed(f"supernet loss became {loss_value} at step {step}")
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             step += 1
             running, n = running + loss_value, n + 1
             if deadline is not None and time.monotonic() > deadline:
@@ -130,6 +143,7 @@ def train_supernet(
             on_epoch(epoch, running / max(n, 1))
     if recipe.warmup_epochs >= recipe.epochs:
         supernet.sort_channels()  # never shared: sort anyway, so narrow nets keep the best
+    model.cpu()
     model.eval()
     return SupernetStats(time.monotonic() - start, step, loss_value, subnets)
 

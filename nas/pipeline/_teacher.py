@@ -65,6 +65,8 @@ class LargestTeacher:
         self.path = cache_dir / f"teacher_{space.name}_{digest}.dsz"
         self._model: nn.Module | None = None
         self.val_accuracy: float | None = None
+        # Where it trains (train.device, resolved); the cached file is the same anywhere.
+        self.device, self.precision = "cpu", "fp32"
 
     def _meta(self) -> dict[str, Any]:
         return artifact_meta(self.space, self.space_cfg, self.arch, self.splits.spec, {})
@@ -100,7 +102,10 @@ class LargestTeacher:
         torch.manual_seed(self.seed)
         model = self.space.build(self.arch, self.splits.spec)
         recipe = Recipe.from_config(t, None, default_lr=self.space.default_lr, epochs=self.epochs)
-        train_compressed(model, self.splits, recipe, compression=[], seed=self.seed)
+        model = train_compressed(
+            model, self.splits, recipe, compression=[], seed=self.seed,
+            device=self.device, precision=self.precision,
+        ).model  # fmt: skip
         tmp = self.path.with_suffix(".tmp")
         compress.export(model, tmp, meta=self._meta())
         tmp.replace(self.path)  # atomic: a crash never leaves a half-written teacher
@@ -185,14 +190,27 @@ def _timm(cfg: Any, arg: str, *, splits: Splits, **_: Any) -> TimmTeacher:
 
 
 def make_teacher(
-    cfg: Any, *, space: SearchSpace, space_cfg: dict[str, Any], splits: Splits, cache_dir: Path
+    cfg: Any,
+    *,
+    space: SearchSpace,
+    space_cfg: dict[str, Any],
+    splits: Splits,
+    cache_dir: Path,
+    device: str = "cpu",
+    precision: str = "fp32",
 ) -> LargestTeacher | TimmTeacher | None:
     """The teacher the ``compress`` config asks for, or None when distillation is off.
 
-    ``compress.teacher`` is ``largest`` or ``timm:<model name>``.
+    ``compress.teacher`` is ``largest`` or ``timm:<model name>``. A teacher that trains
+    does so on ``device`` at ``precision``; every teacher follows its student there.
     """
     if True not in list(cfg.compress.distill):
         return None
     name, _, arg = str(cfg.compress.teacher).partition(":")
     factory = TEACHERS.get(name)
-    return factory(cfg, arg, space=space, space_cfg=space_cfg, splits=splits, cache_dir=cache_dir)
+    teacher = factory(
+        cfg, arg, space=space, space_cfg=space_cfg, splits=splits, cache_dir=cache_dir
+    )
+    if isinstance(teacher, LargestTeacher):
+        teacher.device, teacher.precision = device, precision
+    return teacher

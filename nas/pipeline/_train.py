@@ -4,17 +4,30 @@ own parametrizations (masks, fake quantization); it never brings a second loop."
 from __future__ import annotations
 
 import math
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.pipeline._data import Batches
+from nas.pipeline._data import DataPart
+from nas.pipeline._device import autocast
+from nas.pipeline._stream import augment_batch, drop_unreadable
 
-__all__ = ["TrainFailed", "TrainStats", "TrialTimeout", "accuracy", "predict", "train"]
+__all__ = [
+    "Placing",
+    "TrainFailed",
+    "TrainStats",
+    "TrialTimeout",
+    "accuracy",
+    "model_device",
+    "predict",
+    "predict_labeled",
+    "train",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """(logits, targets, inputs) -> loss; inputs let a distillation loss query a teacher."""
@@ -28,16 +41,32 @@ class TrialTimeout(TimeoutError):
     """The trial ran past ``search.trial_timeout_s``."""
 
 
+_MIN_ONE_CYCLE_STEPS = 4  # OneCycleLR at pct_start 0.25 needs more steps than this
+
+
 @dataclass
 class TrainStats:
     seconds: float
     steps: int
     final_loss: float
+    # Streamed images a loader worker could not read, dropped from their batches.
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class Placing:
+    """Where and how a training runs: ``device``, ``precision`` (fp32, bf16, fp16) and
+    whether batches are augmented (seeded by ``seed``)."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    augment: bool = False
+    seed: int = 0
 
 
 def train(
     model: nn.Module,
-    batches: Batches,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     *,
     epochs: int,
     lr: float,
@@ -47,6 +76,7 @@ def train(
     deadline: float | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     on_step: Callable[[int, int], None] | None = None,
+    placing: Placing | None = None,
 ) -> TrainStats:
     """Train ``model`` in place with AdamW and a one-cycle schedule.
 
@@ -56,30 +86,46 @@ def train(
         on_epoch: called with (epoch, mean loss) after each epoch.
         on_step: called with (step, total steps) after each optimizer step, steps
             counted from 1 (e.g. :class:`compress.GradualPruner` tightening masks).
+        placing: the device (``model`` is moved there and stays), the precision
+            (autocast; fp16 scales the loss) and augmentation; None: CPU, fp32, none.
     """
     start = time.monotonic()
+    place = placing or Placing()
+    model.to(place.device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    total = max(1, epochs * len(batches))
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=lr, total_steps=total, pct_start=0.25, anneal_strategy="cos"
-    )
+    scaler = torch.amp.GradScaler(place.device.split(":")[0], enabled=place.precision == "fp16")
+    total = max(1, epochs * len(batches))  # type: ignore[arg-type]
+    augment_gen = torch.Generator().manual_seed(place.seed) if place.augment else None
+    sched: torch.optim.lr_scheduler.LRScheduler
+    if total > _MIN_ONE_CYCLE_STEPS:
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=total, pct_start=0.25, anneal_strategy="cos"
+        )
+    else:  # too few steps for the schedule's phases (torch divides by zero): flat lr
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: 1.0)
     model.train()
-    steps, loss_value = 0, float("nan")
+    steps, loss_value, skipped = 0, float("nan"), 0
     for epoch in range(epochs):
         running, n = 0.0, 0
         for x, y in batches:
-            logits = model(x)
-            if loss_fn is None:
-                loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-            else:
-                loss = loss_fn(logits, y, x)
+            x, y, dropped = _on_device(x, y, place.device)
+            skipped += dropped
+            if augment_gen is not None:
+                x = augment_batch(x, augment_gen)
+            with autocast(place.device, place.precision):
+                logits = model(x)
+                if loss_fn is None:
+                    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+                else:
+                    loss = loss_fn(logits, y, x)
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise TrainFailed(f"loss became {loss_value} at step {steps} (epoch {epoch})")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             sched.step()
             steps += 1
             if on_step is not None:
@@ -93,17 +139,63 @@ def train(
         if on_epoch is not None:
             on_epoch(epoch, running / max(n, 1))
     model.eval()
-    return TrainStats(seconds=time.monotonic() - start, steps=steps, final_loss=loss_value)
+    if skipped:
+        print(f"training skipped {skipped} unreadable image(s) (named above)", file=sys.stderr)
+    return TrainStats(time.monotonic() - start, steps, loss_value, skipped)
+
+
+def _on_device(
+    x: torch.Tensor, y: torch.Tensor, device: str
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    if device != "cpu":
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    return drop_unreadable(x, y)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters are (the CPU for a model without any)."""
+    p = next(iter(model.parameters()), None)
+    return p.device if p is not None else torch.device("cpu")
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, x: torch.Tensor, *, batch_size: int = 512) -> torch.Tensor:
-    """Predicted class of every row of ``x`` (model in eval mode)."""
+def predict_labeled(
+    model: nn.Module, data: torch.Tensor | DataPart, *, batch_size: int = 512
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Predicted classes of ``data`` on the CPU, on ``model``'s device, and, for a part,
+    the labels in the same order (-1 where a streamed image could not be read)."""
     model.eval()
-    out = [model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+    device = model_device(model)
+    preds, labels = [], []
+    if isinstance(data, torch.Tensor):
+        chunks: Iterable[tuple[torch.Tensor, torch.Tensor | None]] = (
+            (data[i : i + batch_size], None) for i in range(0, len(data), batch_size)
+        )
+    else:
+        chunks = data.batches(batch_size)
+    for x, y in chunks:
+        preds.append(model(x.to(device, non_blocking=True)).argmax(1).cpu())
+        if y is not None:
+            labels.append(y)
+    pred = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+    return pred, (torch.cat(labels) if labels else None)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of ``x`` classified as ``y``, in [0, 1]."""
-    return float((predict(model, x) == y).float().mean())
+def predict(
+    model: nn.Module, data: torch.Tensor | DataPart, *, batch_size: int = 512
+) -> torch.Tensor:
+    """Predicted class of every image of ``data`` (model in eval mode, on its device)."""
+    return predict_labeled(model, data, batch_size=batch_size)[0]
+
+
+def accuracy(
+    model: nn.Module, data: torch.Tensor | DataPart, y: torch.Tensor | None = None
+) -> float:
+    """Fraction of ``data`` classified as its labels (``y`` for a tensor; a part's own,
+    counting only the images that could be read), in [0, 1]."""
+    pred, labels = predict_labeled(model, data)
+    target = y if labels is None else labels
+    if target is None:
+        raise ValueError("accuracy of a tensor of images needs its labels y")
+    keep = target >= 0
+    return float((pred[keep] == target[keep]).float().mean())

@@ -22,6 +22,7 @@ from nas.pipeline import (
     make_teacher,
     space_from_cfg,
 )
+from nas.pipeline._device import select_device
 from nas.study import make_early_stop
 
 __all__ = ["make_context", "strategy_name", "usable_bits"]
@@ -45,6 +46,7 @@ def make_context(
     study_name: str,
     plugins: Sequence[str] = (),
     evaluator: bool = True,
+    place: bool | None = None,
 ) -> TrialContext:
     """Everything trials of ``cfg`` need.
 
@@ -52,6 +54,9 @@ def make_context(
         out_dir: absolute output directory (artifacts go under ``outputs/<study_name>``).
         evaluator: start the fresh-process artifact evaluator now; the driver of a Ray
             search, which trains nothing itself, passes False.
+        place: resolve where trials train (``train.device``, ``train.precision``) on
+            this process; None: when ``evaluator`` is. A Ray task that trains without
+            evaluating (``strategy=supernet``'s one-off training) passes True.
     """
     seed = int(cfg.search.seed)
     torch.set_num_threads(int(cfg.train.threads))
@@ -65,6 +70,16 @@ def make_context(
         ]
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    # Where trials train: resolved where they run. A Ray driver trains nothing, and its
+    # machine may have no GPU while the workers do; each worker resolves its own.
+    placement = None
+    if evaluator if place is None else place:
+        try:
+            placement = select_device(
+                str(cfg.train.get("device", "auto")), str(cfg.train.get("precision", "auto"))
+            )
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     splits = load_splits(cfg.dataset, seed=seed)
     dataset: dict[str, Any] = OmegaConf.to_container(cfg.dataset, resolve=True)  # type: ignore[assignment]
     return TrialContext(
@@ -76,7 +91,13 @@ def make_context(
         bits=usable_bits(cfg),
         hw=hw,
         hw_cfg=cfg.hw,
-        evaluator=ArtifactEvaluator(dataset=dataset, seed=seed, threads=1, plugins=plugins)
+        evaluator=ArtifactEvaluator(
+            dataset=dataset,
+            seed=seed,
+            threads=1,
+            plugins=plugins,
+            device=placement.device if placement else "cpu",
+        )
         if evaluator
         else None,
         artifact_dir=out_dir / "outputs" / study_name,
@@ -88,11 +109,14 @@ def make_context(
             space_cfg=space_cfg,
             splits=splits,
             cache_dir=out_dir / "outputs" / "teachers",
+            device=placement.device if placement else "cpu",
+            precision=placement.precision if placement else "fp32",
         ),
         early_stop=make_early_stop(cfg, out_dir=out_dir, study_name=study_name),
         strategy=STRATEGIES.get(strategy_name(cfg))(cfg.get("strategy")),
         devices=devices,
         device_constraint=str(cfg.search.get("device_constraint", "round_robin")),
+        placement=placement,
     )
 
 

@@ -1,0 +1,159 @@
+"""``imagefolder`` streams from disk (file list in memory, images decoded by loader
+workers); unreadable images are skipped and counted; training augmentation is a
+seeded batch operation, off for the embedded sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nas.config import compose
+from nas.pipeline import load_splits
+from nas.pipeline._recipe import Recipe, train_compressed
+from nas.pipeline._stream import FolderPart, augment_batch
+from nas.pipeline._train import Placing, accuracy, train
+from search_spaces import get_search_space, search_space_config
+
+
+def _folder(root: Path, *, per_class: int = 20, classes: int = 3, size: int = 12) -> Path:
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"c{c}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            a = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+            a[:, :, c] += 150  # each class its own colour: learnable
+            Image.fromarray(a).save(root / f"c{c}" / f"{i}.png")
+    return root
+
+
+def _cfg(root: Path, *extra: str):
+    return compose(
+        ["dataset=imagefolder", f"dataset.root={root}", "dataset.image_size=8",
+         "dataset.n_test=9", "dataset.n_val=6", "dataset.num_workers=0", *extra]
+    ).dataset  # fmt: skip
+
+
+def test_imagefolder_streams_its_file_list(tmp_path: Path) -> None:
+    splits = load_splits(_cfg(_folder(tmp_path)), seed=0)
+    assert splits.streamed and isinstance(splits.train, FolderPart)
+    assert splits.sizes() == {"train": 45, "val": 6, "test": 9}
+    assert (splits.spec.in_chans, splits.spec.image_size, splits.spec.num_classes) == (3, 8, 3)
+    assert splits.augment  # on by default for imagefolder
+    x, y = next(iter(splits.train.batches(16, shuffle=True, seed=1)))
+    assert x.shape == (16, 3, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
+    # normalized by the training split's pixel statistics
+    assert abs(float(splits.train.x.mean())) < 0.2
+    assert 0.8 < float(splits.train.x.std()) < 1.2
+    # no part shares an image with another
+    paths = [set(p.paths) for p in (splits.train, splits.val, splits.test)]  # type: ignore[attr-defined]
+    assert not (paths[0] & paths[1] or paths[0] & paths[2] or paths[1] & paths[2])
+
+
+def test_loader_workers_give_the_same_batches(tmp_path: Path) -> None:
+    root = _folder(tmp_path)
+    inline = load_splits(_cfg(root), seed=0).train
+    workers = load_splits(_cfg(root, "dataset.num_workers=2"), seed=0).train
+    for (xa, ya), (xb, yb) in zip(
+        inline.batches(10, shuffle=True, seed=3), workers.batches(10, shuffle=True, seed=3),
+        strict=True,
+    ):  # fmt: skip
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path: Path, capfd) -> None:
+    root = _folder(tmp_path)
+    bad = [root / "c0" / "bad.png", root / "c1" / "bad.png", root / "c2" / "bad.png"]
+    bad[0].write_bytes(b"not an image")
+    bad[1].write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)  # a truncated PNG
+    bad[2].write_bytes(b"")
+    splits = load_splits(_cfg(root, "dataset.n_test=12", "dataset.augment=false"), seed=0)
+    where = {p: name for name in ("train", "val", "test") for p in getattr(splits, name).paths}
+    in_train = sum(where[str(b)] == "train" for b in bad)
+    labels = torch.cat([y for _, y in splits.train.batches(8)])
+    assert int((labels == -1).sum()) == in_train
+    space = get_search_space("tiny", search_space_config("tiny")())
+    model = space.build(space.extremes()[0], splits.spec)
+    stats = train(model, splits.train.batches(8, shuffle=True), epochs=1, lr=0.01)
+    assert stats.skipped == in_train
+    err = capfd.readouterr().err
+    assert f"training skipped {in_train} unreadable image(s)" in err or in_train == 0
+    for b in bad:
+        if where[str(b)] == "train":
+            assert f"skipping unreadable image {b}" in err
+    # accuracy counts the readable images only
+    for name in ("val", "test"):
+        part = getattr(splits, name)
+        acc = accuracy(model, part)
+        assert 0.0 <= acc <= 1.0
+
+
+def test_fingerprint_follows_the_files(tmp_path: Path) -> None:
+    root = _folder(tmp_path)
+    a = load_splits(_cfg(root), seed=0).fingerprint
+    assert load_splits(_cfg(root), seed=0).fingerprint == a
+    target = load_splits(_cfg(root), seed=0).train.paths[0]  # type: ignore[attr-defined]
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(target)
+    assert load_splits(_cfg(root), seed=0).fingerprint != a
+
+
+def test_a_streamed_search_trains_and_scores(tmp_path: Path) -> None:
+    splits = load_splits(_cfg(_folder(tmp_path)), seed=0)
+    space = get_search_space("tiny", search_space_config("tiny")())
+    torch.manual_seed(0)
+    model = space.build(space.extremes()[1], splits.spec)
+    trained = train_compressed(
+        model, splits, Recipe(epochs=8, lr=0.02, batch_size=8), compression=[], seed=0
+    )
+    assert next(trained.model.parameters()).device.type == "cpu"
+    assert accuracy(trained.model, splits.val) > 0.5  # three colours: far above chance
+
+
+def test_augment_batch_is_seeded_and_keeps_shapes() -> None:
+    x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).reshape(2, 3, 16, 16)
+    a = augment_batch(x, torch.Generator().manual_seed(0))
+    b = augment_batch(x, torch.Generator().manual_seed(0))
+    c = augment_batch(x, torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert not torch.equal(a, x)
+    # values are bilinear mixes of the image's own pixels: within its range
+    assert float(a.min()) >= float(x.min()) - 1e-4 and float(a.max()) <= float(x.max()) + 1e-4
+
+
+def test_augment_flips_and_crops_each_image_on_its_own() -> None:
+    x = torch.rand(64, 1, 8, 8)
+    out = augment_batch(x, torch.Generator().manual_seed(0))
+    same = [torch.allclose(out[i], x[i], atol=1e-6) for i in range(64)]
+    assert not all(same)
+    # a crop of the whole image (area 1, ratio 1) flipped or not: roi_align is exact there
+    ident = augment_batch(x[:1].expand(1, 1, 8, 8), torch.Generator().manual_seed(5))
+    assert ident.shape == (1, 1, 8, 8)
+
+
+def test_augmentation_changes_training_only_when_on() -> None:
+    cfg = compose(["dataset=digits"]).dataset
+    splits = load_splits(cfg, seed=0)
+    assert not splits.augment
+    space = get_search_space("tiny", search_space_config("tiny")())
+
+    def trained(augment: bool) -> torch.Tensor:
+        torch.manual_seed(0)
+        m = space.build(space.extremes()[0], splits.spec)
+        train(m, splits.train.batches(64, shuffle=True), epochs=1, lr=0.01,
+              placing=Placing(augment=augment))  # fmt: skip
+        return torch.cat([p.detach().flatten() for p in m.parameters()])
+
+    assert torch.equal(trained(False), trained(False))
+    assert not torch.equal(trained(False), trained(True))
+
+
+@pytest.mark.parametrize(
+    ("dataset", "augment"),
+    [("mnist5k", False), ("digits", False), ("imagefolder", True), ("cifar10", True)],
+)
+def test_augmentation_defaults(dataset: str, augment: bool, tmp_path: Path) -> None:
+    extra = [] if dataset in ("mnist5k", "digits") else [f"dataset.root={tmp_path}"]
+    assert compose([f"dataset={dataset}", *extra]).dataset.augment is augment
