@@ -5,11 +5,11 @@ with CPU bf16 autocast, which takes the same code path as a GPU's."""
 from __future__ import annotations
 
 import torch
+from compress_models import build
 from torch import nn
 
 import compress
 from compress._quant import effective_weight
-from compress_models import build
 from nas.pipeline._train import Placing, train
 
 
