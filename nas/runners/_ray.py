@@ -70,6 +70,7 @@ class RayRunner:
         self._address = resolve_ray_address(cfg.runner.address)
         if self._address is not None:
             probe_ray_address(self._address, cfg.runner.address)
+        _check_device(cfg)
 
     def prepare(self, loop: SearchLoop) -> None:
         """The strategy's one-off work (a supernet's training) as one Ray task with a
@@ -89,7 +90,13 @@ class RayRunner:
             task = ray.remote(num_cpus=float(r.cpus_per_trial), num_gpus=float(r.gpus_per_trial))(
                 prepare_in_worker
             )
-            for line in ray.get(task.remote(worker_setup(loop))):
+            try:
+                said = ray.get(task.remote(worker_setup(loop)))
+            except ray.exceptions.RayTaskError as e:
+                if isinstance(e.cause, ConfigError):  # train.device the worker lacks
+                    raise ConfigError(f"on the Ray worker: {e.cause}") from None
+                raise
+            for line in said:
                 print(line, file=sys.stderr)
         finally:
             with sigint_ignored():
@@ -137,8 +144,7 @@ class RayRunner:
             ray.init(
                 address="local",
                 num_cpus=int(num_cpus),
-                # GPUs are detected when trials ask for them; none are claimed otherwise.
-                num_gpus=None if r.gpus_per_trial > 0 else 0,
+                num_gpus=_local_gpus(r),
                 object_store_memory=int(r.object_store_mb) * 1_000_000,
                 include_dashboard=False,
                 **quiet,
@@ -152,6 +158,28 @@ class RayRunner:
                 f"{self._address}: {one_line(e)}"
             ) from None
         return True
+
+
+def _local_gpus(r: Any) -> float | None:
+    """A local Ray's GPUs: ``runner.num_gpus`` when set (it may declare GPUs torch does
+    not see: Ray then assigns their ids all the same, which the tests use); else Ray
+    detects them when trials ask for GPUs, and none are claimed otherwise."""
+    if r.get("num_gpus") is not None:
+        return float(r.num_gpus)
+    return None if r.gpus_per_trial > 0 else 0
+
+
+def _check_device(cfg: DictConfig) -> None:
+    """Refuse ``train.device=cuda`` with no GPU reserved per trial: every trial would
+    train on a GPU Ray schedules nothing on, shared with whatever else runs there.
+    (Whether a worker's torch sees the GPUs Ray gave it is known on the worker only: a
+    trial whose worker lacks them fails with one line, and the search goes on.)"""
+    device = str(cfg.train.get("device", "auto"))
+    if device.startswith("cuda") and float(cfg.runner.gpus_per_trial) == 0:
+        raise ConfigError(
+            f"train.device={device} under runner=ray needs runner.gpus_per_trial > 0 "
+            "(1, 0.5, 0.25: a trial's share of a GPU), so that Ray gives each trial its GPU"
+        )
 
 
 def _check_resources(ray: Any, r: Any) -> None:

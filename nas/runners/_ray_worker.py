@@ -10,6 +10,15 @@ path a trial uses is absolute, since Tune changes each trial's working directory
 Early stopping (``ctx.early_stop``, an :class:`~nas.pipeline.EpochJudge`) is shared
 by all workers: the judge lives in one Ray actor and workers call it through
 :class:`RemoteJudge`.
+
+Where a trial trains (``train.device``) is resolved in the worker, from what Ray gave
+it: a trial asking ``runner.gpus_per_trial`` GPUs runs in an actor whose
+``CUDA_VISIBLE_DEVICES`` Ray narrowed to its GPU(s), so ``auto`` (and ``cuda:0``) is
+that GPU; Ray keeps an actor's GPUs for the actor's life, so the cached context's
+placement stays right for every trial the actor runs (checked on each trial anyway).
+Each result carries its placement (``device``, ``device_name``, ``precision``,
+``ray_gpu_ids``), the worker's ``cuda_visible_devices`` and when the worker started and
+ended the trial, as tags of its MLflow run.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import math
 import os
 import sys
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +122,10 @@ def worker_setup(loop: SearchLoop) -> WorkerSetup:
     cfg: dict[str, Any] = OmegaConf.to_container(loop.cfg, resolve=True)  # type: ignore[assignment]
     threads = max(1, math.ceil(float(loop.cfg.runner.cpus_per_trial)))
     cfg["train"]["threads"] = threads
+    if float(loop.cfg.runner.gpus_per_trial) == 0 and cfg["train"].get("device") == "auto":
+        # No GPU reserved for the trial: Ray (2.60) then leaves CUDA_VISIBLE_DEVICES as
+        # the node has it, and auto would train on a GPU other trials use unscheduled.
+        cfg["train"]["device"] = "cpu"
     cfg["search"]["output_dir"] = str(loop.out_dir)
     cfg["mlflow"]["tracking_uri"] = None  # workers never write to MLflow
     cfg["search"]["storage"] = None  # nor to the study
@@ -139,8 +153,9 @@ _CONTEXTS: dict[str, TrialContext] = {}
 """This worker process's trial contexts, by :attr:`WorkerSetup.key` (reused actors keep it)."""
 
 
-def _build_context(setup: WorkerSetup, *, evaluator: bool) -> TrialContext:
-    """A trial context in this worker: the driver's paths and plugins first."""
+def _build_context(setup: WorkerSetup, *, evaluator: bool, place: bool = True) -> TrialContext:
+    """A trial context in this worker (the driver's paths and plugins first), placed on
+    the device Ray gave this process (``place``)."""
     for path in setup.sys_path:
         if path not in sys.path:
             sys.path.append(path)
@@ -154,12 +169,14 @@ def _build_context(setup: WorkerSetup, *, evaluator: bool) -> TrialContext:
         study_name=setup.study_name,
         plugins=setup.plugins,
         evaluator=evaluator,
+        place=place,
     )
 
 
 def worker_context(setup: WorkerSetup) -> TrialContext:
     ctx = _CONTEXTS.get(setup.key)
     if ctx is not None:
+        _replace_if_moved(ctx, setup)
         return ctx
     ctx = _build_context(setup, evaluator=True)
     for old in _CONTEXTS.values():  # another search's context in a reused worker
@@ -170,12 +187,35 @@ def worker_context(setup: WorkerSetup) -> TrialContext:
     return ctx
 
 
+def _replace_if_moved(ctx: TrialContext, setup: WorkerSetup) -> None:
+    """Re-resolve a cached context's placement if Ray's GPUs for this process changed.
+
+    Not expected: Tune reuses an actor only for trials asking the same resources, and
+    Ray keeps an actor's GPUs (and its ``CUDA_VISIBLE_DEVICES``) for the actor's life.
+    Cheap to check, and a trial must never train on a GPU Ray gave another."""
+    from nas.pipeline._device import ray_gpu_ids, select_device
+
+    placed = ctx.placement
+    if placed is None or placed.ray_gpu_ids == ray_gpu_ids():
+        return
+    train = setup.cfg["train"]
+    ctx.placement = select_device(str(train["device"]), str(train["precision"]))
+
+
+def worker_tags() -> dict[str, str]:
+    """What a worker adds to its trial's tags: ``CUDA_VISIBLE_DEVICES`` as Ray set it
+    for this process (absent when unset)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return {} if visible is None else {"cuda_visible_devices": visible}
+
+
 def prepare_in_worker(setup: WorkerSetup) -> list[str]:
     """A Ray task: the strategy's one-off work on this worker; returns its messages
-    (its progress bar stays here), each prefixed with where it ran."""
+    (its progress bar stays here), each prefixed with where it ran. It trains on the
+    device Ray gave the task (it asks a trial's resources), resolved as for a trial."""
     import ray
 
-    ctx = _build_context(setup, evaluator=False)
+    ctx = _build_context(setup, evaluator=False, place=True)
     assert ctx.strategy is not None
     said = io.StringIO()
     with contextlib.redirect_stderr(said):
@@ -183,7 +223,15 @@ def prepare_in_worker(setup: WorkerSetup) -> list[str]:
     node = ray.get_runtime_context().get_node_id()[:8]
     lines = [ln for ln in said.getvalue().replace("\r", "\n").splitlines() if ln.strip()]
     # Keep the messages, not the progress bar's frames.
-    return [f"[Ray node {node}] {ln}" for ln in lines if "|" not in ln]
+    where = [f"[Ray node {node}] trained on {_describe(ctx)}"] if ctx.placement else []
+    return where + [f"[Ray node {node}] {ln}" for ln in lines if "|" not in ln]
+
+
+def _describe(ctx: TrialContext) -> str:
+    placed = ctx.placement
+    assert placed is not None
+    gpus = f", Ray GPU ids {','.join(placed.ray_gpu_ids)}" if placed.ray_gpu_ids else ""
+    return f"{placed.device} ({placed.name}, {placed.precision}{gpus})"
 
 
 def train_in_worker(
@@ -208,6 +256,7 @@ def train_in_worker(
 
 
 def _run_in_worker(config: dict[str, Any], setup: WorkerSetup, judge: Any) -> dict[str, Any]:
+    started = _now()
     try:
         proposal = Proposal(**json.loads(config["proposal"]))
         ctx = worker_context(setup)
@@ -217,8 +266,15 @@ def _run_in_worker(config: dict[str, Any], setup: WorkerSetup, judge: Any) -> di
         return {"nas_outcome": "pruned", "nas_reason": str(e)}
     except Exception as e:
         return {"nas_outcome": "failed", "nas_reason": f"{type(e).__name__}: {one_line(e, 500)}"}
+    result.tags.update(worker_tags())
+    result.tags.update({"ray.started_at": started, "ray.ended_at": _now()})
     out: dict[str, Any] = {"nas_outcome": "complete", "nas_result": json.dumps(asdict(result))}
     for key in ("val_accuracy", "size_bytes", "train_seconds", "trial_seconds"):
         if key in result.metrics:
             out[key] = float(result.metrics[key])
     return out
+
+
+def _now() -> str:
+    """Wall-clock time, UTC, ISO 8601 to the millisecond (when a worker ran a trial)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")

@@ -240,13 +240,16 @@ def result_of(t: FrozenTrial) -> TrialResult:
 def end_finished_run(
     tracker: Tracker, run_id: str, sampled: dict[str, Any], result: TrialResult
 ) -> None:
-    """End the run of a trial that ran to the end: its params, metrics and tags."""
+    """End the run of a trial that ran to the end: its params, metrics and tags (the
+    result's own first: where it trained, under Ray also the worker's GPUs; the
+    recorder's tags win a clash)."""
     tracker.finish_trial(
         run_id,
         status="FINISHED",
         params=_run_params(sampled, result),
         metrics=result.metrics,
         tags={
+            **result.tags,
             keys.TAG_FEASIBLE: str(result.feasible).lower(),
             keys.TAG_PARETO: "false",
             keys.TAG_ARCH: json.dumps(result.arch),
