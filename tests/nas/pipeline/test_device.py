@@ -133,3 +133,13 @@ def test_cuda_without_a_gpu_exits_2_with_one_line(tmp_path) -> None:
         "(torch.cuda.is_available() is False); use auto or cpu"
     ]
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_where_a_search_trains_leaves_its_study_name_alone() -> None:
+    # A study started on the CPU resumes on a GPU (and back): the device is not hashed.
+    from nas.config import search_hash
+
+    base = search_hash(compose([]))
+    assert search_hash(compose(["train.device=cpu"])) == base
+    assert search_hash(compose(["train.device=cuda:1", "dataset.num_workers=4"])) == base
+    assert search_hash(compose(["train.precision=bf16"])) != base  # it changes the numbers
