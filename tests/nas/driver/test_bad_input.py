@@ -14,13 +14,13 @@ import pytest
 
 
 def _image_dirs(root: Path) -> dict[str, Path]:
-    from PIL import Image
-
+    # One unreadable image is skipped and counted (tests/nas/pipeline/test_stream.py);
+    # a folder whose sampled training images are all unreadable is refused.
     corrupt = root / "corrupt"
     for cls in ("a", "b"):
         (corrupt / cls).mkdir(parents=True)
-        Image.new("L", (8, 8), 128).save(corrupt / cls / "ok.png")
-    (corrupt / "b" / "broken.png").write_bytes(b"this is not a png")
+        for i in range(4):
+            (corrupt / cls / f"broken{i}.png").write_bytes(b"this is not a png")
     empty = root / "empty"
     empty.mkdir()
     return {"corrupt": corrupt, "empty": empty}
@@ -44,7 +44,8 @@ CASES = [
     ("sparsity", ["compress.sparsity_max=1.5"], ["sparsity_max=1.5", "[0, 1)"], True),
     ("n_trials", ["search.n_trials=0"], ["search.n_trials=0", ">= 1"], True),
     ("root", ["dataset=imagefolder", "dataset.root={tmp}/nosuch"], ["nosuch", "existing"], True),
-    ("corrupt", ["dataset=imagefolder", "dataset.root={corrupt}"], ["broken.png", "corrupt"],
+    ("corrupt", ["dataset=imagefolder", "dataset.root={corrupt}", "dataset.n_test=2",
+                 "dataset.n_val=2"], ["dataset.root", "none of 4 sampled", "could be read"],
      False),
     ("empty", ["dataset=imagefolder", "dataset.root={empty}"], ["empty", "class"], False),
     ("mlflow", ["mlflow.tracking_uri=http://127.0.0.1:{port}"], ["127.0.0.1", "unreachable"],
