@@ -7,6 +7,7 @@ about a second with one line that names the value and what is allowed.
 from __future__ import annotations
 
 from nas.config._compose import compose, conf_dir, expand_device_list, register_schemas
+from nas.config._hash import search_hash
 from nas.config._registry import Registry
 from nas.config._schema import (
     DEVICE_CHOICES,
@@ -34,7 +35,6 @@ from nas.config._schema import (
     is_multi_device,
     min_accuracy,
     one_line,
-    search_hash,
 )
 from nas.config._validate import GROUP_CHECKS, validate
 

@@ -6,9 +6,7 @@ second with one clear line.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -46,7 +44,6 @@ __all__ = [
     "hw_profile_path",
     "is_finite",
     "one_line",
-    "search_hash",
 ]
 
 PRUNE_SCOPES = ("global", "layer")
@@ -396,52 +393,6 @@ def min_accuracy(cfg: DictConfig, num_classes: int) -> float:
     """The front's accuracy floor: ``search.min_accuracy``, else twice chance."""
     value = cfg.search.get("min_accuracy")
     return float(value) if value is not None else 2.0 / max(int(num_classes), 1)
-
-
-def search_hash(cfg: DictConfig) -> str:
-    """A short hash of everything that changes what a trial computes.
-
-    Budgets (n_trials, timeout), storage and tracking are left out on purpose, so
-    that the same search can be continued with a larger budget.
-    """
-    keys = ("dataset", "search_space", "sampler", "train", "compress", "hw")
-    relevant = {
-        k: None if cfg[k] is None else OmegaConf.to_container(cfg[k], resolve=True) for k in keys
-    }
-    relevant["seed"] = cfg.search.seed
-    _drop_neutral(relevant)
-    strategy = cfg.get("strategy")
-    if strategy is not None and strategy.name != "scratch":
-        # Left out for scratch, so that studies made before strategies existed resume.
-        relevant["strategy"] = OmegaConf.to_container(strategy, resolve=True)
-    if cfg.get("devices"):
-        # Only when set, so that single-device studies keep their names and resume.
-        devices: dict[str, Any] = OmegaConf.to_container(cfg.devices, resolve=True)  # type: ignore[assignment]
-        for profile in devices.values():
-            _drop_neutral({"hw": profile})
-        relevant["devices"] = devices
-        relevant["device_constraint"] = cfg.search.get("device_constraint", "round_robin")
-    blob = json.dumps(relevant, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:10]
-
-
-# Keys added after studies existed, dropped from the hash at values that compute what
-# the studies before them computed (so those resume): where a trial runs never counts.
-_NEUTRAL: dict[str, dict[str, Any]] = {
-    "train": {"device": None, "precision": "auto"},
-    "dataset": {"num_workers": None, "augment": False},
-    "hw": {"batch_size": 1, "device": "cpu"},
-}
-
-
-def _drop_neutral(relevant: dict[str, Any]) -> None:
-    for group, keys in _NEUTRAL.items():
-        node = relevant.get(group)
-        if not isinstance(node, dict):
-            continue
-        for key, neutral in keys.items():
-            if key in node and (neutral is None or node[key] == neutral):
-                del node[key]
 
 
 def as_plain(cfg: Any) -> Any:

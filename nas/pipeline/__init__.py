@@ -39,13 +39,16 @@ if TYPE_CHECKING:
     )
     from nas.pipeline._data import (
         Batches,
+        DataPart,
         Splits,
+        TensorPart,
         get_loader,
         list_datasets,
         load_splits,
         register_dataset,
     )
     from nas.pipeline._datasets import DATASETS
+    from nas.pipeline._device import Placement, ray_gpu_ids, select_device
     from nas.pipeline._evaluator import (
         MAX_ARTIFACT_PARAMS,
         ArtifactEvaluator,
@@ -56,6 +59,7 @@ if TYPE_CHECKING:
     from nas.pipeline._recipe import Recipe, RecipeResult, distiller, train_compressed
     from nas.pipeline._scratch import ScratchStrategy, export_and_evaluate, train_proposal
     from nas.pipeline._strategy import STRATEGIES, evaluate_proposal, run_trial
+    from nas.pipeline._stream import FolderPart, augment_batch
     from nas.pipeline._supernet import (
         SupernetStrategy,
         estimated_front,
@@ -98,10 +102,12 @@ _NAMES = {
         "nas.pipeline._context",
     ),
     **dict.fromkeys(
-        ["Batches", "Splits", "get_loader", "list_datasets", "load_splits",
-         "register_dataset"],
+        ["Batches", "DataPart", "Splits", "TensorPart", "get_loader", "list_datasets",
+         "load_splits", "register_dataset"],
         "nas.pipeline._data",
     ),
+    **dict.fromkeys(["Placement", "ray_gpu_ids", "select_device"], "nas.pipeline._device"),
+    **dict.fromkeys(["FolderPart", "augment_batch"], "nas.pipeline._stream"),
     **dict.fromkeys(
         ["MAX_ARTIFACT_PARAMS", "ArtifactEvaluator", "evaluate_artifact", "load_artifact",
          "score_artifact"],
@@ -137,6 +143,13 @@ _NAMES = {
 
 __all__ = [
     "AIMED_DEVICE",
+    "DataPart",
+    "FolderPart",
+    "Placement",
+    "TensorPart",
+    "augment_batch",
+    "ray_gpu_ids",
+    "select_device",
     "ANY_DEVICE",
     "ArtifactEvaluator",
     "Batches",

@@ -36,7 +36,6 @@ import compress
 from nas.config import ConfigError
 from nas.pipeline._candidate import compression_configs
 from nas.pipeline._context import Proposal, TrialContext, TrialResult, feasible_on
-from nas.pipeline._device import autocast
 from nas.pipeline._recipe import Recipe, distiller, train_compressed
 from nas.pipeline._scratch import export_and_evaluate
 from nas.pipeline._supernet_cache import (
@@ -50,7 +49,7 @@ from nas.pipeline._supernet_cache import (
     train_seconds,
 )
 from nas.pipeline._supernet_train import SupernetRecipe, train_supernet
-from nas.pipeline._train import accuracy
+from nas.pipeline._train import Placing, accuracy, step_seconds
 from search_spaces import SlicedSupernet, get_search_space, search_space_config
 
 if TYPE_CHECKING:
@@ -177,23 +176,11 @@ class SupernetStrategy:
         """Time to finalise ``finalists`` candidates, each at most the largest network:
         its fine-tuning epochs at a measured step time, plus export and evaluation."""
         if self._reserve is None:
-            model = self._largest(ctx)
-            model.to(ctx.device)
-            x = ctx.splits.train.head(int(ctx.train_cfg.batch_size)).to(ctx.device)
-            y = ctx.splits.train.y[: len(x)].to(ctx.device)
-            model.train()
-            times = []
-            for _ in range(3):
-                t0 = time.monotonic()
-                with autocast(ctx.device, ctx.precision):
-                    loss = torch.nn.functional.cross_entropy(model(x), y)
-                loss.backward()
-                _synchronize(ctx.device)
-                times.append(time.monotonic() - t0)
-            model.zero_grad(set_to_none=True)
-            model.eval()
+            batch = int(ctx.train_cfg.batch_size)
+            x, y = ctx.splits.train.head(batch), ctx.splits.train.y[:batch]
+            seconds = step_seconds(self._largest(ctx), x, y, Placing(ctx.device, ctx.precision))
             steps = -(-len(ctx.splits.train) // len(x))
-            per = float(self.cfg.finetune_epochs) * steps * min(times) * 1.5 + _EVAL_S
+            per = float(self.cfg.finetune_epochs) * steps * seconds * 1.5 + _EVAL_S
             self._reserve = per * int(self.cfg.finalists)
         return self._reserve
 
@@ -451,9 +438,3 @@ def _front(study: optuna.Study, device: str | None = None) -> list[tuple[float, 
         if not front or acc > front[-1][0]:
             front.append((acc, size, number))
     return front
-
-
-def _synchronize(device: str) -> None:
-    """Wait for a GPU's queued work, so a wall-clock timing covers it."""
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(torch.device(device))

@@ -26,6 +26,7 @@ __all__ = [
     "model_device",
     "predict",
     "predict_labeled",
+    "step_seconds",
     "train",
 ]
 
@@ -97,13 +98,7 @@ def train(
     scaler = torch.amp.GradScaler(place.device.split(":")[0], enabled=place.precision == "fp16")
     total = max(1, epochs * len(batches))  # type: ignore[arg-type]
     augment_gen = torch.Generator().manual_seed(place.seed) if place.augment else None
-    sched: torch.optim.lr_scheduler.LRScheduler
-    if total > _MIN_ONE_CYCLE_STEPS:
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=lr, total_steps=total, pct_start=0.25, anneal_strategy="cos"
-        )
-    else:  # too few steps for the schedule's phases (torch divides by zero): flat lr
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: 1.0)
+    sched = _one_cycle(opt, lr, total)
     model.train()
     steps, loss_value, skipped = 0, float("nan"), 0
     for epoch in range(epochs):
@@ -115,23 +110,20 @@ def train(
                 x = augment_batch(x, augment_gen)
             with autocast(place.device, place.precision):
                 logits = model(x)
-                if loss_fn is None:
-                    loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-                else:
-                    loss = loss_fn(logits, y, x)
+                loss = (
+                    F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+                    if loss_fn is None
+                    else loss_fn(logits, y, x)
+                )
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
                 raise TrainFailed(f"loss became {loss_value} at step {steps} (epoch {epoch})")
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
+            _step(loss, opt, scaler, sched)
             steps += 1
             if on_step is not None:
                 on_step(steps, total)
-            running += loss_value
-            n += 1
+            running, n = running + loss_value, n + 1
             if deadline is not None and time.monotonic() > deadline:
                 raise TrialTimeout(
                     f"trial exceeded search.trial_timeout_s during training (epoch {epoch})"
@@ -142,6 +134,53 @@ def train(
     if skipped:
         print(f"training skipped {skipped} unreadable image(s) (named above)", file=sys.stderr)
     return TrainStats(time.monotonic() - start, steps, loss_value, skipped)
+
+
+def step_seconds(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, placing: Placing, *, repeats: int = 3
+) -> float:
+    """The fastest of ``repeats`` forward and backward passes of ``model`` on ``(x, y)``
+    where ``placing`` trains (a GPU's queued work included); ``model`` stays there."""
+    model.to(placing.device)
+    x, y = x.to(placing.device), y.to(placing.device)
+    model.train()
+    times = []
+    for _ in range(repeats):
+        t0 = time.monotonic()
+        with autocast(placing.device, placing.precision):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        if placing.device.startswith("cuda"):
+            torch.cuda.synchronize(torch.device(placing.device))
+        times.append(time.monotonic() - t0)
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    return min(times)
+
+
+def _step(
+    loss: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+) -> None:
+    """One optimizer step (the scaler is a pass-through unless at fp16)."""
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    sched.step()
+
+
+def _one_cycle(
+    opt: torch.optim.Optimizer, lr: float, total: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A one-cycle schedule over ``total`` steps; a flat lr when there are too few steps
+    for its phases (torch's OneCycleLR then divides by zero)."""
+    if total > _MIN_ONE_CYCLE_STEPS:
+        return torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=lr, total_steps=total, pct_start=0.25, anneal_strategy="cos"
+        )
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: 1.0)
 
 
 def _on_device(

@@ -17,12 +17,13 @@ from nas.pipeline import (
     STRATEGIES,
     ArtifactEvaluator,
     Device,
+    Placement,
     TrialContext,
     load_splits,
     make_teacher,
+    select_device,
     space_from_cfg,
 )
-from nas.pipeline._device import select_device
 from nas.study import make_early_stop
 
 __all__ = ["make_context", "strategy_name", "usable_bits"]
@@ -54,9 +55,8 @@ def make_context(
         out_dir: absolute output directory (artifacts go under ``outputs/<study_name>``).
         evaluator: start the fresh-process artifact evaluator now; the driver of a Ray
             search, which trains nothing itself, passes False.
-        place: resolve where trials train (``train.device``, ``train.precision``) on
-            this process; None: when ``evaluator`` is. A Ray task that trains without
-            evaluating (``strategy=supernet``'s one-off training) passes True.
+        place: resolve ``train.device`` and ``train.precision`` here; None: when
+            ``evaluator`` is (a Ray task that only trains, the supernet's, passes True).
     """
     seed = int(cfg.search.seed)
     torch.set_num_threads(int(cfg.train.threads))
@@ -72,14 +72,8 @@ def make_context(
         raise ConfigError(str(e)) from None
     # Where trials train: resolved where they run. A Ray driver trains nothing, and its
     # machine may have no GPU while the workers do; each worker resolves its own.
-    placement = None
-    if evaluator if place is None else place:
-        try:
-            placement = select_device(
-                str(cfg.train.get("device", "auto")), str(cfg.train.get("precision", "auto"))
-            )
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
+    placement = _placement(cfg) if (evaluator if place is None else place) else None
+    device, precision = (placement.device, placement.precision) if placement else ("cpu", "fp32")
     splits = load_splits(cfg.dataset, seed=seed)
     dataset: dict[str, Any] = OmegaConf.to_container(cfg.dataset, resolve=True)  # type: ignore[assignment]
     return TrialContext(
@@ -92,11 +86,7 @@ def make_context(
         hw=hw,
         hw_cfg=cfg.hw,
         evaluator=ArtifactEvaluator(
-            dataset=dataset,
-            seed=seed,
-            threads=1,
-            plugins=plugins,
-            device=placement.device if placement else "cpu",
+            dataset=dataset, seed=seed, threads=1, plugins=plugins, device=device
         )
         if evaluator
         else None,
@@ -109,8 +99,8 @@ def make_context(
             space_cfg=space_cfg,
             splits=splits,
             cache_dir=out_dir / "outputs" / "teachers",
-            device=placement.device if placement else "cpu",
-            precision=placement.precision if placement else "fp32",
+            device=device,
+            precision=precision,
         ),
         early_stop=make_early_stop(cfg, out_dir=out_dir, study_name=study_name),
         strategy=STRATEGIES.get(strategy_name(cfg))(cfg.get("strategy")),
@@ -118,6 +108,15 @@ def make_context(
         device_constraint=str(cfg.search.get("device_constraint", "round_robin")),
         placement=placement,
     )
+
+
+def _placement(cfg: DictConfig) -> Placement:
+    try:
+        return select_device(
+            str(cfg.train.get("device", "auto")), str(cfg.train.get("precision", "auto"))
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def strategy_name(cfg: DictConfig) -> str:

@@ -193,7 +193,7 @@ def _replace_if_moved(ctx: TrialContext, setup: WorkerSetup) -> None:
     Not expected: Tune reuses an actor only for trials asking the same resources, and
     Ray keeps an actor's GPUs (and its ``CUDA_VISIBLE_DEVICES``) for the actor's life.
     Cheap to check, and a trial must never train on a GPU Ray gave another."""
-    from nas.pipeline._device import ray_gpu_ids, select_device
+    from nas.pipeline import ray_gpu_ids, select_device
 
     placed = ctx.placement
     if placed is None or placed.ray_gpu_ids == ray_gpu_ids():

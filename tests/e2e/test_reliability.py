@@ -57,12 +57,12 @@ if mp.current_process().name == "nas-evaluator":
     (MARKS / f"evaluator-{os.getpid()}.pid").write_text(str(os.getpid()))
     _evaluate = ev.evaluate_artifact
 
-    def evaluate_artifact(path, splits):
+    def evaluate_artifact(path, splits, **kwargs):
         number = int(Path(path).stem.split("_")[-1])
         if PHASE == "evaluate" and number in TRIALS:
             (MARKS / f"evaluate-{number}").touch()
             time.sleep(SLEEP)
-        return _evaluate(path, splits)
+        return _evaluate(path, splits, **kwargs)
 
     ev.evaluate_artifact = evaluate_artifact
 else:
