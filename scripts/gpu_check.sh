@@ -14,12 +14,14 @@
 #    in a fresh directory, timed                         -> gpu_job.json, search.log,
 #                                                           mlflow.db, pareto.csv
 # 3. bench_gpu.py combine: GPU over 2 CPU cores (docs/bench/gpu_cpu_side.json and
-#    docs/bench/default_run.json) and each side's breakdown of a trial's time
+#    docs/bench/cpu_default_run.json, both measured on the 2-core machine) and each
+#    side's breakdown of a trial's time
 #                                                        -> gpu.json (for docs/bench/)
 # A step that fails is logged and its figures stay null; the later steps still run.
 #
 # GPU_CHECK_ARGS: the search's overrides, "+hw=mobile" by default, the README's quick
-#   start and the command docs/bench/default_run.json recorded, so trials/minute compare.
+#   start and the command docs/bench/cpu_default_run.json recorded, so trials/minute
+#   compare.
 # GPU_CHECK_SEARCH_TIMEOUT: seconds for step 2 (default 420; the search itself stops
 #   starting trials at search.timeout_s=250).
 # GPU_CHECK_BENCH_ARGS: extra bench_gpu.py arguments (e.g. --quick for a smoke run).
@@ -101,6 +103,7 @@ gpu_run=()
 gpu_job=()
 [ -f "$out/gpu_job.json" ] && gpu_job=(--gpu-job "$out/gpu_job.json")
 "$py" scripts/bench_gpu.py combine --cpu docs/bench/gpu_cpu_side.json \
+    --default-run docs/bench/cpu_default_run.json \
     --gpu "$out/gpu_side.json" "${gpu_job[@]}" "${gpu_run[@]}" \
     --out "$out/gpu.json" >/dev/null 2>>"$out/bench.log" \
     || log "combine failed"
