@@ -334,6 +334,39 @@ def _dumps(report: dict[str, Any]) -> str:
     )
 
 
+def _command(args: argparse.Namespace, p: argparse.ArgumentParser) -> list[str]:
+    """The command measured: the streamed search of ``--folder`` (written first with
+    ``--make``), or ``--command`` with ``python`` as this interpreter."""
+    if args.command is None:
+        if args.make:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from make_imagefolder import generate
+
+            m = generate(args.folder, n=args.n, size=args.size)
+            print(f"folder {args.folder}: {m['files']} files, {m['bytes']} bytes", flush=True)
+        if not args.folder.is_dir():
+            p.error(f"--folder {args.folder} does not exist (--make writes it)")
+        return default_command(args.folder.resolve(), args.overrides)
+    cmd = shlex.split(args.command) + args.overrides
+    if cmd and cmd[0] == "python":  # this interpreter; other paths: absolute (runs in workdir)
+        cmd[0] = sys.executable
+    return cmd
+
+
+def _target(res: dict[str, Any], limit_gb: float) -> dict[str, Any]:
+    limit = int(limit_gb * 1e9)
+    return {
+        "what": f"peak summed RSS of the process tree < {limit_gb:g} GB, exit 0",
+        "limit_bytes": limit,
+        "value_bytes": res["peak_rss_bytes"],
+        "met": res["peak_rss_bytes"] < limit and res["returncode"] == 0,
+        # RSS sums count the pages forked workers share with the driver once per
+        # process; PSS divides them, so this is the same limit on the fair figure.
+        "pss_bytes": res["peak_pss_bytes"],
+        "pss_met": res["peak_pss_bytes"] < limit and res["returncode"] == 0,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="extra nas.search overrides")
@@ -351,20 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         help="measure this command line instead (run in the workdir; 'python' is this one)",
     )
     args = p.parse_args(argv)
-    if args.command is None:
-        if args.make:
-            sys.path.insert(0, str(Path(__file__).resolve().parent))
-            from make_imagefolder import generate
-
-            m = generate(args.folder, n=args.n, size=args.size)
-            print(f"folder {args.folder}: {m['files']} files, {m['bytes']} bytes", flush=True)
-        if not args.folder.is_dir():
-            p.error(f"--folder {args.folder} does not exist (--make writes it)")
-        cmd = default_command(args.folder.resolve(), args.overrides)
-    else:
-        cmd = shlex.split(args.command) + args.overrides
-        if cmd and cmd[0] == "python":  # this interpreter; other paths: absolute (runs in workdir)
-            cmd[0] = sys.executable
+    cmd = _command(args, p)
     tmp = None
     if args.workdir is None:
         tmp = tempfile.mkdtemp(prefix="bench-stream-")
@@ -383,17 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-    limit = int(args.limit_gb * 1e9)
-    res["target"] = {
-        "what": f"peak summed RSS of the process tree < {args.limit_gb:g} GB, exit 0",
-        "limit_bytes": limit,
-        "value_bytes": res["peak_rss_bytes"],
-        "met": res["peak_rss_bytes"] < limit and res["returncode"] == 0,
-        # RSS sums count the pages forked workers share with the driver once per
-        # process; PSS divides them, so this is the same limit on the fair figure.
-        "pss_bytes": res["peak_pss_bytes"],
-        "pss_met": res["peak_pss_bytes"] < limit and res["returncode"] == 0,
-    }
+    res["target"] = _target(res, args.limit_gb)
     import _common
 
     report = {
