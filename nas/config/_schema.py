@@ -18,6 +18,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 __all__ = [
     "DEVICE_CHOICES",
     "DEVICE_SPEC",
+    "MEASURE_DEVICE_SPEC",
+    "check_device_spec",
     "PRECISIONS",
     "CompressSearchConfig",
     "Config",
@@ -62,6 +64,17 @@ def one_line(e: BaseException, n: int = 300) -> str:
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 DEVICE_SPEC = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 """``train.device``: checked here, before torch is imported; resolved by ``nas.pipeline``."""
+MEASURE_DEVICE_SPEC = re.compile(r"^(cpu|cuda(:\d+)?)$")
+"""``hw.device``: where a measured latency is taken; CUDA availability is ``nas.hw``'s."""
+
+
+def check_device_spec(spec: object) -> str | None:
+    """Why ``spec`` is not a valid ``train.device`` (None when it is); no torch needed."""
+    if not DEVICE_SPEC.match(str(spec)):
+        return f"train.device={spec!r} is not one of {DEVICE_CHOICES}"
+    return None
+
+
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 

@@ -8,7 +8,6 @@ checked against their registries by ``nas.driver.preflight``, which knows them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from compress import BITS
 from nas.config._schema import (
-    DEVICE_CHOICES,
     DEVICE_CONSTRAINTS,
-    DEVICE_SPEC,
+    MEASURE_DEVICE_SPEC,
     PRECISIONS,
     PRUNE_KINDS,
     PRUNE_SCOPES,
     SCHEDULES,
     ConfigError,
+    check_device_spec,
     hw_profile_path,
 )
 from search_spaces import BUILTIN_MODULES, NESTED_SPACES, search_space_config
 
 __all__ = ["GROUP_CHECKS", "validate"]
-
-_HW_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
-"""``hw.device``: where a measured latency is taken (CUDA availability: ``nas.hw``)."""
 
 
 def validate(cfg: DictConfig) -> None:
@@ -73,11 +69,8 @@ def _check_train(cfg: DictConfig) -> None:
     t = cfg.train
     _at_least("train", t, ("epochs", "batch_size", "threads"), 1)
     _require(t.lr is None or t.lr > 0, f"train.lr={t.lr} must be > 0 or null")
-    device = t.get("device", "auto")
-    _require(
-        DEVICE_SPEC.match(str(device)) is not None,
-        f"train.device={device!r} is not one of {DEVICE_CHOICES}",
-    )
+    bad_device = check_device_spec(t.get("device", "auto"))
+    _require(bad_device is None, str(bad_device))
     precision = t.get("precision", "auto")
     _require(
         precision in PRECISIONS,
@@ -281,7 +274,7 @@ def _check_profile(h: DictConfig, at: str) -> None:
     batch_size, device = h.get("batch_size", 1), str(h.get("device", "cpu"))
     _require(batch_size >= 1, f"{at}.batch_size={batch_size} must be an integer >= 1")
     _require(
-        _HW_DEVICE.match(device) is not None,
+        MEASURE_DEVICE_SPEC.match(device) is not None,
         f"{at}.device={device!r} is not one of cpu, cuda, cuda:N",
     )
     _require(

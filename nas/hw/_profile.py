@@ -19,13 +19,13 @@ used instead of a shipped one (``+hw=custom hw.profile=my_device.json``).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import torch
 from torch import nn
 
+from nas.config import MEASURE_DEVICE_SPEC
 from nas.hw._deploy import HOST_KERNEL_BITS, Bits, bake, measure_deployed_ms
 from nas.hw._device_profile import read_device_profile
 from nas.hw._measure import measure_latency_ms
@@ -179,12 +179,9 @@ class HardwareModel:
         )
 
 
-_MEASURE_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
-
-
 def _measure_device(device: str, name: str) -> torch.device:
     """``hw.device`` as a ``torch.device``; ``ValueError`` when this machine lacks it."""
-    if not _MEASURE_DEVICE.match(device):
+    if not MEASURE_DEVICE_SPEC.match(device):
         raise ValueError(f"hw profile {name!r}: device={device!r} is not one of cpu, cuda, cuda:N")
     if device == "cpu":
         return torch.device("cpu")

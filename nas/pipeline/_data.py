@@ -151,7 +151,7 @@ def load_splits(cfg: DatasetConfig, *, seed: int) -> Splits:
     (``imagefolder``) splits its file list the same way and decodes images on use.
     """
     loader: Any = get_loader(cfg.name)
-    augment = bool(cfg.get("augment", False)) if hasattr(cfg, "get") else bool(cfg.augment)
+    augment = bool(getattr(cfg, "augment", False))  # a DictConfig or a DatasetConfig
     if getattr(loader, "streams", False):
         splits: Splits = loader(cfg, seed=seed)
         splits.augment = augment

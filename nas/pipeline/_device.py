@@ -9,12 +9,11 @@ live values. Under Ray, a trial's process sees only the GPUs Ray gave it (Ray se
 from __future__ import annotations
 
 import contextlib
-import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from nas.config import DEVICE_CHOICES, DEVICE_SPEC, PRECISIONS
+from nas.config import PRECISIONS, check_device_spec
 
 __all__ = [
     "Placement",
@@ -43,13 +42,6 @@ class Placement:
         if self.ray_gpu_ids:
             out["ray_gpu_ids"] = ",".join(self.ray_gpu_ids)
         return out
-
-
-def check_device_spec(spec: str) -> str | None:
-    """Why ``spec`` is not a valid ``train.device`` (None when it is); no torch needed."""
-    if not DEVICE_SPEC.match(str(spec)):
-        return f"train.device={spec!r} is not one of {DEVICE_CHOICES}"
-    return None
 
 
 def resolve_device(
@@ -113,7 +105,7 @@ def resolve_precision(spec: str, device: str, *, bf16_supported: bool) -> str:
 
 def ray_gpu_ids() -> tuple[str, ...]:
     """The GPU ids Ray assigned to this process ([] outside Ray or without GPUs)."""
-    if "ray" not in __import__("sys").modules:
+    if "ray" not in sys.modules:  # never import Ray just to ask
         return ()
     try:
         import ray
@@ -165,17 +157,3 @@ def autocast(device: str, precision: str) -> Iterator[None]:
     kind = device.split(":")[0]
     with torch.autocast(kind, dtype=getattr(torch, _DTYPES[precision])):
         yield
-
-
-def cuda_visible_devices() -> str | None:
-    """``CUDA_VISIBLE_DEVICES`` as this process sees it (what Ray narrowed it to)."""
-    return os.environ.get("CUDA_VISIBLE_DEVICES")
-
-
-def to_device(batch: Any, device: str) -> Any:
-    """Move a tensor (or a tuple of them) to ``device``; pinned CPU memory copies async."""
-    if device == "cpu":
-        return batch
-    if isinstance(batch, tuple | list):
-        return type(batch)(to_device(b, device) for b in batch)
-    return batch.to(device, non_blocking=True)

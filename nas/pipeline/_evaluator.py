@@ -180,18 +180,17 @@ def score_artifact(
         (fractions of the images that could be read), the predicted classes
         ``val_pred`` and ``test_pred``, and ``skipped``, the unreadable images.
     """
-    from nas.pipeline._train import predict_labeled
+    from nas.pipeline._train import predict_labeled, readable_accuracy
 
     model = load_artifact(path).to(device)
     out: dict[str, Any] = {"skipped": 0}
     for name in ("val", "test"):
         part = getattr(splits, name)
         pred, labels = predict_labeled(model, part)
-        y = part.y if labels is None else labels
-        keep = y >= 0
-        out["skipped"] += int((~keep).sum())
+        acc, unreadable = readable_accuracy(pred, part.y if labels is None else labels)
+        out["skipped"] += unreadable
         out[f"{name}_pred"] = pred
-        out[f"{name}_accuracy"] = float((pred[keep] == y[keep]).float().mean())
+        out[f"{name}_accuracy"] = acc
     return model.cpu(), out
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 import compress
 from nas.pipeline._data import Splits
-from nas.pipeline._train import LossFn, Placing, train
+from nas.pipeline._train import LossFn, Placing, model_device, train
 
 __all__ = ["Recipe", "RecipeResult", "distiller", "train_compressed"]
 
@@ -140,8 +140,7 @@ def distiller(teacher: nn.Module, *, temperature: float, alpha: float) -> LossFn
     teacher.eval()
 
     def loss_fn(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        p = next(iter(teacher.parameters()), None)
-        if p is not None and p.device != inputs.device:
+        if model_device(teacher) != inputs.device:
             teacher.to(inputs.device)  # follows the student to its training device
         with torch.no_grad():
             teacher_logits = teacher(inputs)

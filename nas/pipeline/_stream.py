@@ -107,8 +107,7 @@ class FolderPart(DataPart):
         idx = range(len(self))[index] if isinstance(index, slice) else index.tolist()
         ds = self._dataset()
         out = [ds[int(i)][0] for i in idx]
-        chans = 1 if self.mode == "L" else 3
-        return torch.stack(out) if out else torch.empty(0, chans, self.size, self.size)
+        return torch.stack(out) if out else torch.empty(0, ds.chans, self.size, self.size)
 
     def identity(self) -> str:
         """What defines this part: its files (path, size, mtime) and labels."""
@@ -166,11 +165,12 @@ def _pixel_stats(train: FolderPart, seed: int) -> tuple[float, float]:
     in-memory sets use every pixel; a folder of a million images cannot)."""
     n = min(_STATS_IMAGES, len(train))
     pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:n]
-    ds = train._dataset()
     pixels = []
     for i in pick.tolist():
         try:
-            pixels.append(_decode(ds.paths[i], ds.size, ds.mode).astype(np.float32) / 255.0)
+            pixels.append(
+                _decode(train.paths[i], train.size, train.mode).astype(np.float32) / 255.0
+            )
         except Exception:  # noqa: BLE001 - counted when it is trained on
             continue
     if not pixels:

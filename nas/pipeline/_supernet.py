@@ -49,7 +49,7 @@ from nas.pipeline._supernet_cache import (
     train_seconds,
 )
 from nas.pipeline._supernet_train import SupernetRecipe, train_supernet
-from nas.pipeline._train import Placing, accuracy, step_seconds
+from nas.pipeline._train import Placing, accuracy, model_device, step_seconds
 from search_spaces import SlicedSupernet, get_search_space, search_space_config
 
 if TYPE_CHECKING:
@@ -341,7 +341,7 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, *, batch_size: int = 
         bn.reset_running_stats()
         bn.momentum = None
     model.train()
-    device = next(iter(model.parameters())).device
+    device = model_device(model)
     for i in range(0, len(images), batch_size):
         model(images[i : i + batch_size].to(device))
     for bn, momentum in zip(bns, momenta, strict=True):

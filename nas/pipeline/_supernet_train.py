@@ -41,8 +41,7 @@ import compress
 from nas.hw import RandomSuggest
 from nas.pipeline._data import Splits
 from nas.pipeline._device import autocast
-from nas.pipeline._stream import augment_batch, drop_unreadable
-from nas.pipeline._train import TrainFailed, TrialTimeout
+from nas.pipeline._train import TrainFailed, TrialTimeout, prepare_batch
 from search_spaces import Arch, SlicedSupernet
 
 __all__ = ["SupernetRecipe", "SupernetStats", "train_supernet"]
@@ -111,10 +110,7 @@ def train_supernet(
         shared = epoch >= recipe.warmup_epochs
         running, n = 0.0, 0
         for x, y in batches:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            x, y, _ = drop_unreadable(x, y)
-            if augment_gen is not None:
-                x = augment_batch(x, augment_gen)
+            x, y, _ = prepare_batch(x, y, device, augment_gen)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total, recipe.lr)
             opt.zero_grad(set_to_none=True)

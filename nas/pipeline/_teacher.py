@@ -87,7 +87,7 @@ class LargestTeacher:
         model.eval()
         for p in model.parameters():
             p.requires_grad_(False)
-        self.val_accuracy = accuracy(model, self.splits.x_val, self.splits.y_val)
+        self.val_accuracy = accuracy(model, self.splits.val)
         self._model = model
         return model
 

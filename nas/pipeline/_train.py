@@ -26,6 +26,8 @@ __all__ = [
     "model_device",
     "predict",
     "predict_labeled",
+    "prepare_batch",
+    "readable_accuracy",
     "step_seconds",
     "train",
 ]
@@ -104,10 +106,8 @@ def train(
     for epoch in range(epochs):
         running, n = 0.0, 0
         for x, y in batches:
-            x, y, dropped = _on_device(x, y, place.device)
+            x, y, dropped = prepare_batch(x, y, place.device, augment_gen)
             skipped += dropped
-            if augment_gen is not None:
-                x = augment_batch(x, augment_gen)
             with autocast(place.device, place.precision):
                 logits = model(x)
                 loss = (
@@ -183,12 +183,17 @@ def _one_cycle(
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _step: 1.0)
 
 
-def _on_device(
-    x: torch.Tensor, y: torch.Tensor, device: str
+def prepare_batch(
+    x: torch.Tensor, y: torch.Tensor, device: str, augment_gen: torch.Generator | None
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A training batch on ``device``: unreadable images (label -1) dropped and counted,
+    then augmented when ``augment_gen`` is given (every training loop's first step)."""
     if device != "cpu":
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-    return drop_unreadable(x, y)
+    x, y, dropped = drop_unreadable(x, y)
+    if augment_gen is not None:
+        x = augment_batch(x, augment_gen)
+    return x, y, dropped
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -236,5 +241,11 @@ def accuracy(
     target = y if labels is None else labels
     if target is None:
         raise ValueError("accuracy of a tensor of images needs its labels y")
-    keep = target >= 0
-    return float((pred[keep] == target[keep]).float().mean())
+    return readable_accuracy(pred, target)[0]
+
+
+def readable_accuracy(pred: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
+    """``(accuracy, unreadable)``: the fraction of ``pred`` equal to ``labels`` over the
+    images that could be read, and how many could not (label -1)."""
+    keep = labels >= 0
+    return float((pred[keep] == labels[keep]).float().mean()), int((~keep).sum())

@@ -10,10 +10,9 @@ import sys
 import pytest
 import torch
 
-from nas.config import ConfigError, compose
+from nas.config import ConfigError, check_device_spec, compose
 from nas.pipeline._device import (
     Placement,
-    check_device_spec,
     resolve_device,
     resolve_precision,
     select_device,
