@@ -108,3 +108,18 @@ def test_bench_supernet_adds_sections_without_rewriting_the_records_provenance()
         "sections": ["sampler_quality"],
         "wall_seconds": 474.0,
     }
+
+
+def test_every_shell_script_runs_as_a_command() -> None:
+    """The README tells people to run scripts/*.sh: each is executable in git (what a
+    clone gets) and here."""
+    listed = subprocess.run(
+        ["git", "-C", str(_SCRIPTS.parent), "ls-files", "-s", "scripts/*.sh"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert len(listed) >= 5
+    modes = {line.split()[-1]: line.split()[0] for line in listed}
+    assert {path for path, mode in modes.items() if mode != "100755"} == set()
+    import os
+
+    assert all(os.access(_SCRIPTS.parent / path, os.X_OK) for path in modes)
