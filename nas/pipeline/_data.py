@@ -186,11 +186,19 @@ def split_arrays(
 ) -> tuple[np.ndarray, ...]:
     """``(x_test, y_test, x_val, y_val, x_train, y_train)``: the seeded stratified split
     (``x`` may be indices into a file list)."""
+    total, classes = len(y), len(np.unique(y))
     if fixed_test is None:
-        x, x_test, y, y_test = _stratified(x, y, cfg.n_test, seed, "test")
+        _fits(cfg.n_test, total, classes, "test", f"{total} images in {classes} classes")
+        x, x_test, y, y_test = _stratified(x, y, cfg.n_test, seed)
+        pool = (
+            f"{total} images in {classes} classes, split test first: dataset.n_test="
+            f"{cfg.n_test} leaves {len(y)} for val and train"
+        )
     else:
         x_test, y_test = fixed_test
-    x_train, x_val, y_train, y_val = _stratified(x, y, cfg.n_val, seed + 1, "val")
+        pool = f"{total} training images in {classes} classes (its test set is its own)"
+    _fits(cfg.n_val, len(y), classes, "val", pool, lower_test=fixed_test is None)
+    x_train, x_val, y_train, y_val = _stratified(x, y, cfg.n_val, seed + 1)
     if cfg.n_train is not None and cfg.n_train < len(y_train):
         x_train, _, y_train, _ = train_test_split(
             x_train, y_train, train_size=cfg.n_train, stratify=y_train, random_state=seed + 2
@@ -222,15 +230,24 @@ class Batches:
             yield self.x[idx], self.y[idx]
 
 
-def _stratified(
-    x: np.ndarray, y: np.ndarray, n: int, seed: int, what: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    classes = len(np.unique(y))
-    if n >= len(y) - classes or n < classes:
-        raise ConfigError(
-            f"dataset.n_{what}={n} does not fit: the data set has {len(y)} images in "
-            f"{classes} classes; choose n_{what} between {classes} and {len(y) - classes - 1}"
+def _fits(n: int, pool: int, classes: int, what: str, said: str, lower_test: bool = False) -> None:
+    """Refuse a split of ``n`` images from a ``pool`` that cannot give every class one
+    image on both sides; ``said`` tells how the data set was split, so the numbers
+    read right (a folder's val comes out of what the test split left)."""
+    if classes <= n < pool - classes:
+        return
+    if pool - classes - 1 < classes:
+        choose = "too few images are left for it" + (": lower dataset.n_test" if lower_test else "")
+    else:
+        choose = f"choose dataset.n_{what} between {classes} and {pool - classes - 1}" + (
+            ", or lower dataset.n_test" if lower_test else ""
         )
+    raise ConfigError(f"dataset.n_{what}={n} does not fit: the data set has {said}; {choose}")
+
+
+def _stratified(
+    x: np.ndarray, y: np.ndarray, n: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     rest_x, part_x, rest_y, part_y = train_test_split(
         x, y, test_size=n, stratify=y, random_state=seed
     )

@@ -25,7 +25,7 @@ def _folder(root: Path, *, per_class: int = 20, classes: int = 3, size: int = 12
         (root / f"c{c}").mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             a = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
-            a[:, :, c] += 150  # each class its own colour: learnable
+            a[:, :, c % 3] += 150  # each class its own colour: learnable
             Image.fromarray(a).save(root / f"c{c}" / f"{i}.png")
     return root
 
@@ -159,3 +159,70 @@ def test_augmentation_changes_training_only_when_on() -> None:
 def test_augmentation_defaults(dataset: str, augment: bool, tmp_path: Path) -> None:
     extra = [] if dataset in ("mnist5k", "digits") else [f"dataset.root={tmp_path}"]
     assert compose([f"dataset={dataset}", *extra]).dataset.augment is augment
+
+
+def _status(pid: int) -> dict[str, str]:
+    text = Path(f"/proc/{pid}/status").read_text()
+    return {k: v.strip() for k, v in (line.split(":", 1) for line in text.splitlines())}
+
+
+def test_loader_workers_leave_a_stop_to_the_search(tmp_path: Path) -> None:
+    """``timeout`` and Slurm signal the whole process group: a loader worker that died
+    of it would make torch raise in the middle of a clean stop. Workers leave the
+    group, and ignore the stop signals sent to them alone, but for the SIGTERM torch
+    ends a stuck worker with (its own handler keeps that one)."""
+    import os
+    import signal
+
+    part = load_splits(_cfg(_folder(tmp_path), "dataset.num_workers=2"), seed=0).train
+    batches = iter(part.batches(8, shuffle=True))
+    next(batches)
+    children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    workers = [int(p) for p in children if _status(int(p))["Name"] == "pt_data_worker"]
+    assert len(workers) == 2
+    for pid in workers:
+        assert os.getpgid(pid) != os.getpgid(0)
+        status = _status(pid)
+        ignored, caught = int(status["SigIgn"], 16), int(status["SigCgt"], 16)
+        for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            assert ignored & (1 << (sig - 1)), sig
+        assert caught & (1 << (signal.SIGTERM - 1))  # torch's: quiet exit for its parent
+        assert int(status["SigBlk"], 16) == 0
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    next(batches)  # they still serve
+
+
+def test_a_split_that_does_not_fit_says_how_the_folder_was_split(tmp_path: Path) -> None:
+    """240 images in 4 classes: test is split off first, so a val of 100 cannot fit in
+    the 40 left. The refusal names the folder's size, the test split and both settings
+    that can change (it once said "the data set has 40 images")."""
+    from nas.config import ConfigError
+
+    root = _folder(tmp_path, per_class=60, classes=4, size=4)
+    with pytest.raises(ConfigError) as info:
+        load_splits(_cfg(root, "dataset.n_test=200", "dataset.n_val=100"), seed=0)
+    assert str(info.value) == (
+        "dataset.n_val=100 does not fit: the data set has 240 images in 4 classes, split "
+        "test first: dataset.n_test=200 leaves 40 for val and train; choose dataset.n_val "
+        "between 4 and 35, or lower dataset.n_test"
+    )
+    with pytest.raises(ConfigError, match=r"dataset.n_test=300 does not fit: the data set has "
+                       r"240 images in 4 classes; choose dataset.n_test between 4 and 235"):
+        load_splits(_cfg(root, "dataset.n_test=300"), seed=0)
+
+
+def test_a_dead_workers_signal_is_named_where_torch_does_not() -> None:
+    """Off the main thread (a Ray worker runs a trial in one) torch only finds a worker
+    gone: "exited unexpectedly". The error names the signal that killed it."""
+    from types import SimpleNamespace
+
+    from nas.pipeline._stream import _named_death
+
+    batches = SimpleNamespace(_workers=[SimpleNamespace(pid=41, exitcode=-9),
+                                        SimpleNamespace(pid=42, exitcode=None)])  # fmt: skip
+    said = _named_death(batches, RuntimeError("DataLoader worker (pid(s) 41) exited unexpectedly"))
+    assert str(said) == "DataLoader worker (pid 41) was killed by SIGKILL"
+    torch_said = RuntimeError("DataLoader worker (pid 41) is killed by signal: Killed.")
+    assert _named_death(batches, torch_said) is torch_said  # named already
+    other = RuntimeError("CUDA out of memory")
+    assert _named_death(batches, other) is other
