@@ -1,22 +1,17 @@
-"""What every ``python -m nas.*`` command shares: one-line refusals and SIGTERM.
+"""What every ``python -m nas.*`` command shares: one-line refusals.
 
 A command checks its inputs before any work and refuses a bad one with one line on
-stderr (``error: ...``) and exit code 2 (:data:`EXIT_USAGE`); ``SIGTERM`` (what
-``timeout``, Slurm and Kubernetes send) stops it like Ctrl-C. Light: no torch.
+stderr (``error: ...``) and exit code 2 (:data:`EXIT_USAGE`). How it stops (signals,
+pre-emption, a full disk) is :mod:`nas._stop`'s. Light: no torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 from typing import NoReturn
 
 __all__ = [
@@ -28,8 +23,6 @@ __all__ = [
     "check_output_file",
     "refuse",
     "require",
-    "raise_if_sigterm_lost",
-    "sigterm_as_interrupt",
 ]
 
 EXIT_USAGE = 2
@@ -89,75 +82,3 @@ def check_output_file(path: Path, what: str = "--out") -> None:
         os.access(folder, os.W_OK | os.X_OK),
         f"{what}={str(path)!r}: folder {str(folder)!r} is not writable",
     )
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, ``SIGTERM`` does what Ctrl-C does (``KeyboardInterrupt``).
-
-    The signal is handed to the current ``SIGINT`` handler, so the places that defer
-    or ignore Ctrl-C around bookkeeping (``nas.study.sigint_deferred``) defer or
-    ignore ``SIGTERM`` too. A process started with Ctrl-C ignored (a shell's ``cmd &``)
-    keeps ignoring Ctrl-C but still stops on ``SIGTERM``. The previous handlers are
-    restored afterwards. Off the main thread (where Python cannot install handlers)
-    the block runs unchanged.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    global _ACTIVE
-    term = _Sigterm()
-    outer, _ACTIVE = _ACTIVE, term
-    background = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    if background:
-        # A handler rather than SIG_IGN, so that a SIGTERM can interrupt through it.
-        signal.signal(signal.SIGINT, term.background_sigint)
-    previous = signal.signal(signal.SIGTERM, term.sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        _ACTIVE = outer
-        if background:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def raise_if_sigterm_lost() -> None:
-    """Raise the ``KeyboardInterrupt`` of a ``SIGTERM`` that Python swallowed.
-
-    A handler's exception that lands in a finaliser or a weakref callback (SQLAlchemy
-    has some) is printed as "Exception ignored in ..." and dropped, so the search would
-    run on and exit 0. Code that reaches a safe point (between trials) in its normal
-    flow after a SIGTERM can only have lost it: this raises it there, once.
-    """
-    term = _ACTIVE
-    if threading.current_thread() is not threading.main_thread():
-        return  # a runner's helper thread: the main thread gets the interrupt itself
-    if term is not None and term.requested:
-        term.requested = False
-        raise KeyboardInterrupt
-
-
-_ACTIVE: _Sigterm | None = None  # the innermost sigterm_as_interrupt block's
-
-
-class _Sigterm:
-    """Routes SIGTERM through the current SIGINT handler (see sigterm_as_interrupt)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def sigterm(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
-        handler = signal.getsignal(signal.SIGINT)
-        if handler is signal.SIG_IGN:
-            return  # bookkeeping that must not be cut short (nas.study.sigint_ignored)
-        if callable(handler):
-            handler(signal.SIGINT, frame)  # raises, or defers until the block ends
-            return
-        raise KeyboardInterrupt
-
-    def background_sigint(self, signum: int, frame: FrameType | None) -> None:
-        # Ctrl-C stays ignored, as the shell asked; a SIGTERM routed here interrupts.
-        if self.requested:
-            raise KeyboardInterrupt

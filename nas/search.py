@@ -29,13 +29,19 @@ is null makes that directory the output directory too: a single run writes
 everything there; a sweep writes its shared store and the jobs' studies in the sweep
 dir, next to the jobs' Hydra subdirectories.
 
-Stopping. Ctrl-C or ``SIGTERM`` (what ``timeout``, Slurm and Kubernetes send) stops
-the search cleanly: the running trial is marked interrupted, the parent run ends
-KILLED, a sweep starts no further job, and the same command resumes.
+Stopping. Ctrl-C, ``SIGTERM`` (what ``timeout``, Slurm and Kubernetes send) or
+``SIGHUP`` (unless started under ``nohup``), to the search or its whole process group,
+stops it cleanly: the running trial is marked interrupted, the parent run ends KILLED,
+a sweep starts no further job, and the same command resumes. ``SIGUSR1`` is a
+pre-emption notice (Slurm's ``--signal=USR1@N``): no trial starts after it, the one
+running may finish within ``search.grace_s``, then the search stops the same way. A
+full disk stops it with one line naming the file it could not write (exit 75); the
+same command resumes once space is freed. The loader workers, the evaluator process
+and a local Ray leave every stop to the search (:mod:`nas._stop`).
 
 Exit codes: 0 done, 1 a bug (Hydra prints the traceback), 2 bad input, 3 no trained
-candidate met the budgets, 130 interrupted. A sweep exits with the largest of its
-jobs' codes.
+candidate met the budgets, 75 the disk is full, 130 stopped. A sweep exits with the
+largest of its jobs' codes.
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from nas._cli import InputError, import_plugins, refuse, require, sigterm_as_interrupt
+from nas._cli import InputError, import_plugins, refuse, require
+from nas._stop import EXIT_DISK_FULL, DiskFull, stop_cause, stop_signals_as_interrupt
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -56,6 +63,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_INTERRUPTED = 130  # nas.study.EXIT_INTERRUPTED, without importing it for --help
+_STOPPED = (EXIT_INTERRUPTED, EXIT_DISK_FULL)  # codes after which a sweep starts no job
 
 USAGE = """usage: python -m nas.search [--plugin MODULE] [-m] [+hw=PROFILE|+hw=[A,B,...]]
                           [group=option ...]
@@ -63,8 +71,8 @@ USAGE = """usage: python -m nas.search [--plugin MODULE] [-m] [+hw=PROFILE|+hw=[
 
 groups:  {groups}
 keys:    search.{{n_trials, timeout_s, study_name, storage, seed, trial_timeout_s,
-         output_dir, progress}}, mlflow.{{tracking_uri, experiment}}, and every key of a
-         group (`--cfg job` shows them all)
+         grace_s, output_dir, progress}}, mlflow.{{tracking_uri, experiment}}, and every
+         key of a group (`--cfg job` shows them all)
 devices: +hw=[mobile,raspi4,mcu] searches once with a front per device; set a device's
          keys as devices.<name>.<key>=VALUE (devices.mobile.latency_budget_ms=0.5)
 sweeps:  -m/--multirun runs one search per combination: -m +hw=mobile,mcu search.seed=0,1
@@ -77,8 +85,9 @@ outputs: mlflow.db, <study>.journal and outputs/<study>/ in the current director
          outputs/hydra/ (hydra.run.dir / hydra.sweep.dir). The same command resumes.
 plugins: --plugin MODULE imports MODULE first, e.g. to register your own search space;
          add its YAML with hydra.searchpath=[file:///abs/path/to/conf] or -cd DIR
-exit:    0 done, 2 bad input, 3 no trained candidate met the budgets, 130 interrupted
-         (Ctrl-C or SIGTERM; the same command resumes)"""
+exit:    0 done, 2 bad input, 3 no trained candidate met the budgets, 75 the disk is
+         full, 130 stopped (Ctrl-C, SIGTERM, SIGHUP, or SIGUSR1 after search.grace_s);
+         the same command resumes"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return refuse(e)
     except SystemExit as e:  # --version
         return _code(e)
-    with sigterm_as_interrupt():
+    with stop_signals_as_interrupt():
         return _run(parser, ns, plugins)
 
 
@@ -231,9 +240,11 @@ def _run(parser: ArgumentParser, ns: Namespace, plugins: list[str]) -> int:
             config_name="config",
         )
     except KeyboardInterrupt:
-        if not codes or codes[-1] != EXIT_INTERRUPTED:
-            # Before the first trial (imports, data): nothing was recorded yet.
-            print("interrupted", file=sys.stderr)
+        if codes and codes[-1] in _STOPPED:
+            return codes[-1]
+        # Before the first trial (imports, data): nothing was recorded yet.
+        cause = stop_cause()
+        print(f"stopped{f' by {cause}' if cause else ''} before the search began", file=sys.stderr)
         return EXIT_INTERRUPTED
     except SystemExit as e:  # Hydra's own reports (a bug's traceback, --help...)
         return _code(e)
@@ -244,7 +255,7 @@ def _task(plugins: list[str], codes: list[int]) -> Callable[[DictConfig], int]:
     def search(cfg: DictConfig) -> int:
         code = _search(cfg, plugins)
         codes.append(code)
-        if code == EXIT_INTERRUPTED:
+        if code in _STOPPED:
             raise KeyboardInterrupt  # a sweep starts no further job
         return code
 
@@ -265,6 +276,10 @@ def _search(cfg: DictConfig, plugins: list[str]) -> int:
         outcome = run_search(cfg, plugins=plugins)
     except ConfigError as e:
         return refuse(e)
+    except DiskFull as e:  # before the trials (the study, the tracking store, a cache)
+        print(f"error: no space left on device writing {e.filename}; free space, then run "
+              "the same command again", file=sys.stderr)  # fmt: skip
+        return EXIT_DISK_FULL
     _report(outcome)
     return outcome.exit_code
 
@@ -327,6 +342,8 @@ def _report(outcome: SearchOutcome) -> None:
             print("No trained candidate met the budgets (every trained trial failed; see above).")
     if outcome.exit_code == EXIT_INTERRUPTED:
         print("Interrupted; run the same command again to resume.")
+    if outcome.exit_code == EXIT_DISK_FULL:
+        print("Stopped: the disk is full. Free space, then run the same command again to resume.")
     uri = outcome.tracking_uri
     print(f"\nBrowse it: mlflow ui --backend-store-uri {uri}")
     print(f"  then open {runs_url(outcome)}")

@@ -302,6 +302,9 @@ class SearchConfig:
     storage: str | None = None
     seed: int = 0
     trial_timeout_s: float | None = 180.0
+    # A pre-emption notice (SIGUSR1, as Slurm's --signal=USR1@N sends): seconds the trial
+    # in flight has to finish before it is interrupted; nothing new starts meanwhile.
+    grace_s: float = 60.0
     # None: the launch directory.
     output_dir: str | None = None
     progress: bool = True

@@ -56,6 +56,8 @@ def _check_search(cfg: DictConfig) -> None:
     for name in ("timeout_s", "trial_timeout_s"):
         v = s[name]
         _require(v is None or v > 0, f"search.{name}={v} must be > 0 or null")
+    grace = s.get("grace_s", 60.0)
+    _require(grace is not None and grace >= 0, f"search.grace_s={grace} must be >= 0 (seconds)")
     dc = s.get("device_constraint", "round_robin")
     _require(
         dc in DEVICE_CONSTRAINTS,

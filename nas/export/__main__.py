@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas._cli import InputError, import_plugins, refuse, sigterm_as_interrupt
+from nas._cli import InputError, import_plugins, refuse
+from nas._stop import stop_signals_as_interrupt
 
 __all__ = ["main"]
 
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     from nas.export import export_run
 
     try:
-        with sigterm_as_interrupt():
+        with stop_signals_as_interrupt():
             result = export_run(
                 args.run_id,
                 args.out,

@@ -17,6 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from nas._stop import children_shielded, shield_child
+from nas.pipeline._errors import TrialTimeout
+
 __all__ = [
     "MAX_ARTIFACT_PARAMS",
     "ArtifactEvaluator",
@@ -57,7 +60,8 @@ class ArtifactEvaluator:
             daemon=True,
             name="nas-evaluator",
         )
-        self._proc.start()
+        with children_shielded():  # a stop sent to the process group is the driver's
+            self._proc.start()
         child.close()
         self._ready = False
 
@@ -73,7 +77,7 @@ class ArtifactEvaluator:
             self._conn.recv()
         except EOFError:
             self.close()
-            raise RuntimeError("the evaluator process died while starting") from None
+            raise RuntimeError(f"{self._died()} while starting") from None
         self._ready = True
 
     def evaluate(self, path: str | Path, *, deadline: float | None = None) -> dict[str, Any]:
@@ -101,18 +105,33 @@ class ArtifactEvaluator:
             self._proc.kill()  # hung: a polite close would wait for it in vain
             self.close()
             self._start()  # warm up a fresh worker while the next trial trains
-            which = "the trial's time limit" if timeout < self._timeout_s else "the evaluator's"
-            raise TimeoutError(
-                f"evaluating {Path(path).name} took longer than {timeout:.1f} s ({which})"
-            )
+            said = f"evaluating {Path(path).name} took longer than {timeout:.1f} s"
+            if timeout < self._timeout_s:
+                raise TrialTimeout(f"{said} (the trial's time limit, search.trial_timeout_s)")
+            raise TimeoutError(f"{said} (the evaluator's)")
         try:
             reply: dict[str, Any] = self._conn.recv()
         except EOFError:
             self.close()
-            raise RuntimeError(f"the evaluator process died while evaluating {path}") from None
+            raise RuntimeError(
+                f"{self._died()} while evaluating {Path(path).name}; a fresh one scores the "
+                "next trial"
+            ) from None
         if "error" in reply:
             raise RuntimeError(f"evaluating {path} failed in the evaluator: {reply['error']}")
         return reply
+
+    def _died(self) -> str:
+        """How the worker process ended, for the trial's error: its pid, and the signal
+        that killed it (the OOM killer's SIGKILL) or its exit code."""
+        self._proc.join(timeout=5)
+        code = self._proc.exitcode
+        how = "died"
+        if code is not None and code < 0:
+            how = f"was killed by {signal.Signals(-code).name}"
+        elif code is not None:
+            how = f"exited with code {code}"
+        return f"the evaluator process (pid {self._proc.pid}) {how}"
 
     def close(self) -> None:
         if self._proc.is_alive():
@@ -220,12 +239,10 @@ def _serve(
     import importlib
     import threading
 
-    # Ctrl-C in a terminal reaches the whole process group; the driver handles it and
-    # closes this worker, which must not die halfway through a reply.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # SIGTERM too: `timeout` and Slurm signal the whole process group, and the driver
-    # turns its SIGTERM into a Ctrl-C that closes this worker in turn.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Ctrl-C, `timeout`, Slurm and a closed terminal signal the whole process group; the
+    # driver handles the stop and closes this worker, which must not die halfway
+    # through a reply. (It started with those signals blocked: see children_shielded.)
+    shield_child()
     # A driver killed with SIGKILL closes its end of the pipe (EOF below), but a worker
     # busy loading data or evaluating would only notice later: watch the parent too.
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()

@@ -17,18 +17,21 @@ from __future__ import annotations
 
 import hashlib
 import math
+import signal
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from nas._stop import children_shielded, shield_child
 from nas.config import ConfigError, DatasetConfig
 from nas.pipeline._data import DataPart, Splits, _existing_root, register_dataset, split_arrays
 from search_spaces import InputSpec
 
-__all__ = ["FolderPart", "augment_batch", "drop_unreadable"]
+__all__ = ["FolderPart", "ShieldedLoader", "augment_batch", "drop_unreadable"]
 
 _STATS_IMAGES = 512  # training images decoded to estimate the pixel mean and std
 _SCALE = (0.35, 1.0)  # random-resized crop: fraction of the area kept
@@ -91,16 +94,19 @@ class FolderPart(DataPart):
         self, batch_size: int, *, shuffle: bool = False, seed: int = 0
     ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
         workers = self.num_workers
-        return torch.utils.data.DataLoader(
-            self._dataset(),
-            batch_size=batch_size,
-            shuffle=shuffle,
-            generator=torch.Generator().manual_seed(seed) if shuffle else None,
-            num_workers=workers,
-            # Workers stay up across epochs (and the fine-tuning that reuses the loader),
-            # instead of being forked again for every pass.
-            persistent_workers=workers > 0,
-            pin_memory=torch.cuda.is_available(),
+        return ShieldedLoader(
+            torch.utils.data.DataLoader(
+                self._dataset(),
+                batch_size=batch_size,
+                shuffle=shuffle,
+                generator=torch.Generator().manual_seed(seed) if shuffle else None,
+                num_workers=workers,
+                # Workers stay up across epochs (and the fine-tuning that reuses the
+                # loader), instead of being forked again for every pass.
+                persistent_workers=workers > 0,
+                pin_memory=torch.cuda.is_available(),
+                worker_init_fn=_shield_worker if workers > 0 else None,
+            )
         )
 
     def images(self, index: torch.Tensor | slice) -> torch.Tensor:
@@ -116,6 +122,70 @@ class FolderPart(DataPart):
             st = Path(path).stat()
             h.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{label}\n".encode())
         return h.hexdigest()
+
+
+class ShieldedLoader:
+    """A DataLoader whose worker processes leave a stop to the search.
+
+    ``timeout`` and Slurm signal the whole process group; a worker that died of it
+    would make torch raise "DataLoader worker ... is killed by signal" in the search's
+    main thread at whatever it was doing, even in the middle of the bookkeeping of a
+    clean stop. So the workers start with the stop signals blocked (they are forked
+    when the loader is first iterated, inside :func:`~nas._stop.children_shielded`)
+    and leave the process group first thing (:func:`_shield_worker`); the search stops
+    them when it closes the loader.
+    """
+
+    def __init__(self, loader: torch.utils.data.DataLoader[tuple[torch.Tensor, int]]) -> None:
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        try:
+            with children_shielded():
+                # Persistent workers: a later epoch resets the loader's one iterator,
+                # which waits on the workers (and finds a dead one) here.
+                batches = iter(self.loader)
+        except RuntimeError as e:
+            raise _named_death(getattr(self.loader, "_iterator", None), e) from e
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except RuntimeError as e:
+                raise _named_death(batches, e) from e
+            yield batch
+
+
+def _named_death(batches: Any, error: RuntimeError) -> RuntimeError:
+    """torch's error for a worker that died, with the signal that killed it. (On the main
+    thread torch's SIGCHLD handler names it; elsewhere, as in a Ray worker's trial
+    thread, torch finds the worker gone and says only that it "exited unexpectedly".)"""
+    said = str(error)
+    if "DataLoader worker" not in said or "signal" in said:
+        return error
+    dead = []
+    for worker in getattr(batches, "_workers", []):
+        code = worker.exitcode
+        if code is not None and code < 0:
+            dead.append(f"DataLoader worker (pid {worker.pid}) was killed by "
+                        f"{signal.Signals(-code).name}")  # fmt: skip
+        elif code is not None:
+            dead.append(f"DataLoader worker (pid {worker.pid}) exited with code {code}")
+    return RuntimeError("; ".join(dead)) if dead else error
+
+
+def _shield_worker(worker_id: int) -> None:
+    shield_child(own_group=True)
+    # shield_child ignores SIGTERM, which also dropped any that came before; torch's own
+    # handler comes back, so that the loader can still end a stuck worker (it sends
+    # SIGTERM), and a worker exits quietly when its parent does.
+    from torch.utils.data._utils.signal_handling import _set_worker_signal_handlers
+
+    _set_worker_signal_handlers()
 
 
 @register_dataset("imagefolder")  # type: ignore[arg-type]  # a streamed loader

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from nas._cli import raise_if_sigterm_lost
+from nas._stop import preempted, raise_if_stop_lost
 from nas.config import Registry
 from nas.study import keys
 
@@ -76,12 +76,15 @@ class SearchLoop:
 
     def past_deadline(self) -> bool:
         """Whether another trial, taking the median trial time so far, would end past
-        ``search.timeout_s`` (then say so once). A running trial is never cut here.
+        ``search.timeout_s`` (then say so once), or a pre-emption notice came. A running
+        trial is never cut here.
 
-        Every runner asks this between trials, so it is also where a ``SIGTERM`` that
-        Python swallowed (raised in a finaliser: "Exception ignored in ...") is raised
-        after all, instead of the search running on and exiting 0."""
-        raise_if_sigterm_lost()
+        Every runner asks this between trials, so it is also where a stop that Python
+        swallowed (raised in a finaliser: "Exception ignored in ...") is raised after
+        all, instead of the search running on and exiting 0."""
+        raise_if_stop_lost()
+        if preempted():
+            return True  # the driver stops once the trials in flight have ended
         if self.deadline is None:
             return False
         typical = statistics.median_high(self.durations) if self.durations else 0.0

@@ -19,6 +19,7 @@ from typing import Any, cast
 
 from omegaconf import DictConfig
 
+from nas._stop import DiskFull, children_shielded, reclaim_stop_signals
 from nas.config import ConfigError, one_line
 from nas.runners._address import probe_ray_address, resolve_ray_address
 from nas.runners._base import SearchLoop, register_runner
@@ -107,6 +108,9 @@ class RayRunner:
         for k, v in _RAY_ENV.items():
             if k.startswith("RAY_"):
                 os.environ.setdefault(k, v)
+        # Tune saves its experiment state under search.output_dir; resume is the study's,
+        # so a save that fails (a full disk) is nothing to print a traceback about.
+        logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
         import ray
 
         r = loop.cfg.runner
@@ -120,6 +124,8 @@ class RayRunner:
             with _env(_RAY_ENV):
                 _fit(loop, searcher, judge)
             searcher.end_leftovers()
+            if searcher.disk_full is not None:
+                raise DiskFull(searcher.disk_full)
         except KeyboardInterrupt:
             with sigint_ignored():
                 if searcher is not None:
@@ -135,21 +141,30 @@ class RayRunner:
                         ray.kill(judge)
 
     def _init(self, ray: Any, cfg: DictConfig) -> bool:
-        r = cfg.runner
-        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
         if ray.is_initialized():
             return False  # a caller's own session (tests, notebooks): used as it is
+        self._start(ray, cfg)
+        reclaim_stop_signals()  # Ray's core takes SIGTERM for itself
+        return True
+
+    def _start(self, ray: Any, cfg: DictConfig) -> None:
+        r = cfg.runner
+        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
         if self._address is None:
             num_cpus = r.num_cpus or math.ceil(r.max_concurrent * r.cpus_per_trial)
-            ray.init(
-                address="local",
-                num_cpus=int(num_cpus),
-                num_gpus=_local_gpus(r),
-                object_store_memory=int(r.object_store_mb) * 1_000_000,
-                include_dashboard=False,
-                **quiet,
-            )
-            return True
+            # The local Ray's processes (its GCS, raylet and the workers it forks) share
+            # this process group: started with the stop signals blocked, they leave a
+            # `timeout` or a pre-emption notice to this driver, which stops them itself.
+            with children_shielded():
+                ray.init(
+                    address="local",
+                    num_cpus=int(num_cpus),
+                    num_gpus=_local_gpus(r),
+                    object_store_memory=int(r.object_store_mb) * 1_000_000,
+                    include_dashboard=False,
+                    **quiet,
+                )
+            return
         try:
             ray.init(address=self._address, **quiet)
         except Exception as e:  # wrong token, not a Ray head, version mismatch
@@ -157,7 +172,6 @@ class RayRunner:
                 f"runner.address={r.address!r}: cannot join the Ray cluster at "
                 f"{self._address}: {one_line(e)}"
             ) from None
-        return True
 
 
 def _local_gpus(r: Any) -> float | None:
@@ -202,6 +216,14 @@ def _check_resources(ray: Any, r: Any) -> None:
 def _fit(loop: SearchLoop, searcher: StudySearcher, judge: Any) -> None:
     from ray import tune
 
+    class KeepStopSignals(tune.Callback):
+        """Tune takes SIGUSR1 for its own stop (it ends the experiment at once): a
+        pre-emption notice is the search's (nas._stop), so its handlers come back once
+        Tune has set its own, before the first trial starts."""
+
+        def setup(self, *args: Any, **info: Any) -> None:
+            reclaim_stop_signals()
+
     r = loop.cfg.runner
     trainable = tune.with_resources(
         tune.with_parameters(train_in_worker, setup=worker_setup(loop), judge=judge),
@@ -223,6 +245,7 @@ def _fit(loop: SearchLoop, searcher: StudySearcher, judge: Any) -> None:
             name=f"{loop.study_name}-{loop.phase}-{stamp}",
             storage_path=str(loop.out_dir / "ray_results"),
             failure_config=tune.FailureConfig(max_failures=int(r.max_failures)),
+            callbacks=[KeepStopSignals()],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=0,
             log_to_file=False,

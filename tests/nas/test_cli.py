@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import subprocess
 import sys
 import time
@@ -236,57 +235,3 @@ def test_multirun_sweep_is_four_studies_in_one_experiment(tmp_path: Path) -> Non
     assert len(list(tmp_path.glob("*.journal"))) == 4
     (sweep,) = (tmp_path / "outputs" / "hydra" / "multirun").glob("*/*")
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1", "2", "3"]
-
-
-@pytest.mark.slow
-def test_sigterm_stops_cleanly_and_the_same_command_resumes(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "nas.search", *TINY, "search.n_trials=6",
-           "compress.finetune_epochs=1"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    end = time.monotonic() + 300
-    # A trial is running once the journal holds a created trial (op code 4).
-    while not any('"op_code":4' in j.read_text() for j in tmp_path.glob("*.journal")):
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < end, "no trial started"
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err[-3000:]
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
-    assert [r.info.status for r in _parent_runs(tmp_path / "mlflow.db")] == ["KILLED"]
-
-    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "Resuming study" in r.stderr
-    (parent,) = _parent_runs(tmp_path / "mlflow.db")
-    assert parent.info.status == "FINISHED"
-    assert parent.data.metrics["n_trials"] == 6
-
-
-def test_a_sigterm_swallowed_in_a_finaliser_is_raised_at_the_next_safe_point() -> None:
-    import gc
-    import weakref
-
-    from nas._cli import raise_if_sigterm_lost, sigterm_as_interrupt
-
-    class Held:
-        pass
-
-    raise_if_sigterm_lost()  # outside a block: nothing pending, nothing raised
-    with sigterm_as_interrupt():
-        handler = signal.getsignal(signal.SIGTERM)
-        assert callable(handler)
-        held = Held()
-        # The handler runs inside a weakref callback, as it can inside SQLAlchemy's:
-        # Python prints "Exception ignored in ..." and drops the KeyboardInterrupt.
-        ref = weakref.ref(held, lambda _: handler(signal.SIGTERM, None))
-        del held
-        gc.collect()
-        assert ref() is None
-        with pytest.raises(KeyboardInterrupt):
-            raise_if_sigterm_lost()
-        raise_if_sigterm_lost()  # raised once, not again

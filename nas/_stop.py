@@ -1,0 +1,438 @@
+"""How a command stops: the signals a scheduler sends, what its children do with them,
+a trial that hangs, and a disk that fills.
+
+Schedulers stop a job by signalling its whole process group: ``timeout`` and Slurm's
+``scancel`` send SIGTERM, a terminal's Ctrl-C SIGINT, a closed terminal SIGHUP, and
+Slurm's ``--signal=USR1@N`` a pre-emption notice N seconds before the end. Within
+:func:`stop_signals_as_interrupt` each becomes one way of stopping, decided in the
+command's main thread:
+
+- SIGINT, SIGTERM, SIGHUP: ``KeyboardInterrupt`` at once, through the current SIGINT
+  handler, so the bookkeeping that defers or ignores Ctrl-C (``nas.study``'s
+  ``sigint_deferred``) defers or ignores these too. A signal the process was started
+  ignoring (``nohup``'s SIGHUP, a shell's ``cmd &`` SIGINT) stays ignored.
+- SIGUSR1: a pre-emption notice. Nothing is cut: no new work starts
+  (:func:`preempted`), the work in flight may finish, and only if it has not finished
+  :func:`set_grace` seconds later is it interrupted as by SIGTERM.
+
+The children get the same signals and leave the stop to the command, as Lightning's
+SLURM connector leaves it to its trainer: the command starts them inside
+:func:`children_shielded`, so each begins with the signals blocked, and each calls
+:func:`shield_child` first. Also here: :func:`raise_at`, which stops a thread that is
+blocked past its deadline, and :class:`DiskFull`, a write refused for want of space
+with the path that was being written. Light: no torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+
+__all__ = [
+    "DEFAULT_GRACE_S",
+    "EXIT_DISK_FULL",
+    "STOP_SIGNALS",
+    "DiskFull",
+    "children_shielded",
+    "is_disk_full",
+    "preempted",
+    "raise_at",
+    "raise_if_preempted",
+    "raise_if_stop_lost",
+    "reclaim_stop_signals",
+    "set_grace",
+    "shield_child",
+    "stop_cause",
+    "stop_signals_as_interrupt",
+    "writing",
+]
+
+STOP_SIGNALS: tuple[signal.Signals, ...] = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+)
+"""The signals a scheduler or a terminal stops a job with; children ignore them all."""
+
+DEFAULT_GRACE_S = 60.0
+"""Seconds a pre-emption notice leaves the work in flight (``search.grace_s``)."""
+
+EXIT_DISK_FULL = 75
+"""Exit code of a command stopped by a full disk (sysexits' EX_TEMPFAIL: free space and
+run it again)."""
+
+
+# -- the command's side: signals into one stop --------------------------------------------
+
+
+@contextlib.contextmanager
+def stop_signals_as_interrupt(grace_s: float = DEFAULT_GRACE_S) -> Iterator[None]:
+    """Within the block, the stop signals stop the command as Ctrl-C does (see the
+    module docstring); ``grace_s`` is a pre-emption notice's grace (:func:`set_grace`
+    changes it). The previous handlers are restored afterwards. Off the main thread,
+    where Python cannot install handlers, the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    global _ACTIVE
+    stop = _Stop(grace_s)
+    outer, _ACTIVE = _ACTIVE, stop
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    background = previous[signal.SIGINT] is signal.SIG_IGN
+    # A handler rather than SIG_IGN, so that a SIGTERM can interrupt through it.
+    stop.handlers[signal.SIGINT] = stop.background_sigint if background else stop.sigint
+    stop.handlers[signal.SIGTERM] = stop.stop
+    for s, handler in ((signal.SIGHUP, stop.stop), (signal.SIGUSR1, stop.preempt)):
+        if previous[s] is not signal.SIG_IGN:  # nohup: keep ignoring it
+            stop.handlers[s] = handler
+    stop.install()
+    try:
+        yield
+    finally:
+        stop.cancel_timer()
+        for s, before in previous.items():
+            signal.signal(s, before if before is not None else signal.SIG_DFL)
+        _ACTIVE = outer
+
+
+def reclaim_stop_signals() -> None:
+    """Install the stop signals' handlers again, after a library replaced them: once
+    ``ray.init`` has run, Ray's core catches SIGTERM in C and aborts (exit -6), and its
+    Python side turns SIGTERM into ``sys.exit`` (exit 1, the parent run FAILED)."""
+    if _ACTIVE is not None and threading.current_thread() is threading.main_thread():
+        _ACTIVE.install()
+
+
+def set_grace(seconds: float) -> None:
+    """Seconds a pre-emption notice leaves the work in flight (``search.grace_s``), for
+    a notice that comes from now on."""
+    if _ACTIVE is not None:
+        _ACTIVE.grace_s = float(seconds)
+
+
+def preempted() -> bool:
+    """Whether a pre-emption notice came: start no new work."""
+    return _ACTIVE is not None and _ACTIVE.preempt_at is not None
+
+
+def raise_if_preempted() -> None:
+    """Where a phase of work has ended: stop (``KeyboardInterrupt``) if a pre-emption
+    notice came while it ran."""
+    if preempted():
+        raise KeyboardInterrupt
+
+
+def stop_cause() -> str:
+    """What stopped the command, for its one line: ``"SIGTERM"``, ``"SIGUSR1
+    (pre-emption; ...)"``, or ``""`` when no stop signal came (a plain Ctrl-C with no
+    block, a KeyboardInterrupt of the caller's own)."""
+    stop = _ACTIVE
+    if stop is None or stop.cause is None:
+        return ""
+    if stop.preempt_at is None:
+        return stop.cause
+    if stop.grace_over:
+        return f"SIGUSR1 (pre-emption; the work in flight did not end within {stop.grace_s:g} s)"
+    return f"SIGUSR1 (pre-emption; the work in flight ended within {stop.grace_s:g} s)"
+
+
+def raise_if_stop_lost() -> None:
+    """At a safe point (between trials), raise the ``KeyboardInterrupt`` of a stop that
+    was asked for and not raised yet, once.
+
+    A handler's exception that lands in a finaliser or a weakref callback (SQLAlchemy
+    has some) is printed as "Exception ignored in ..." and dropped, and one asked for
+    while Ctrl-C was ignored (bookkeeping that must not be cut short) never raised, so
+    the command would run on and exit 0. Code that reaches a safe point in its normal
+    flow after a stop can only have lost it: this raises it there. A pre-emption
+    notice is no stop yet (see :func:`preempted`).
+    """
+    stop = _ACTIVE
+    if threading.current_thread() is not threading.main_thread():
+        return  # a runner's helper thread: the main thread gets the interrupt itself
+    if stop is not None and stop.requested:
+        stop.requested = False
+        raise KeyboardInterrupt
+
+
+_ACTIVE: _Stop | None = None  # the innermost stop_signals_as_interrupt block's
+
+
+class _Stop:
+    """The handlers of one :func:`stop_signals_as_interrupt` block, and what came."""
+
+    def __init__(self, grace_s: float) -> None:
+        self.grace_s = grace_s
+        self.cause: str | None = None  # the first stop signal's name
+        self.requested = False  # a stop not yet seen raised (see raise_if_stop_lost)
+        self.preempt_at: float | None = None
+        self.grace_over = False
+        self._timer: threading.Timer | None = None
+        self.handlers: dict[signal.Signals, Callable[[int, FrameType | None], None]] = {}
+
+    def install(self) -> None:
+        for s, handler in self.handlers.items():
+            signal.signal(s, handler)
+
+    def sigint(self, signum: int, frame: FrameType | None) -> None:
+        self.cause = self.cause or "SIGINT"
+        self.requested = True
+        raise KeyboardInterrupt
+
+    def stop(self, signum: int, frame: FrameType | None) -> None:
+        """SIGTERM, SIGHUP: routed through the current SIGINT handler."""
+        self.cause = self.cause or signal.Signals(signum).name
+        self._interrupt(frame)
+
+    def _interrupt(self, frame: FrameType | None) -> None:
+        self.requested = True
+        handler = signal.getsignal(signal.SIGINT)
+        if handler is signal.SIG_IGN:
+            return  # bookkeeping that must not be cut short: raised at the next safe point
+        if callable(handler):
+            handler(signal.SIGINT, frame)  # raises, or defers until the block ends
+            return
+        raise KeyboardInterrupt
+
+    def background_sigint(self, signum: int, frame: FrameType | None) -> None:
+        # Ctrl-C stays ignored, as the shell asked; a stop routed here interrupts.
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def preempt(self, signum: int, frame: FrameType | None) -> None:
+        if self.preempt_at is not None:
+            return  # a second notice changes nothing
+        self.cause = self.cause or "SIGUSR1"
+        self.preempt_at = time.monotonic()
+        # os.write, not print: a handler that interrupts a print to stderr (the progress
+        # bar's) would make a reentrant call into the same buffered stream.
+        _say(
+            f"pre-emption notice (SIGUSR1): nothing new starts; the work in flight has "
+            f"{self.grace_s:g} s (search.grace_s) to finish before it is interrupted\n"
+        )
+        self._timer = threading.Timer(self.grace_s, self._grace_ended)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _grace_ended(self) -> None:
+        """In the timer's thread: interrupt the main thread as SIGTERM would."""
+        self.grace_over = True
+        self.requested = True
+        # A signal to the main thread itself, so that a blocking wait there wakes up.
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
+
+    def cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(sys.stderr.fileno(), text.encode())
+
+
+# -- the children's side -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def children_shielded() -> Iterator[None]:
+    """Start child processes inside this block: each begins with the stop signals
+    blocked (a child inherits its parent thread's signal mask), so none can stop it
+    before it calls :func:`shield_child`. The calling thread's own stop signals wait
+    until the block ends, then arrive as usual."""
+    # multiprocessing starts its resource tracker with the first spawned child and then
+    # *unblocks* SIGINT and SIGTERM, whatever the mask was: start it first.
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def shield_child(*, own_group: bool = False) -> None:
+    """First thing in a child process: ignore the stop signals and unblock them (any
+    that came since the parent started it are dropped). The parent, which gets the
+    same signals, stops the child itself.
+
+    Args:
+        own_group: also leave the parent's process group (``setpgid``), so that signals
+            sent to the group never reach this process at all (a DataLoader worker,
+            whose SIGTERM handler torch sets for its parent's use).
+    """
+    if own_group:
+        with contextlib.suppress(OSError):  # already a group or session leader
+            os.setpgid(0, 0)
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+# -- a thread blocked past its deadline -------------------------------------------------------
+
+
+@contextlib.contextmanager
+def raise_at(deadline: float | None, error: Callable[[str], BaseException]) -> Iterator[None]:
+    """Raise ``error(where)`` in this thread if the block still runs at ``deadline``
+    (a ``time.monotonic()`` value), even when the thread is blocked waiting, as on a
+    data loader that never delivers; ``where`` names the code it was stopped in.
+
+    On the main thread the error comes by a signal (SIGALRM) sent to that thread, which
+    also wakes a blocking wait. On another thread (Ray Tune runs a trial in one) it is
+    an asynchronous exception, which lands at the next Python instruction the thread
+    runs: a wait in Python (a DataLoader's, which polls) is stopped within its poll, a
+    single C call that never returns is not.
+    """
+    if deadline is None:
+        yield
+        return
+    watch = _Watch(error, threading.current_thread())
+    if watch.main:
+        _install_alarm_handler()
+    timer = threading.Thread(target=watch.wait, args=(deadline,), daemon=True, name="raise_at")
+    timer.start()
+    try:
+        yield
+    finally:
+        watch.disarm()
+
+
+class _Watch:
+    def __init__(self, error: Callable[[str], BaseException], thread: threading.Thread) -> None:
+        self.error, self.thread = error, thread
+        self.main = thread is threading.main_thread()
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.armed, self.fired = True, False
+        self.pending: BaseException | None = None
+
+    def wait(self, deadline: float) -> None:
+        if self.done.wait(max(0.0, deadline - time.monotonic())):
+            return
+        with self.lock:
+            if not self.armed:
+                return
+            self.fired = True
+            ident = self.thread.ident or 0
+            self.pending = self.error(_where(sys._current_frames().get(ident)))
+            if self.main:
+                global _ALARM
+                _ALARM = self
+                signal.pthread_kill(ident, signal.SIGALRM)
+            else:
+                _async_raise(ident, _fixed(self.pending))
+
+    def disarm(self) -> None:
+        # First, and without the lock: the SIGALRM handler may run inside this method,
+        # on this thread, and must then see the block as ended.
+        self.armed = False
+        self.done.set()
+        with self.lock:
+            if self.fired and not self.main:
+                _async_raise(self.thread.ident or 0, None)  # not raised yet: cancel it
+
+
+_ALARM: _Watch | None = None  # the watch whose SIGALRM is on its way to the main thread
+_ALARM_HANDLER_SET = False
+
+
+def _install_alarm_handler() -> None:
+    """Once per process: a SIGALRM handler that raises a fired watch's error. It stays
+    (restoring the default could let a late SIGALRM end the process)."""
+    global _ALARM_HANDLER_SET
+    if not _ALARM_HANDLER_SET:
+        signal.signal(signal.SIGALRM, _on_alarm)
+        _ALARM_HANDLER_SET = True
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    global _ALARM
+    watch, _ALARM = _ALARM, None
+    if watch is None or watch.pending is None or not watch.armed:
+        return  # the block ended before this handler ran
+    watch.armed = False
+    raise watch.pending
+
+
+def _where(frame: FrameType | None) -> str:
+    if frame is None:
+        return "an unknown place"
+    code = frame.f_code
+    return f"{code.co_name} ({Path(code.co_filename).name}:{frame.f_lineno})"
+
+
+def _fixed(error: BaseException) -> type[BaseException]:
+    """An exception class whose instances are ``error`` again: an asynchronous
+    exception is raised from its class, with no arguments."""
+    cls = type(error)
+    args = error.args
+    return type(cls.__name__, (cls,), {"__init__": lambda self, *_: cls.__init__(self, *args)})
+
+
+def _async_raise(ident: int, cls: type[BaseException] | None) -> None:
+    set_async = ctypes.pythonapi.PyThreadState_SetAsyncExc
+    set_async.argtypes = (ctypes.c_ulong, ctypes.py_object)
+    set_async(ident, cls if cls is not None else ctypes.py_object())
+
+
+# -- a disk that fills -------------------------------------------------------------------
+
+
+class DiskFull(OSError):
+    """A write refused for want of space (ENOSPC, a quota, or SQLite's "database or
+    disk is full"), with the path being written. The command stops: nothing that
+    finished is lost, and the same command resumes once space is freed."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__(errno.ENOSPC, "no space left on device", str(path))
+
+
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error``, or an error it was raised from, says the disk is full."""
+    return _full(error) is not None
+
+
+def _full(error: BaseException) -> BaseException | None:
+    """The error in ``error``'s chain that says the disk is full, or None."""
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
+            return e
+        if "database or disk is full" in str(e):  # SQLite's SQLITE_FULL, as any driver words it
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Within the block, a full disk raises :class:`DiskFull` naming the file that could
+    not be written: the error's own when it names one, else ``path``."""
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as e:
+        full = _full(e)
+        if full is None:
+            raise
+        named = getattr(full, "filename", None)
+        raise DiskFull(named if isinstance(named, str) and named else path) from e
