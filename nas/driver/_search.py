@@ -7,6 +7,7 @@ validates the config first.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -17,10 +18,11 @@ from typing import Any
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
-from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
+from nas._stop import EXIT_DISK_FULL, DiskFull, raise_if_preempted, set_grace, stop_cause
 from nas.config import ConfigError, device_profiles, min_accuracy, one_line, search_hash
+from nas.driver._finish import end_records, say_disk_full
 from nas.pipeline import TrialContext
 from nas.runners import Runner, SearchLoop, get_runner, make_context
 from nas.study import (
@@ -35,20 +37,15 @@ from nas.study import (
     check_reachable,
     counted_trials,
     flatten,
-    front_rows,
     keys,
     make_sampler,
     make_storage,
     nearest_candidates,
     open_study,
     redact_secrets,
+    requeue_interrupted,
     sigint_ignored,
-    summarize_population,
     unreachable_devices,
-    write_csv,
-    write_devices_png,
-    write_html,
-    write_png,
 )
 
 __all__ = ["run_search", "study_name_of"]
@@ -89,6 +86,7 @@ def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome
             them too, so it can rebuild models of a user's search space.
     """
     start = time.monotonic()
+    set_grace(float(cfg.search.get("grace_s", 60.0)))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out_dir = Path(cfg.search.output_dir or os.getcwd()).expanduser().resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,6 +197,7 @@ def _drive(
     bar: tqdm[Any] | None = None
     try:
         recorder.sweep_interrupted()
+        requeue_interrupted(study)  # the candidates cut short run again first
         front_state.refresh(study, step=None)
         remaining = _remaining(cfg, study, resumed=opened.resumed)
         loop = SearchLoop(
@@ -207,6 +206,7 @@ def _drive(
             out_dir=out_dir,
         )  # fmt: skip
         runner.prepare(loop)  # before the trials' progress bar: a supernet has its own
+        raise_if_preempted()
         if deadline is not None:  # the finalists' share of search.timeout_s
             loop.deadline = deadline - strategy.reserve_s(ctx)
         bar = loop.bar = tqdm(
@@ -216,33 +216,44 @@ def _drive(
         recorder.callbacks.append(loop.done)
         if loop.remaining > 0:
             runner.run(loop)
+        raise_if_preempted()  # the trials in flight have ended: stop before the next
         _run_finalists(loop, runner, deadline)
+        raise_if_preempted()
         status = "FINISHED"
     except KeyboardInterrupt:
-        status = "KILLED"
-        outcome.exit_code = EXIT_INTERRUPTED
-        print("\nInterrupted: the running trial is marked FAILED (interrupted).", file=sys.stderr)
-        # The runner has ended the trials it knew were running; a Ctrl-C that landed
-        # between creating a trial's run and recording it (or telling the study and
-        # ending the run) leaves one behind, so sweep as a resume would.
-        with sigint_ignored():
-            recorder.sweep_interrupted()
+        status, outcome.exit_code = "KILLED", EXIT_INTERRUPTED
+        cause = stop_cause()
+        print(
+            f"\nStopped{f' by {cause}' if cause else ''}: finished trials are kept; a trial "
+            "cut short is marked interrupted and runs again when the same command resumes.",
+            file=sys.stderr,
+        )
+        _sweep(recorder)
+    except DiskFull as e:
+        status, outcome.exit_code = "FAILED", EXIT_DISK_FULL
+        say_disk_full(e)
+        _sweep(recorder)
     finally:
-        # A second Ctrl-C must not cut the bookkeeping short and leave runs RUNNING.
+        # A second Ctrl-C must not cut the bookkeeping short and leave runs RUNNING; a
+        # full disk may refuse some of it, which the resume then does.
         with sigint_ignored():
             if bar is not None:
                 bar.close()
             if ctx.evaluator is not None:
                 ctx.evaluator.close()
-            try:
-                _finish(
-                    study, tracker, front_state, out_dir / "outputs" / name, outcome,
-                    opened.impossible,
-                )  # fmt: skip
-                if not strategy.records_scores:
-                    _log_population(study, tracker, out_dir / "outputs" / name, outcome)
-            finally:
-                tracker.close_parent(status)
+            end_records(
+                study, tracker, front_state, outcome, folder=out_dir / "outputs" / name,
+                impossible=opened.impossible, records_scores=strategy.records_scores,
+                status=status,
+            )  # fmt: skip
+
+
+def _sweep(recorder: TrialRecorder) -> None:
+    """After a stop: the runner has ended the trials it knew were running; one stopped
+    between creating its run and recording it (or telling the study and ending the run)
+    is left, so sweep as a resume would. A full disk may refuse it: the resume does it."""
+    with sigint_ignored(), contextlib.suppress(DiskFull):
+        recorder.sweep_interrupted()
 
 
 def _front_state(cfg: DictConfig, ctx: TrialContext, tracker: Tracker) -> FrontState:
@@ -312,15 +323,6 @@ def _finalise(
     runner.run(loop)
 
 
-def _log_population(
-    study: optuna.Study, tracker: Tracker, out_dir: Path, outcome: SearchOutcome
-) -> None:
-    """A strategy's scored candidates (not runs of their own) go to the parent run."""
-    summary = summarize_population(study, out_dir, title=f"{outcome.study_name}: population")
-    tracker.log_parent(metrics=summary.metrics, artifacts=summary.files)
-    outcome.population = summary.metrics
-
-
 def _open_tracker(cfg: DictConfig, uri: str, out_dir: Path) -> Tracker:
     check_reachable(
         uri,
@@ -337,109 +339,3 @@ def _open_tracker(cfg: DictConfig, uri: str, out_dir: Path) -> Tracker:
         raise ConfigError(
             f"mlflow.tracking_uri={uri!r} cannot be used: {one_line(e, 200)}"
         ) from None
-
-
-def _finish(
-    study: optuna.Study,
-    tracker: Tracker,
-    front_state: FrontState,
-    out_dir: Path,
-    outcome: SearchOutcome,
-    impossible: dict[str, str],
-) -> None:
-    """Count the trials, and write the front (csv, png, html) to disk and the parent run;
-    with several devices, each device's (``impossible``: those no candidate can serve)."""
-    front_state.refresh(study, step=None)
-    trials = study.get_trials(deepcopy=False)
-    counted = [t for t in trials if not t.user_attrs.get(keys.INTERRUPTED)]
-    outcome.n_trials = len(counted)
-    outcome.n_failed = len([t for t in counted if t.state == TrialState.FAIL])
-    outcome.n_infeasible = len(
-        [
-            t
-            for t in trials
-            if t.state == TrialState.COMPLETE and not t.user_attrs.get(keys.FEASIBLE)
-        ]
-    )
-    outcome.hypervolume = front_state.hv
-    outcome.front = front_rows(study, front_state.front)
-    outcome.n_below_floor = len(
-        [p for p in front_state.points if p.accuracy < front_state.min_accuracy]
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, png_path, html_path = (out_dir / f"pareto.{ext}" for ext in ("csv", "png", "html"))
-    metrics = {
-        "n_trials": outcome.n_trials,
-        "n_infeasible": outcome.n_infeasible,
-        "n_failed": outcome.n_failed,
-        "infeasible_fraction": outcome.n_infeasible / max(outcome.n_trials, 1),
-    }
-    if front_state.devices:
-        # The union of the devices' fronts (each row says whose); then each device's.
-        for row in outcome.front:
-            row["fronts"] = " ".join(
-                d for d, f in front_state.by_device.items()
-                if any(p.number == row["trial"] for p in f.front)
-            )  # fmt: skip
-        write_csv(csv_path, outcome.front)
-        tracker.log_parent(metrics=metrics, artifacts=[csv_path])
-        _finish_devices(study, tracker, front_state, out_dir, outcome, impossible)
-        return
-    write_csv(csv_path, outcome.front)
-    title = (
-        f"{outcome.study_name}: {len(front_state.front)} on the front of "
-        f"{len(front_state.points)} trained"
-    )
-    write_png(png_path, front_state.points, front_state.front, title=title)
-    write_html(html_path, front_state.points, front_state.front, title=title)
-    tracker.log_parent(
-        metrics={"final_hypervolume": front_state.hv, **metrics},
-        artifacts=[csv_path, png_path, html_path],
-    )
-
-
-def _finish_devices(
-    study: optuna.Study,
-    tracker: Tracker,
-    front_state: FrontState,
-    out_dir: Path,
-    outcome: SearchOutcome,
-    impossible: dict[str, str],
-) -> None:
-    """A multi-device search: each device's front (csv, png, html) and hypervolume, and
-    one plot of them all, to disk and the parent run."""
-    files: list[Path] = []
-    metrics: dict[str, float] = {}
-    fronts = {}
-    for device, f in front_state.by_device.items():
-        rows = front_rows(study, f.front, device)
-        why = impossible.get(device, "")
-        if not f.front and not why:
-            why = (
-                f"every trained candidate feasible here is below search.min_accuracy="
-                f"{front_state.min_accuracy:.4f}"
-                if f.points
-                else "no trained candidate met its budgets"
-            )
-        outcome.devices[device] = DeviceFront(front=rows, hypervolume=f.hv, why_empty=why)
-        if not f.points and device not in impossible:
-            outcome.devices[device].nearest = nearest_candidates(study, device=device)
-        paths = [out_dir / f"pareto_{device}.{ext}" for ext in ("csv", "png", "html")]
-        write_csv(paths[0], rows)
-        title = f"{outcome.study_name} on {device}: {len(f.front)} on the front of {len(f.points)}"
-        write_png(paths[1], f.points, f.front, title=title)
-        write_html(paths[2], f.points, f.front, title=title)
-        files += paths
-        metrics[keys.device_tag("final_hypervolume", device)] = f.hv
-        metrics[keys.device_tag("front_size", device)] = len(f.front)
-        fronts[device] = f.front
-        if why:
-            tag = keys.device_tag(keys.TAG_FRONT_EMPTY, device)
-            tracker.set_tags(tracker.parent_id, {tag: why})
-    combined = out_dir / "pareto_devices.png"
-    write_devices_png(
-        combined, front_state.points, fronts,
-        title=f"{outcome.study_name}: one front per device",
-        notes={d: p.why_empty for d, p in outcome.devices.items()},
-    )  # fmt: skip
-    tracker.log_parent(metrics=metrics, artifacts=[*files, combined])

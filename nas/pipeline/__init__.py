@@ -34,7 +34,6 @@ if TYPE_CHECKING:
         TeacherSource,
         TrialContext,
         TrialResult,
-        TrialStopped,
         feasible_on,
     )
     from nas.pipeline._data import (
@@ -49,6 +48,7 @@ if TYPE_CHECKING:
     )
     from nas.pipeline._datasets import DATASETS
     from nas.pipeline._device import Placement, ray_gpu_ids, select_device
+    from nas.pipeline._errors import TrainFailed, TrialStopped, TrialTimeout
     from nas.pipeline._evaluator import (
         MAX_ARTIFACT_PARAMS,
         ArtifactEvaluator,
@@ -78,9 +78,7 @@ if TYPE_CHECKING:
     )
     from nas.pipeline._train import (
         LossFn,
-        TrainFailed,
         TrainStats,
-        TrialTimeout,
         accuracy,
         predict,
         train,
@@ -98,9 +96,10 @@ _NAMES = {
     ),
     **dict.fromkeys(
         ["Device", "EpochJudge", "Proposal", "Strategy", "TeacherSource", "TrialContext",
-         "TrialResult", "TrialStopped", "feasible_on"],
+         "TrialResult", "feasible_on"],
         "nas.pipeline._context",
     ),
+    **dict.fromkeys(["TrainFailed", "TrialStopped", "TrialTimeout"], "nas.pipeline._errors"),
     **dict.fromkeys(
         ["Batches", "DataPart", "Splits", "TensorPart", "get_loader", "list_datasets",
          "load_splits", "register_dataset"],
@@ -136,7 +135,7 @@ _NAMES = {
         "nas.pipeline._teacher",
     ),
     **dict.fromkeys(
-        ["LossFn", "TrainFailed", "TrainStats", "TrialTimeout", "accuracy", "predict", "train"],
+        ["LossFn", "TrainStats", "accuracy", "predict", "train"],
         "nas.pipeline._train",
     ),
 }  # fmt: skip

@@ -30,12 +30,7 @@ __all__ = [
     "TeacherSource",
     "TrialContext",
     "TrialResult",
-    "TrialStopped",
 ]
-
-
-class TrialStopped(Exception):
-    """Early stopping ended the trial after a partial result; it is recorded as PRUNED."""
 
 
 @dataclass

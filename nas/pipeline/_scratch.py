@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import compress
+from nas._stop import writing
 from nas.hw import deployed_latency_ms
 from nas.pipeline._candidate import (
     Proposal,
@@ -20,7 +21,8 @@ from nas.pipeline._candidate import (
     candidate_meta,
     compression_configs,
 )
-from nas.pipeline._context import TrialContext, TrialStopped
+from nas.pipeline._context import TrialContext
+from nas.pipeline._errors import TrialStopped
 from nas.pipeline._recipe import Recipe, distiller, train_compressed
 from nas.pipeline._train import LossFn, accuracy
 
@@ -111,7 +113,8 @@ def export_and_evaluate(
     ctx.artifact_dir.mkdir(parents=True, exist_ok=True)
     path = ctx.artifact_dir / f"trial_{number:05d}.dsz"
     exported = time.monotonic()
-    size = compress.export(model, path, meta=candidate_meta(ctx, p.arch, comp))
+    with writing(path):
+        size = compress.export(model, path, meta=candidate_meta(ctx, p.arch, comp))
     if ctx.evaluator is None:
         raise RuntimeError("this trial context has no evaluator (a Ray driver's trains nothing)")
     evaluating = time.monotonic()

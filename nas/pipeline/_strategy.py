@@ -21,16 +21,25 @@ without a second runner, recorder or tracker, in three phases:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from nas._stop import raise_at
 from nas.config import Registry
 from nas.pipeline._context import Proposal, Strategy, TrialContext, TrialResult
+from nas.pipeline._errors import TrialTimeout
 
 if TYPE_CHECKING:
     from search_spaces import Suggest
 
-__all__ = ["STRATEGIES", "Strategy", "evaluate_proposal", "run_trial"]
+__all__ = ["HUNG_MARGIN_S", "STRATEGIES", "Strategy", "evaluate_proposal", "run_trial"]
+
+HUNG_MARGIN_S = 10.0
+"""Seconds past ``search.trial_timeout_s`` at which a trial that has not stopped by
+itself (its training checks the limit after every step, the evaluator's wait is bounded
+by it) is taken to be blocked and stopped from outside: a data loader that never
+delivers, a network file system that never answers."""
 
 
 STRATEGIES: Registry[Callable[[Any], Strategy]] = Registry(
@@ -44,13 +53,27 @@ STRATEGIES: Registry[Callable[[Any], Strategy]] = Registry(
 
 
 def evaluate_proposal(proposal: Proposal, ctx: TrialContext) -> TrialResult:
-    """A feasible proposal's result through ``ctx.strategy``: scored, or finalised."""
+    """A feasible proposal's result through ``ctx.strategy``: scored, or finalised.
+
+    Raises:
+        TrialTimeout: it ran :data:`HUNG_MARGIN_S` past ``ctx.trial_timeout_s``, blocked.
+    """
     if ctx.strategy is None:
         raise RuntimeError("this trial context has no search strategy")
-    if proposal.phase == "final":
-        result = ctx.strategy.finalize(proposal, ctx)
-    else:
-        result = ctx.strategy.score(proposal, ctx)
+    limit = ctx.trial_timeout_s
+    hung = None if limit is None else time.monotonic() + limit + HUNG_MARGIN_S
+
+    def blocked(where: str) -> TrialTimeout:
+        return TrialTimeout(
+            f"trial exceeded search.trial_timeout_s={limit:g} s and was stopped in {where}, "
+            "where it was blocked"
+        )
+
+    with raise_at(hung, blocked):
+        if proposal.phase == "final":
+            result = ctx.strategy.finalize(proposal, ctx)
+        else:
+            result = ctx.strategy.score(proposal, ctx)
     if ctx.placement is not None:
         result.tags.update(ctx.placement.tags())
     return result

@@ -41,7 +41,8 @@ import compress
 from nas.hw import RandomSuggest
 from nas.pipeline._data import Splits
 from nas.pipeline._device import autocast
-from nas.pipeline._train import TrainFailed, TrialTimeout, prepare_batch
+from nas.pipeline._errors import TrainFailed, TrialTimeout
+from nas.pipeline._train import prepare_batch
 from search_spaces import Arch, SlicedSupernet
 
 __all__ = ["SupernetRecipe", "SupernetStats", "train_supernet"]

@@ -15,13 +15,12 @@ from torch import nn
 
 from nas.pipeline._data import DataPart
 from nas.pipeline._device import autocast
+from nas.pipeline._errors import TrainFailed, TrialTimeout
 from nas.pipeline._stream import augment_batch, drop_unreadable
 
 __all__ = [
     "Placing",
-    "TrainFailed",
     "TrainStats",
-    "TrialTimeout",
     "accuracy",
     "model_device",
     "predict",
@@ -34,14 +33,6 @@ __all__ = [
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 """(logits, targets, inputs) -> loss; inputs let a distillation loss query a teacher."""
-
-
-class TrainFailed(RuntimeError):
-    """Training diverged (NaN or inf loss); the trial is recorded as failed."""
-
-
-class TrialTimeout(TimeoutError):
-    """The trial ran past ``search.trial_timeout_s``."""
 
 
 _MIN_ONE_CYCLE_STEPS = 4  # OneCycleLR at pct_start 0.25 needs more steps than this
@@ -116,7 +107,7 @@ def train(
                     else loss_fn(logits, y, x)
                 )
             loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
+            if not math.isfinite(loss_value):  # the first bad step, before it is taken
                 raise TrainFailed(f"loss became {loss_value} at step {steps} (epoch {epoch})")
             opt.zero_grad(set_to_none=True)
             _step(loss, opt, scaler, sched)

@@ -13,13 +13,17 @@ access). A trial that Tune retries after its worker or node died
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from nas._stop import DiskFull
 from nas.pipeline import Proposal, TrialResult, infeasible_result, propose
 from nas.runners._base import SearchLoop
+from nas.runners._ray_worker import DISK_FULL
 from nas.study import Started, State, TrialOutcome, keys
 
 __all__ = ["StudySearcher", "make_searcher"]
@@ -51,29 +55,38 @@ class StudySearcher:
         self.loop = loop
         self.live: dict[str, _Live] = {}
         self._stopped = False
+        # The path a worker could not write for want of space: no trial starts after it,
+        # and the runner stops the search once Tune has ended the others.
+        self.disk_full: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its config (tuner.pkl) for a Tune-level restore, which this
         # runner never uses (resume is the study's); the loop holds locks and a study.
-        return {"_metric": None, "_mode": None, "live": {}, "_stopped": True}
+        return {"_metric": None, "_mode": None, "live": {}, "_stopped": True, "disk_full": None}
 
     # -- Tune's hooks ---------------------------------------------------------------
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         loop = self.loop
-        while True:
-            if self._stopped or loop.remaining - len(self.live) <= 0:
-                return self.FINISHED
-            if loop.past_deadline():
-                self._stopped = True
-                return self.FINISHED
-            proposed = self._propose()
-            if proposed is None:
-                continue  # recorded already (infeasible or failed): ask again
-            proposal, started = proposed
-            self.live[trial_id] = _Live(started, time.monotonic())
-            return {"number": proposal.number, "proposal": json.dumps(asdict(proposal))}
+        with self._stops_on_full_disk():
+            while True:
+                if self._stopped or loop.remaining - len(self.live) <= 0:
+                    return self.FINISHED
+                if loop.past_deadline():
+                    self._stopped = True
+                    return self.FINISHED
+                proposed = self._propose()
+                if proposed is None:
+                    continue  # recorded already (infeasible or failed): ask again
+                proposal, started = proposed
+                self.live[trial_id] = _Live(started, time.monotonic())
+                return {"number": proposal.number, "proposal": json.dumps(asdict(proposal))}
+        return self.FINISHED
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        with self._stops_on_full_disk():
+            self._started(trial_id, result)
+
+    def _started(self, trial_id: str, result: dict[str, Any]) -> None:
         live = self.live.get(trial_id)
         if live is None or result.get("nas_phase") != "started":
             return
@@ -97,7 +110,20 @@ class StudySearcher:
         outcome = self._outcome(live, result, error)
         if outcome.state is State.FINISHED or outcome.state is State.INFEASIBLE:
             self.loop.durations.append(time.monotonic() - live.since)
-        self.loop.recorder.record(live.started, outcome)
+        with self._stops_on_full_disk():
+            self.loop.recorder.record(live.started, outcome)
+
+    @contextlib.contextmanager
+    def _stops_on_full_disk(self) -> Iterator[None]:
+        """A full disk under the study or MLflow, met in one of Tune's hooks: no trial
+        starts after it, and the runner stops the search once Tune has ended the others
+        (raised into Tune, it would only be logged). What could not be recorded, the
+        resume sweeps."""
+        try:
+            yield
+        except DiskFull as e:
+            self.disk_full = self.disk_full or str(e.filename)
+            self._stopped = True
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to save: the persisted study is the state (Tune calls this often)."""
@@ -121,11 +147,16 @@ class StudySearcher:
         assert result is not None
         if kind == "complete":
             return TrialOutcome.of_result(TrialResult(**json.loads(result["nas_result"])))
-        if kind == "pruned":
+        if kind == DISK_FULL:
+            self.disk_full, self._stopped = str(result.get("nas_path", "?")), True
             return TrialOutcome(
-                State.STOPPED, reason=str(result.get("nas_reason", "stopped early"))
+                State.INTERRUPTED,
+                reason=f"interrupted: no space left on device writing {self.disk_full}",
             )
-        return TrialOutcome(State.FAILED, reason=str(result.get("nas_reason", "unknown failure")))
+        reason = str(result.get("nas_reason", "unknown failure"))
+        if kind == State.STOPPED.value:  # early stopping or its time limit
+            return TrialOutcome(State.STOPPED, reason=reason)
+        return TrialOutcome(State.FAILED, reason=reason)
 
     def _propose(self) -> tuple[Proposal, Started] | None:
         """Ask and propose one candidate; an infeasible or failing one is recorded here."""
@@ -139,6 +170,9 @@ class StudySearcher:
             proposal.phase = loop.phase_of(started.trial)
         except KeyboardInterrupt:
             recorder.record(started, TrialOutcome(State.INTERRUPTED, reason="interrupted"))
+            raise
+        except DiskFull as e:
+            recorder.record_disk_full(started, e)
             raise
         except Exception as e:
             recorder.record(started, TrialOutcome.of_error(e))

@@ -38,11 +38,13 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from nas.config import one_line
-from nas.pipeline import EpochJudge, Proposal, TrialContext, TrialStopped, evaluate_proposal
+from nas._stop import DiskFull, is_disk_full
+from nas.pipeline import EpochJudge, Proposal, TrialContext, evaluate_proposal
 from nas.runners._base import SearchLoop, worker_record
+from nas.study import TrialOutcome
 
 __all__ = [
+    "DISK_FULL",
     "RemoteJudge",
     "WorkerSetup",
     "prepare_in_worker",
@@ -148,6 +150,9 @@ def worker_setup(loop: SearchLoop) -> WorkerSetup:
     sys_path = tuple(dict.fromkeys(str(Path(p).resolve()) for p in [*paths, os.getcwd()]))
     return WorkerSetup(cfg, str(loop.out_dir), loop.study_name, loop.plugins, sys_path, threads)
 
+
+DISK_FULL = "disk_full"
+"""A trial's outcome when its worker's disk is full: the search stops (see nas._stop)."""
 
 _CONTEXTS: dict[str, TrialContext] = {}
 """This worker process's trial contexts, by :attr:`WorkerSetup.key` (reused actors keep it)."""
@@ -262,10 +267,13 @@ def _run_in_worker(config: dict[str, Any], setup: WorkerSetup, judge: Any) -> di
         ctx = worker_context(setup)
         ctx.early_stop = None if judge is None else RemoteJudge(judge)
         result = evaluate_proposal(proposal, ctx)
-    except TrialStopped as e:
-        return {"nas_outcome": "pruned", "nas_reason": str(e)}
-    except Exception as e:
-        return {"nas_outcome": "failed", "nas_reason": f"{type(e).__name__}: {one_line(e, 500)}"}
+    except DiskFull as e:
+        return {"nas_outcome": DISK_FULL, "nas_path": str(e.filename)}
+    except Exception as e:  # decided as locally: stopped, diverged, failed
+        if is_disk_full(e):
+            return {"nas_outcome": DISK_FULL, "nas_path": str(getattr(e, "filename", "?"))}
+        outcome = TrialOutcome.of_error(e)
+        return {"nas_outcome": outcome.state.value, "nas_reason": outcome.reason}
     result.tags.update(worker_tags())
     result.tags.update({"ray.started_at": started, "ray.ended_at": _now()})
     out: dict[str, Any] = {"nas_outcome": "complete", "nas_result": json.dumps(asdict(result))}

@@ -72,7 +72,14 @@ if TYPE_CHECKING:
         register_sampler,
     )
     from nas.study._signals import sigint_deferred, sigint_ignored
-    from nas.study._storage import counted_trials, end_interrupted_trials, make_storage, open_study
+    from nas.study._storage import (
+        JournalFile,
+        counted_trials,
+        end_interrupted_trials,
+        make_storage,
+        open_study,
+        requeue_interrupted,
+    )
     from nas.study._tracking import Tracker, check_reachable, flatten, redact_secrets
 
 _NAMES = {
@@ -113,7 +120,8 @@ _NAMES = {
     ),
     **dict.fromkeys(["sigint_deferred", "sigint_ignored"], "nas.study._signals"),
     **dict.fromkeys(
-        ["counted_trials", "end_interrupted_trials", "make_storage", "open_study"],
+        ["JournalFile", "counted_trials", "end_interrupted_trials", "make_storage",
+         "open_study", "requeue_interrupted"],
         "nas.study._storage",
     ),
     **dict.fromkeys(
@@ -130,6 +138,7 @@ __all__ = [
     "DeviceFront",
     "Front",
     "FrontState",
+    "JournalFile",
     "MOASHA",
     "Point",
     "PopulationSummary",
@@ -168,6 +177,7 @@ __all__ = [
     "population_rows",
     "redact_secrets",
     "register_sampler",
+    "requeue_interrupted",
     "result_of",
     "runs_url",
     "run_and_record",

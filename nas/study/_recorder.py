@@ -15,6 +15,7 @@ trial run in this process; the Ray runner calls the same three steps itself.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import sys
@@ -25,8 +26,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nas._stop import DiskFull, is_disk_full
 from nas.config import one_line
-from nas.pipeline import TrialResult, TrialStopped
+from nas.pipeline import TrainFailed, TrialResult, TrialStopped, TrialTimeout
 from nas.study import keys
 from nas.study._signals import sigint_deferred, sigint_ignored
 from nas.study._storage import end_interrupted_trials
@@ -48,8 +50,8 @@ class State(enum.Enum):
 
     FINISHED = "finished"  # trained (or scored) to the end
     INFEASIBLE = "infeasible"  # refused before training: it breaks a budget
-    FAILED = "failed"  # an error, a diverged loss, its time limit, a lost worker
-    STOPPED = "stopped"  # early stopping, after a partial result
+    FAILED = "failed"  # an error, a diverged loss, a lost worker
+    STOPPED = "stopped"  # early stopping (after a partial result), or its time limit
     INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM or a crash: not counted, resumed
 
 
@@ -83,10 +85,17 @@ class TrialOutcome:
 
     @classmethod
     def of_error(cls, error: BaseException) -> TrialOutcome:
-        """The outcome of a trial that raised ``error`` (not a KeyboardInterrupt)."""
+        """The outcome of a trial that raised ``error`` (not a KeyboardInterrupt): stopped
+        by early stopping or by its time limit, failed as ``diverged`` (a NaN or inf
+        loss), or failed with the error's type and message."""
+        said = one_line(error, 500)
+        if isinstance(error, TrialTimeout):
+            return cls(State.STOPPED, reason=f"{type(error).__name__}: {said}")
         if isinstance(error, TrialStopped):
             return cls(State.STOPPED, reason=str(error))
-        return cls(State.FAILED, reason=f"{type(error).__name__}: {one_line(error, 500)}")
+        if isinstance(error, TrainFailed):
+            return cls(State.FAILED, reason=f"diverged: {said}")
+        return cls(State.FAILED, reason=f"{type(error).__name__}: {said}")
 
 
 @dataclass
@@ -150,6 +159,13 @@ class TrialRecorder:
             callback(frozen)
         return frozen
 
+    def record_disk_full(self, started: Started, full: DiskFull) -> None:
+        """A trial cut short by a full disk: interrupted (it runs again on resume), as
+        far as the disk lets that be written; the resume sweeps what it could not."""
+        reason = f"interrupted: no space left on device writing {full.filename}"
+        with contextlib.suppress(DiskFull):
+            self.record(started, TrialOutcome(State.INTERRUPTED, reason=reason))
+
     def _end_unfinished(self, started: Started, outcome: TrialOutcome) -> None:
         """A trial that did not finish: why, in Optuna and MLflow alike."""
         trial, state = started.trial, _OPTUNA_STATE[outcome.state]
@@ -211,7 +227,8 @@ def run_and_record(
 ) -> FrozenTrial:
     """Ask, run ``body`` on the trial in this process, and record how it ended.
 
-    A KeyboardInterrupt is recorded as interrupted, then raised again.
+    A KeyboardInterrupt is recorded as interrupted, then raised again; so is a full
+    disk (:class:`~nas._stop.DiskFull`), which stops the search as no trial can go on.
     """
     started = recorder.begin(user_attrs=user_attrs)
     try:
@@ -221,6 +238,12 @@ def run_and_record(
         recorder.record(started, TrialOutcome(State.INTERRUPTED, reason="interrupted"))
         raise
     except Exception as e:  # any trial fault is recorded, and the search goes on
+        if is_disk_full(e):
+            full = e if isinstance(e, DiskFull) else DiskFull(getattr(e, "filename", None) or "?")
+            recorder.record_disk_full(started, full)
+            if full is e:
+                raise
+            raise full from e
         outcome = TrialOutcome.of_error(e)
     return recorder.record(started, outcome)
 

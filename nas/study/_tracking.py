@@ -8,6 +8,7 @@ another node can log a child run by id.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import platform
 import re
@@ -21,6 +22,7 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from nas._stop import writing
 from nas.study import keys
 from nas.study._signals import sigint_deferred
 
@@ -30,10 +32,12 @@ _PACKAGES = ("downsize", "torch", "torchvision", "timm", "optuna", "mlflow", "hy
 
 
 class _Uninterruptible:
-    """A proxy whose method calls run under :func:`sigint_deferred`."""
+    """A proxy whose method calls run under :func:`sigint_deferred`, and whose full disk
+    is a :class:`~nas._stop.DiskFull` naming ``store``."""
 
-    def __init__(self, target: Any) -> None:
+    def __init__(self, target: Any, store: str) -> None:
         self._target = target
+        self._store = store
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
@@ -42,7 +46,7 @@ class _Uninterruptible:
 
         @functools.wraps(attr)
         def call(*args: Any, **kwargs: Any) -> Any:
-            with sigint_deferred():
+            with sigint_deferred(), writing(self._store):
                 return attr(*args, **kwargs)
 
         return call
@@ -52,7 +56,11 @@ class Tracker:
     """The parent run of one study and the child runs of its trials."""
 
     def __init__(self, *, tracking_uri: str, experiment: str, artifact_root: Path | None) -> None:
-        self.client: Any = _Uninterruptible(MlflowClient(tracking_uri=tracking_uri))
+        # MLflow logs a database error with its whole traceback before raising it; the
+        # error is raised all the same (a full disk: one line, nas._stop.DiskFull).
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+        store = tracking_uri.removeprefix("sqlite:///")  # a file's path, else the server
+        self.client: Any = _Uninterruptible(MlflowClient(tracking_uri=tracking_uri), store)
         self.tracking_uri = tracking_uri
         exp = self.client.get_experiment_by_name(experiment)
         if exp is None:

@@ -21,6 +21,7 @@ __all__ = [
     "METRICS",
     "PARTIAL",
     "PHASE",
+    "RETRY_OF",
     "ROLE_SEARCH",
     "ROLE_TRIAL",
     "RUNNER",
@@ -73,6 +74,8 @@ PHASE = "nas.phase"
 """``"final"`` for a strategy's finalist (absent: a trial of the scoring phase)."""
 FINALIST_OF = "nas.finalist_of"
 """A finalist's scored trial number."""
+RETRY_OF = "nas.retry_of"
+"""The interrupted trial whose candidate this one runs again (queued on resume)."""
 DEVICE_CONSTRAINTS = "device_constraints"
 """A multi-device search: each device's constraints ``{device: {key: value}}`` (feasible
 for a device when all its values are <= 0)."""

@@ -228,6 +228,11 @@ def test_multi_node_cluster_runs_trials_on_several_nodes(
 
 
 def _running_children(mlflow_runs, uri: str) -> list[Any]:
+    # Not before the search has made its store and begun a trial (the journal follows
+    # the store): a client that opens a database being created races its migrations.
+    folder = Path(uri.removeprefix("sqlite:///")).parent
+    if not any(b'"op_code":4' in j.read_bytes() for j in folder.glob("*.journal")):
+        return []
     try:
         _, children = _runs(mlflow_runs, uri)
     except Exception:  # the database is still being created
@@ -248,18 +253,34 @@ def _wait_for(what: str, cond, proc: subprocess.Popen[str], timeout: float) -> A
     raise AssertionError(f"timed out waiting for {what}:\n{proc.communicate()[0][-4000:]}")
 
 
+def _streamed(root: Path) -> list[str]:
+    """Overrides of a small image folder streamed by loader workers (made here)."""
+    subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parents[2] / "scripts" /
+         "make_imagefolder.py"), "--out", str(root), "--n", "300", "--size", "16",
+         "--classes", "3", "--no-progress", "--workers", "1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return ["dataset=imagefolder", f"dataset.root={root}", "dataset.image_size=16",
+            "dataset.n_test=45", "dataset.n_val=45", "dataset.num_workers=2",
+            "train.batch_size=32", "search.min_accuracy=0"]  # fmt: skip
+
+
 def test_losing_a_worker_node_mid_search_loses_no_trial(
     tmp_path: Path, ray_fast, mlflow_runs
 ) -> None:
     """Two 1-CPU worker nodes and a head with no CPU, so the two concurrent trials run
-    one on each worker; worker 1 is SIGKILLed while they run. The search still finishes
-    its 4 trials: the lost one is retried on the surviving node (runner.max_failures=1)
-    or recorded as failed, counted once, and no finished trial is lost."""
+    one on each worker, streaming an image folder through loader workers; worker 1 is
+    SIGKILLed while they run. The search still finishes its 4 trials: the lost one is
+    retried on the surviving node (runner.max_failures=1) or recorded as failed,
+    counted once, and no finished trial is lost."""
+    streamed = _streamed(tmp_path / "images")
     with cluster_fixtures.start_ray_cluster(workers=2, cpus_per_node=1, head_cpus=0) as cluster:
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
         proc = _cli(
-            ray_fast, tmp_path, cluster.environ(), "runner.address=auto", "search.n_trials=4"
-        )
+            [*ray_fast, *streamed], tmp_path, cluster.environ(), "runner.address=auto",
+            "search.n_trials=4",
+        )  # fmt: skip
         running = _wait_for(
             "two trials running on two nodes",
             lambda: (

@@ -11,7 +11,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from nas.pipeline import TrialResult, TrialStopped
+from nas._stop import DiskFull
+from nas.pipeline import TrainFailed, TrialResult, TrialStopped, TrialTimeout
 from nas.study import State, Tracker, TrialOutcome, TrialRecorder, keys, run_and_record
 
 
@@ -93,6 +94,31 @@ def test_an_outcome_is_its_state_in_optuna() -> None:
     failed = TrialOutcome.of_error(ValueError("bad\nvalue"))
     assert failed.state is State.FAILED and failed.reason.startswith("ValueError: bad")
     assert "\n" not in failed.reason  # one line, for the run's tag
+    # its time limit stops a trial, saying so; a NaN loss fails it as diverged
+    timeout = TrialOutcome.of_error(TrialTimeout("trial exceeded search.trial_timeout_s=8 s"))
+    assert timeout.state is State.STOPPED
+    assert timeout.reason == "TrialTimeout: trial exceeded search.trial_timeout_s=8 s"
+    diverged = TrialOutcome.of_error(TrainFailed("loss became nan at step 3 (epoch 0)"))
+    assert diverged.state is State.FAILED
+    assert diverged.reason == "diverged: loss became nan at step 3 (epoch 0)"
+
+
+def test_a_full_disk_interrupts_the_trial_and_stops_the_search(
+    recorder: TrialRecorder, tmp_path: Path, mlflow_runs
+) -> None:
+    """The trial cut short runs again on resume (interrupted, uncounted); the search
+    stops, as no trial can go on without space."""
+
+    def body(trial: optuna.Trial) -> TrialResult:
+        raise OSError(28, "No space left on device", str(tmp_path / "trial_00000.dsz"))
+
+    with pytest.raises(DiskFull) as info:
+        run_and_record(recorder, body)
+    assert info.value.filename == str(tmp_path / "trial_00000.dsz")
+    (t,) = recorder.study.trials
+    assert t.state == TrialState.FAIL and t.user_attrs[keys.INTERRUPTED] is True
+    assert "no space left on device" in t.user_attrs[keys.ERROR]
+    assert _run(mlflow_runs, tmp_path, 0).info.status == "KILLED"
 
 
 def test_the_sweep_ends_every_trial_a_crash_cut_short(

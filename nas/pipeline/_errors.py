@@ -1,0 +1,19 @@
+"""How a trial can end early, short of a result: stopped (early stopping, its time
+limit) or failed (a diverged loss). Light, and imported by every module that raises
+them, the evaluator process's included."""
+
+from __future__ import annotations
+
+__all__ = ["TrainFailed", "TrialStopped", "TrialTimeout"]
+
+
+class TrialStopped(Exception):
+    """Early stopping ended the trial after a partial result; it is recorded as PRUNED."""
+
+
+class TrialTimeout(TrialStopped, TimeoutError):
+    """The trial ran past ``search.trial_timeout_s``; it is recorded as stopped."""
+
+
+class TrainFailed(RuntimeError):
+    """Training diverged (NaN or inf loss); the trial is recorded as failed, diverged."""
