@@ -53,6 +53,7 @@ __all__ = [
     "shield_child",
     "stop_cause",
     "stop_signals_as_interrupt",
+    "unwatched",
     "writing",
 ]
 
@@ -299,29 +300,60 @@ def raise_at(deadline: float | None, error: Callable[[str], BaseException]) -> I
     if deadline is None:
         yield
         return
-    watch = _Watch(error, threading.current_thread())
+    thread = threading.current_thread()
+    watch = _Watch(error, thread, deadline)
     if watch.main:
         _install_alarm_handler()
-    timer = threading.Thread(target=watch.wait, args=(deadline,), daemon=True, name="raise_at")
-    timer.start()
+    outer = _WATCHES.get(thread.ident or 0)
+    _WATCHES[thread.ident or 0] = watch
+    threading.Thread(target=watch.wait, daemon=True, name="raise_at").start()
     try:
         yield
     finally:
         watch.disarm()
+        if outer is None:
+            _WATCHES.pop(thread.ident or 0, None)
+        else:
+            _WATCHES[thread.ident or 0] = outer
+
+
+@contextlib.contextmanager
+def unwatched() -> Iterator[None]:
+    """Time in this block does not count toward this thread's :func:`raise_at`
+    deadline: a wait that is the whole search's cost, not the trial's (the evaluator
+    process starting up while the first trial trains)."""
+    watch = _WATCHES.get(threading.get_ident())
+    if watch is None:
+        yield
+        return
+    watch.paused += 1
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        watch.deadline += time.monotonic() - start
+        watch.paused -= 1
 
 
 class _Watch:
-    def __init__(self, error: Callable[[str], BaseException], thread: threading.Thread) -> None:
-        self.error, self.thread = error, thread
+    def __init__(
+        self, error: Callable[[str], BaseException], thread: threading.Thread, deadline: float
+    ) -> None:
+        self.error, self.thread, self.deadline = error, thread, deadline
         self.main = thread is threading.main_thread()
         self.lock = threading.Lock()
         self.done = threading.Event()
         self.armed, self.fired = True, False
+        self.paused = 0  # blocks of unwatched() in progress
         self.pending: BaseException | None = None
 
-    def wait(self, deadline: float) -> None:
-        if self.done.wait(max(0.0, deadline - time.monotonic())):
-            return
+    def wait(self) -> None:
+        while True:
+            left = self.deadline - time.monotonic()
+            if self.done.wait(1.0 if self.paused else max(0.0, left)):
+                return
+            if not self.paused and time.monotonic() >= self.deadline:
+                break  # the deadline moves on while paused: look again
         with self.lock:
             if not self.armed:
                 return
@@ -345,6 +377,7 @@ class _Watch:
                 _async_raise(self.thread.ident or 0, None)  # not raised yet: cancel it
 
 
+_WATCHES: dict[int, _Watch] = {}  # each thread's innermost raise_at block
 _ALARM: _Watch | None = None  # the watch whose SIGALRM is on its way to the main thread
 _ALARM_HANDLER_SET = False
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nas._stop import children_shielded, shield_child
+from nas._stop import children_shielded, shield_child, unwatched
 from nas.pipeline._errors import TrialTimeout
 
 __all__ = [
@@ -65,12 +65,16 @@ class ArtifactEvaluator:
         child.close()
         self._ready = False
 
-    def _wait_ready(self) -> None:
-        # Start-up (imports, data) is the search's cost, not the first trial's: it is
-        # waited for under the evaluator's own timeout, never a trial's deadline.
+    def _wait_ready(self) -> float:
+        """Wait for the process to have started; returns the seconds waited. Start-up
+        (imports, data) is the search's cost, not the first trial's: it is waited for
+        under the evaluator's own timeout, and moves the trial's deadlines on."""
         if self._ready:
-            return
-        if not self._conn.poll(self._timeout_s):
+            return 0.0
+        start = time.monotonic()
+        with unwatched():  # no trial's hard time limit runs meanwhile
+            answered = self._conn.poll(self._timeout_s)
+        if not answered:
             self.close()
             raise TimeoutError(f"the evaluator did not start in {self._timeout_s:.0f} s")
         try:
@@ -79,6 +83,7 @@ class ArtifactEvaluator:
             self.close()
             raise RuntimeError(f"{self._died()} while starting") from None
         self._ready = True
+        return time.monotonic() - start
 
     def evaluate(self, path: str | Path, *, deadline: float | None = None) -> dict[str, Any]:
         """Val and test accuracy (fractions) and a checksum of the predictions.
@@ -89,10 +94,10 @@ class ArtifactEvaluator:
         """
         if not self._proc.is_alive():
             self._start()  # a timed-out or crashed worker is replaced for the next trial
-        self._wait_ready()
+        waited = self._wait_ready()
         timeout = self._timeout_s
         if deadline is not None:
-            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+            timeout = max(0.0, min(timeout, deadline + waited - time.monotonic()))
         self._conn.send(str(path))
         try:
             answered = self._conn.poll(timeout)

@@ -109,8 +109,12 @@ class RayRunner:
             if k.startswith("RAY_"):
                 os.environ.setdefault(k, v)
         # Tune saves its experiment state under search.output_dir; resume is the study's,
-        # so a save that fails (a full disk) is nothing to print a traceback about.
-        logging.getLogger("ray.tune.execution.experiment_state").setLevel(logging.CRITICAL)
+        # so a save that fails (a full disk) is nothing to print a traceback about. And a
+        # trial's own errors never reach Tune (the worker reports them as outcomes): what
+        # Tune logs with a traceback is a lost worker or node, which the searcher reports
+        # in one line, retried or failed.
+        for name in ("ray.tune.execution.experiment_state", "ray.tune.execution.tune_controller"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         import ray
 
         r = loop.cfg.runner

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -96,6 +97,12 @@ class StudySearcher:
         tags = {"ray.node_id": node, "ray.attempts": str(live.attempts), "ray.trial_id": trial_id}
         if live.attempts > 1:
             tags["ray.retried_on"] = ",".join(live.nodes)
+            print(
+                f"trial {live.started.trial.number}: its Ray worker or node was lost; attempt "
+                f"{live.attempts} of {int(self.loop.cfg.runner.max_failures) + 1} on node "
+                f"{node[:8]}",
+                file=sys.stderr,
+            )
         if "nas_worker" in result:  # the last attempt's worker
             live.started.trial.set_user_attr(keys.WORKER, json.loads(result["nas_worker"]))
         if live.started.run_id is not None:

@@ -231,3 +231,20 @@ def test_the_kernels_enospc_is_a_disk_full(tmp_path) -> None:
             f.write(b"x" * 10)
             f.flush()
     assert info.value.filename == str(tmp_path / "x")
+
+
+def test_time_unwatched_does_not_count_toward_the_deadline() -> None:
+    """The evaluator process starting up is the search's wait, not the trial's."""
+    from nas._stop import unwatched
+
+    start = time.monotonic()
+    with raise_at(time.monotonic() + 0.5, lambda where: TimeoutError(where)):
+        with unwatched():
+            time.sleep(1.0)  # past the deadline, unwatched
+        time.sleep(0.3)  # 0.3 s of the 0.5 counted
+    with pytest.raises(TimeoutError):
+        with raise_at(time.monotonic() + 0.5, lambda where: TimeoutError(where)):
+            with unwatched():
+                time.sleep(0.3)
+            time.sleep(5)
+    assert time.monotonic() - start < 4

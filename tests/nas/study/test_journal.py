@@ -114,6 +114,7 @@ def test_an_interrupted_candidate_runs_again_once(tmp_path: Path) -> None:
     assert requeue_interrupted(study) == [0]
     assert requeue_interrupted(study) == []  # once
     again = study.ask()
-    assert again.params == {} and again.suggest_float("sparsity", 0.0, 0.9) == cut.params["sparsity"]
+    assert again.params == {}
+    assert again.suggest_float("sparsity", 0.0, 0.9) == cut.params["sparsity"]
     assert again.user_attrs[keys.RETRY_OF] == 0
     assert again.user_attrs[keys.PHASE] == "final" and again.user_attrs[keys.FINALIST_OF] == 7
