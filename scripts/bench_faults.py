@@ -358,6 +358,24 @@ def run_row(fault: str, runner: str, variant: str, work: Path, images: Path | No
     return row
 
 
+def run_rows(
+    wanted: list[tuple[str, str, str]], workdir: Path, images: Path | None, *, jobs: int = 1,
+    said: Callable[[Row], None] | None = None,
+) -> list[Row]:  # fmt: skip
+    """:func:`run_row` for each ``(fault, runner, variant)``, ``jobs`` at once (each row
+    is its own search, in its own session and folder), in ``wanted``'s order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(want: tuple[str, str, str]) -> Row:
+        row = run_row(*want, workdir / "-".join(x for x in want if x), images)
+        if said is not None:
+            said(row)
+        return row
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(one, wanted))
+
+
 def image_folder(path: Path) -> Path:
     """A small seeded image folder (scripts/make_imagefolder.py), made once."""
     if not (path / "0").exists():
@@ -382,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runner", choices=("local", "ray", "all"), default="all")
     p.add_argument("--workdir", type=Path, default=REPO / ".bench" / "faults")
     p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--jobs", type=int, default=1, help="rows at once (each is its own job; "
+                   "1 for a record: the rows' seconds are then undisturbed)")  # fmt: skip
     args = p.parse_args(argv)
     faults = [f for f in args.faults.split(",") if f]
     bad = [f for f in faults if f not in SCENARIOS]
@@ -390,12 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     runners = ["local", "ray"] if args.runner == "all" else [args.runner]
     shutil.rmtree(args.workdir, ignore_errors=True)
     images = image_folder(args.workdir / "images")
-    rows = []
-    for fault, runner, variant in rows_wanted(faults, runners):
-        name = "-".join(x for x in (fault, runner, variant) if x)
-        row = run_row(fault, runner, variant, args.workdir / name, images)
-        rows.append(row)
-        print(_line(row), flush=True)
+    rows = run_rows(rows_wanted(faults, runners), args.workdir, images, jobs=args.jobs,
+                    said=lambda row: print(_line(row), flush=True))  # fmt: skip
     _write(args.out, rows)
     print(f"\n{sum(r.clean for r in rows)} of {len(rows)} rows clean; wrote {args.out}")
     return 0 if all(r.clean for r in rows) else 1

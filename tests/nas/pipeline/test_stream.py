@@ -173,6 +173,7 @@ def test_loader_workers_leave_a_stop_to_the_search(tmp_path: Path) -> None:
     ends a stuck worker with (its own handler keeps that one)."""
     import os
     import signal
+    import time
 
     part = load_splits(_cfg(_folder(tmp_path), "dataset.num_workers=2"), seed=0).train
     batches = iter(part.batches(8, shuffle=True))
@@ -180,6 +181,9 @@ def test_loader_workers_leave_a_stop_to_the_search(tmp_path: Path) -> None:
     children = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
     workers = [int(p) for p in children if _status(int(p))["Name"] == "pt_data_worker"]
     assert len(workers) == 2
+    end = time.monotonic() + 30  # the second worker may still be starting
+    while any(os.getpgid(pid) == os.getpgid(0) for pid in workers) and time.monotonic() < end:
+        time.sleep(0.05)
     for pid in workers:
         assert os.getpgid(pid) != os.getpgid(0)
         status = _status(pid)
