@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 __all__ = [
     "DEFAULT_GRACE_S",
@@ -44,6 +45,7 @@ __all__ = [
     "DiskFull",
     "children_shielded",
     "is_disk_full",
+    "moot_while_stopping",
     "preempted",
     "raise_at",
     "raise_if_preempted",
@@ -53,6 +55,7 @@ __all__ = [
     "shield_child",
     "stop_cause",
     "stop_signals_as_interrupt",
+    "stopping",
     "unwatched",
     "writing",
 ]
@@ -127,6 +130,33 @@ def preempted() -> bool:
     return _ACTIVE is not None and _ACTIVE.preempt_at is not None
 
 
+def stopping() -> bool:
+    """Whether the command is stopping: a stop signal came, or a pre-emption notice's
+    grace ended."""
+    return _ACTIVE is not None and _ACTIVE.stopping
+
+
+def moot_while_stopping(
+    handler: Callable[[int, FrameType | None], Any],
+) -> Callable[[int, FrameType | None], Any]:
+    """``handler`` (a signal handler), but an error it raises while the command is
+    stopping is dropped: torch's SIGCHLD handler raises "DataLoader worker ... killed"
+    in the main thread, and a scheduler that signals every process of a job (Slurm's
+    cgroup) kills the loader workers as it stops the search; raised in the middle of
+    the stop's bookkeeping, that error would leave runs RUNNING."""
+
+    def guarded(signum: int, frame: FrameType | None) -> Any:
+        try:
+            return handler(signum, frame)
+        except Exception:
+            if stopping():
+                return None
+            raise
+
+    guarded.moot_while_stopping = True  # type: ignore[attr-defined]
+    return guarded
+
+
 def raise_if_preempted() -> None:
     """Where a phase of work has ended: stop (``KeyboardInterrupt``) if a pre-emption
     notice came while it ran."""
@@ -177,6 +207,7 @@ class _Stop:
         self.grace_s = grace_s
         self.cause: str | None = None  # the first stop signal's name
         self.requested = False  # a stop not yet seen raised (see raise_if_stop_lost)
+        self.stopping = False  # a stop came (a notice's grace ended, or a stop signal)
         self.preempt_at: float | None = None
         self.grace_over = False
         self._timer: threading.Timer | None = None
@@ -188,7 +219,7 @@ class _Stop:
 
     def sigint(self, signum: int, frame: FrameType | None) -> None:
         self.cause = self.cause or "SIGINT"
-        self.requested = True
+        self.requested = self.stopping = True
         raise KeyboardInterrupt
 
     def stop(self, signum: int, frame: FrameType | None) -> None:
@@ -197,7 +228,7 @@ class _Stop:
         self._interrupt(frame)
 
     def _interrupt(self, frame: FrameType | None) -> None:
-        self.requested = True
+        self.requested = self.stopping = True
         handler = signal.getsignal(signal.SIGINT)
         if handler is signal.SIG_IGN:
             return  # bookkeeping that must not be cut short: raised at the next safe point
@@ -229,7 +260,7 @@ class _Stop:
     def _grace_ended(self) -> None:
         """In the timer's thread: interrupt the main thread as SIGTERM would."""
         self.grace_over = True
-        self.requested = True
+        self.requested = self.stopping = True
         # A signal to the main thread itself, so that a blocking wait there wakes up.
         signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 

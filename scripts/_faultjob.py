@@ -119,6 +119,13 @@ class Job:
         assert self.proc is not None
         os.killpg(self.proc.pid, sig)
 
+    def signal_all(self, sig: int) -> None:
+        """``sig`` to every process of the job, whatever its process group (as Slurm
+        signals every process of a job's cgroup)."""
+        for pid in self.survivors():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), sig)
+
     def finish(self, limit: float = 300) -> int:
         assert self.proc is not None
         try:

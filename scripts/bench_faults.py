@@ -75,7 +75,9 @@ def held_in_training(job: Job, number: int) -> None:
 
 def stop_row(row: Row, work: Path, overrides: list[str], sig: int, *, nohup: bool = False) -> None:
     """A stop signal to the whole group while trial 1 trains (loader workers, the
-    evaluator, or Ray's workers alive): exit 130, parent KILLED, trial 1 interrupted."""
+    evaluator, or Ray's workers alive): exit 130, parent KILLED, trial 1 interrupted.
+    ``every_process``: to each process of the job, loader workers included (Slurm's
+    cgroup), not only to the process group."""
     # Under nohup the signal is ignored: trial 1 is held only briefly, and the search
     # then runs to its end.
     hold = {"sleep": "6"} if nohup else {}
@@ -83,7 +85,10 @@ def stop_row(row: Row, work: Path, overrides: list[str], sig: int, *, nohup: boo
     held_in_training(job, 1)
     if row.runner == "local":
         row.check("loader workers were alive", bool(job.children("pt_data_worker")))
-    job.signal_group(sig)
+    if row.variant == "every_process":
+        job.signal_all(sig)
+    else:
+        job.signal_group(sig)
     code = job.finish()
     if nohup:
         recs = settle(row, job, code)
@@ -310,7 +315,7 @@ def node_lost_row(row: Row, work: Path, overrides: list[str]) -> None:
 # -- the table ------------------------------------------------------------------------------------
 
 SCENARIOS: dict[str, tuple[Callable[[Row, Path, list[str]], None], tuple[str, ...]]] = {
-    "sigterm_group": (lambda r, w, o: stop_row(r, w, o, signal.SIGTERM), ("",)),
+    "sigterm_group": (lambda r, w, o: stop_row(r, w, o, signal.SIGTERM), ("", "every_process")),
     "sigint_group": (lambda r, w, o: stop_row(r, w, o, signal.SIGINT), ("",)),
     "sighup_group": (
         lambda r, w, o: stop_row(r, w, o, signal.SIGHUP, nohup=r.variant == "nohup"),
@@ -435,23 +440,32 @@ def _write(path: Path, rows: list[Row]) -> None:
     def key(r: dict[str, Any]) -> tuple[int, str, str]:
         return FAULTS.index(r["fault"]), r["runner"], r["variant"]
 
-    new = {key(asdict(r)): asdict(r) for r in rows}
-    kept = [r for r in old.get("rows", []) if key(r) not in new]
-    record = {
-        "what": "faults injected through the real command line, then the same command again",
+    # Each row keeps where it was measured: a run of some faults replaces only theirs.
+    measured = {
         "commit": _commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} CPUs, {sys.platform}",
         "command": " ".join(["python", "scripts/bench_faults.py", *sys.argv[1:]]),
-        "rows": sorted([*kept, *new.values()], key=key),
     }  # fmt: skip
+    new = {key(asdict(r)): {**asdict(r), "measured": measured} for r in rows}
+    kept = [r for r in old.get("rows", []) if key(r) not in new]
+    record = {
+        "what": "faults injected through the real command line, then the same command again",
+        **measured,
+        "rows": sorted([*kept, *new.values()], key=key),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _commit() -> str:
+    """The checkout's short commit, with "-dirty" when files git tracks have changed."""
     from _common import git_commit
 
-    return git_commit()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    return git_commit() + ("-dirty" if dirty else "")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import hashlib
 import math
 import signal
 import sys
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nas._stop import children_shielded, shield_child
+from nas._stop import children_shielded, moot_while_stopping, shield_child
 from nas.config import ConfigError, DatasetConfig
 from nas.pipeline._data import DataPart, Splits, _existing_root, register_dataset, split_arrays
 from search_spaces import InputSpec
@@ -150,6 +151,7 @@ class ShieldedLoader:
                 batches = iter(self.loader)
         except RuntimeError as e:
             raise _named_death(getattr(self.loader, "_iterator", None), e) from e
+        _guard_sigchld()
         while True:
             try:
                 batch = next(batches)
@@ -158,6 +160,16 @@ class ShieldedLoader:
             except RuntimeError as e:
                 raise _named_death(batches, e) from e
             yield batch
+
+
+def _guard_sigchld() -> None:
+    """Once torch has set its SIGCHLD handler (on the main thread, at the first loader
+    with workers), keep its error out of a stop (see nas._stop.moot_while_stopping)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    handler = signal.getsignal(signal.SIGCHLD)
+    if callable(handler) and not getattr(handler, "moot_while_stopping", False):
+        signal.signal(signal.SIGCHLD, moot_while_stopping(handler))
 
 
 def _named_death(batches: Any, error: RuntimeError) -> RuntimeError:

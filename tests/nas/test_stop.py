@@ -248,3 +248,23 @@ def test_time_unwatched_does_not_count_toward_the_deadline() -> None:
                 time.sleep(0.3)
             time.sleep(5)
     assert time.monotonic() - start < 4
+
+
+def test_a_childs_death_is_moot_once_the_command_is_stopping() -> None:
+    """A scheduler that signals every process of a job kills the loader workers as it
+    stops the search: torch's SIGCHLD error must not land in the stop's bookkeeping."""
+    from nas._stop import moot_while_stopping, stopping
+
+    def torch_like(signum: int, frame: object) -> None:
+        raise RuntimeError("DataLoader worker (pid 7) is killed by signal: Terminated.")
+
+    guarded = moot_while_stopping(torch_like)
+    with stop_signals_as_interrupt():
+        with pytest.raises(RuntimeError):  # not stopping: a worker that died is news
+            guarded(signal.SIGCHLD, None)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            _wait(5)
+        assert stopping()
+        guarded(signal.SIGCHLD, None)  # dropped
+    assert not stopping()
