@@ -113,6 +113,7 @@ def _corner_figures(
 # the trials measure again. So a measured smallest latency refuses a budget only when
 # it is over by more than that; a predicted one (deterministic) refuses at once.
 MEASURED_LATENCY_TOLERANCE = 0.3
+REMEASURES = 3
 
 
 def check_budgets_reachable(cfg: DictConfig, spec: InputSpec, hw: HardwareModel) -> None:
@@ -147,6 +148,13 @@ def unreachable_budget(cfg: DictConfig, spec: InputSpec, h: DictConfig, *, at: s
         measured = key == "latency_ms" and h.latency == "measure"
         if value <= budget * (1 + MEASURED_LATENCY_TOLERANCE if measured else 1):
             continue
+        if measured:
+            # A load spike can double a ~20 us run (a CI run's, here): refuse only if the
+            # best of a few more measurements is over too.
+            for _ in range(REMEASURES):
+                value = min(value, smallest_achievable(cfg, spec, h)["latency_ms"])
+            if value <= budget * (1 + MEASURED_LATENCY_TOLERANCE):
+                continue
         shown = f"{value:,.0f} {unit}" if unit == "B" else f"{value:.3f} {unit}"
         if measured:
             shown += f" measured (more than {MEASURED_LATENCY_TOLERANCE:.0%} over, beyond noise)"

@@ -319,39 +319,43 @@ def test_losing_a_worker_node_mid_search_loses_no_trial(
             assert len(set(r.data.tags["ray.retried_on"].split(","))) == 2
 
 
-@pytest.mark.parametrize("how", ["SIGKILL", "Ctrl-C"])
-def test_killed_or_interrupted_driver_resumes(
-    tmp_path: Path, how: str, ray_fast, mlflow_runs
-) -> None:
-    """SIGKILL the driver (a local Ray), or Ctrl-C its process group as a terminal
-    does, while trials run; rerun the same command: the search resumes the study, keeps
-    every finished trial, leaves the ones cut short FAILED (interrupted, uncounted)
-    and finishes the requested number of trials."""
+def test_killed_then_interrupted_driver_resumes(tmp_path: Path, ray_fast, mlflow_runs) -> None:
+    """SIGKILL the driver (a local Ray) while trials run and rerun the same command;
+    Ctrl-C that one's process group, as a terminal does, while trials run, and rerun it
+    again. (One search for both faults: each start of Ray costs ~20 s.) The search
+    resumes the study each time, keeps every finished trial, leaves the ones cut short
+    FAILED (interrupted, uncounted) and finishes the requested number of trials."""
     args = ("search.n_trials=5", "search.study_name=killed", "train.epochs=2")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = _cli(ray_fast, tmp_path, env, *args)
     journal = tmp_path / "killed.journal"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
 
-    def finished_and_running() -> bool:
+    def finished_and_running(seen: dict[int, Any]) -> bool:
         if not journal.exists():
             return False
-        states = [t.state for t in _journal(tmp_path, "killed").trials]
-        return TrialState.COMPLETE in states and TrialState.RUNNING in states
+        trials = _journal(tmp_path, "killed").trials
+        new = [t for t in trials if t.state == TrialState.COMPLETE and t.number not in seen]
+        return bool(new) and TrialState.RUNNING in [t.state for t in trials]
 
-    _wait_for("a finished and a running trial", finished_and_running, proc, timeout=240)
-    before = {t.number: t.values for t in _journal(tmp_path, "killed").trials if t.values}
-    if how == "SIGKILL":
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    else:
+    before: dict[int, Any] = {}
+    for how in ("SIGKILL", "Ctrl-C"):
+        proc = _cli(ray_fast, tmp_path, env, *args)
+        _wait_for(
+            "a finished and a running trial", lambda b=before: finished_and_running(b), proc,
+            timeout=240,
+        )  # fmt: skip
+        before = {t.number: t.values for t in _journal(tmp_path, "killed").trials if t.values}
+        if how == "SIGKILL":
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            continue
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 130, out[-3000:]
-        assert "Traceback" not in out, out[-3000:]
+        assert "Traceback" not in out and "Resuming study killed" in out, out[-3000:]
         study = _journal(tmp_path, "killed")
         cut = [t for t in study.trials if t.user_attrs.get(INTERRUPTED)]
-        assert cut and all(t.state == TrialState.FAIL for t in cut)
+        assert len(cut) >= 2 and all(t.state == TrialState.FAIL for t in cut)
         assert TrialState.RUNNING not in [t.state for t in study.trials]
         parents, children = _runs(mlflow_runs, uri)
         assert parents[0].info.status == "KILLED"

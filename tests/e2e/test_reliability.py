@@ -334,7 +334,7 @@ def test_trial_timeout_bounds_a_hung_evaluation(
     for k, v in _env(plugin, phase="evaluate", trials="0", sleep="600").items():
         monkeypatch.setenv(k, v)
     cfg = compose([*overrides, f"search.output_dir={tmp_path}", "search.n_trials=2",
-                   "search.trial_timeout_s=20"])  # fmt: skip
+                   "search.trial_timeout_s=12"])  # fmt: skip
     start = time.monotonic()
     outcome = run_search(cfg, plugins=["faultplug"])
     assert time.monotonic() - start < 120
