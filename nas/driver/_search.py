@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from tqdm.auto import tqdm
 
 from nas._stop import EXIT_DISK_FULL, DiskFull, raise_if_preempted, set_grace, stop_cause
@@ -45,6 +45,7 @@ from nas.study import (
     redact_secrets,
     requeue_interrupted,
     sigint_ignored,
+    study_attr,
     unreachable_devices,
 )
 
@@ -101,8 +102,10 @@ def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome
     ctx = make_context(
         cfg, out_dir=out_dir, study_name=name, plugins=plugins, evaluator=runner.trains_here
     )
+    timeout = cfg.search.timeout_s
     try:
-        opened = _open(cfg, ctx, runner, name, out_dir, tracking_uri)
+        left = None if timeout is None else start + float(timeout) - time.monotonic()
+        opened = _open(cfg, ctx, runner, name, out_dir, tracking_uri, left)
     except _NoDevicePossible as e:
         # Nothing was written: no candidate could be feasible anywhere, so no trial runs.
         if ctx.evaluator is not None:
@@ -139,8 +142,10 @@ def _open(
     name: str,
     out_dir: Path,
     tracking_uri: str,
+    seconds: float | None,
 ) -> _Opened:
-    """Check what the user's input can break, then open the study and the parent run."""
+    """Check what the user's input can break, fit the strategy's one-off work to the
+    ``seconds`` the budget leaves, then open the study and the parent run."""
     if ctx.hw is not None:
         check_budgets_reachable(cfg, ctx.splits.spec, ctx.hw)
     impossible = unreachable_devices(cfg, ctx.splits.spec) if ctx.devices else {}
@@ -151,13 +156,28 @@ def _open(
     runner.check(cfg)
     assert ctx.strategy is not None
     ctx.strategy.check(ctx)
+    config_hash = search_hash(cfg)  # the user's config: a fitted plan stays out of it
+    exists, recorded = study_attr(cfg.search.storage, name, out_dir, keys.STRATEGY_PLAN)
+    # A study from before plans were recorded ran the config as it is: {}.
+    plan = ctx.strategy.plan(ctx, seconds, (recorded or {}) if exists else None)
     tracker = _open_tracker(cfg, tracking_uri, out_dir)
     study, resumed = open_study(
         study_name=name,
         storage=make_storage(cfg.search.storage, name, out_dir),
         sampler=make_sampler(cfg.sampler, int(cfg.search.seed)),
-        config_hash=search_hash(cfg),
+        config_hash=config_hash,
     )
+    if not resumed:
+        study.set_user_attr(keys.STRATEGY_PLAN, plan)
+    if plan:
+        # The live node the strategy reads (and the Ray workers are sent), and the
+        # parent run's params below: what this search runs.
+        with open_dict(cfg.strategy):
+            cfg.strategy.merge_with(plan)
+        if resumed:
+            said = ", ".join(f"strategy.{k}={v}" for k, v in plan.items())
+            print(f"Resuming with what its first start fitted to its budget: {said}.",
+                  file=sys.stderr)  # fmt: skip
     resolved = redact_secrets(OmegaConf.to_container(cfg, resolve=True))
     params = flatten(resolved)
     params.update(
@@ -167,7 +187,7 @@ def _open(
             "study_name": name,
         }
     )
-    tags = {keys.TAG_CONFIG_HASH: search_hash(cfg)}
+    tags = {keys.TAG_CONFIG_HASH: config_hash}
     if ctx.devices:
         tags[keys.TAG_DEVICES] = ",".join(d.name for d in ctx.devices)
         tags.update({keys.device_tag(keys.TAG_FRONT_EMPTY, d): w for d, w in impossible.items()})

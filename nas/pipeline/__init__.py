@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     )
     from nas.pipeline._datasets import DATASETS
     from nas.pipeline._device import Placement, ray_gpu_ids, select_device
-    from nas.pipeline._errors import TrainFailed, TrialStopped, TrialTimeout
+    from nas.pipeline._errors import NotLearning, TrainFailed, TrialStopped, TrialTimeout
     from nas.pipeline._evaluator import (
         MAX_ARTIFACT_PARAMS,
         ArtifactEvaluator,
@@ -60,14 +60,9 @@ if TYPE_CHECKING:
     from nas.pipeline._scratch import ScratchStrategy, export_and_evaluate, train_proposal
     from nas.pipeline._strategy import STRATEGIES, evaluate_proposal, run_trial
     from nas.pipeline._stream import FolderPart, augment_batch
-    from nas.pipeline._supernet import (
-        SupernetStrategy,
-        estimated_front,
-        finalist_order,
-        inherit,
-        recalibrate_bn,
-    )
+    from nas.pipeline._supernet import SupernetStrategy, inherit, recalibrate_bn
     from nas.pipeline._supernet_cache import CheckpointError
+    from nas.pipeline._supernet_front import estimated_front, finalist_order
     from nas.pipeline._supernet_train import SupernetRecipe, SupernetStats, train_supernet
     from nas.pipeline._teacher import (
         TEACHERS,
@@ -99,7 +94,9 @@ _NAMES = {
          "TrialResult", "feasible_on"],
         "nas.pipeline._context",
     ),
-    **dict.fromkeys(["TrainFailed", "TrialStopped", "TrialTimeout"], "nas.pipeline._errors"),
+    **dict.fromkeys(
+        ["NotLearning", "TrainFailed", "TrialStopped", "TrialTimeout"], "nas.pipeline._errors"
+    ),
     **dict.fromkeys(
         ["Batches", "DataPart", "Splits", "TensorPart", "get_loader", "list_datasets",
          "load_splits", "register_dataset"],
@@ -119,10 +116,8 @@ _NAMES = {
     **dict.fromkeys(
         ["ScratchStrategy", "export_and_evaluate", "train_proposal"], "nas.pipeline._scratch"
     ),
-    **dict.fromkeys(
-        ["SupernetStrategy", "estimated_front", "finalist_order", "inherit", "recalibrate_bn"],
-        "nas.pipeline._supernet",
-    ),
+    **dict.fromkeys(["SupernetStrategy", "inherit", "recalibrate_bn"], "nas.pipeline._supernet"),
+    **dict.fromkeys(["estimated_front", "finalist_order"], "nas.pipeline._supernet_front"),
     "CheckpointError": "nas.pipeline._supernet_cache",
     **dict.fromkeys(
         ["SupernetRecipe", "SupernetStats", "train_supernet"], "nas.pipeline._supernet_train"
@@ -159,6 +154,7 @@ __all__ = [
     "LargestTeacher",
     "LossFn",
     "MAX_ARTIFACT_PARAMS",
+    "NotLearning",
     "Proposal",
     "Recipe",
     "RecipeResult",

@@ -119,6 +119,16 @@ class Strategy(Protocol):
     def check(self, ctx: TrialContext) -> None:
         """Refuse (ConfigError) what it cannot honour, before anything is written."""
 
+    def plan(
+        self, ctx: TrialContext, seconds: float | None, recorded: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Fit the one-off work of :meth:`prepare` to ``seconds`` (what
+        ``search.timeout_s`` leaves; None: no limit): the ``strategy`` config values to
+        change, {} for none. ``recorded``: the plan a resumed study recorded, returned
+        as it is (a study never mixes two plans). Raises ConfigError when even its least
+        work does not fit, before anything is written."""
+        ...
+
     def prepare(self, ctx: TrialContext) -> None:
         """One-off work before the first trial, in the driver process."""
 

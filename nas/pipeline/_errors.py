@@ -4,7 +4,9 @@ them, the evaluator process's included."""
 
 from __future__ import annotations
 
-__all__ = ["TrainFailed", "TrialStopped", "TrialTimeout"]
+from nas.config import ConfigError
+
+__all__ = ["NotLearning", "TrainFailed", "TrialStopped", "TrialTimeout"]
 
 
 class TrialStopped(Exception):
@@ -17,3 +19,8 @@ class TrialTimeout(TrialStopped, TimeoutError):
 
 class TrainFailed(RuntimeError):
     """Training diverged (NaN or inf loss); the trial is recorded as failed, diverged."""
+
+
+class NotLearning(ConfigError):
+    """A supernet whose loss is still at chance: the search stops before it scores noise
+    (one line, exit 2: the data's labels or the recipe are what to look at)."""

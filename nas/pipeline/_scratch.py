@@ -49,6 +49,11 @@ class ScratchStrategy:
     def check(self, ctx: TrialContext) -> None:
         """Nothing to refuse: every space and option trains from scratch."""
 
+    def plan(
+        self, ctx: TrialContext, seconds: float | None, recorded: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        return {}  # nothing one-off to fit to the budget
+
     def prepare(self, ctx: TrialContext) -> None:
         """Nothing shared to prepare (a distillation teacher trains on first use)."""
 

@@ -20,14 +20,12 @@
 from __future__ import annotations
 
 import fcntl
-import math
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -35,7 +33,7 @@ from tqdm.auto import tqdm
 import compress
 from nas.config import ConfigError
 from nas.pipeline._candidate import compression_configs
-from nas.pipeline._context import Proposal, TrialContext, TrialResult, feasible_on
+from nas.pipeline._context import Proposal, TrialContext, TrialResult
 from nas.pipeline._recipe import Recipe, distiller, train_compressed
 from nas.pipeline._scratch import export_and_evaluate
 from nas.pipeline._supernet_cache import (
@@ -48,6 +46,8 @@ from nas.pipeline._supernet_cache import (
     save,
     train_seconds,
 )
+from nas.pipeline._supernet_front import finalist_order
+from nas.pipeline._supernet_plan import fit_epochs
 from nas.pipeline._supernet_train import SupernetRecipe, train_supernet
 from nas.pipeline._train import Placing, accuracy, model_device, step_seconds
 from search_spaces import SlicedSupernet, get_search_space, search_space_config
@@ -55,12 +55,8 @@ from search_spaces import SlicedSupernet, get_search_space, search_space_config
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["SupernetStrategy", "estimated_front", "finalist_order", "inherit", "recalibrate_bn"]
+__all__ = ["SupernetStrategy", "inherit", "recalibrate_bn"]
 
-# Keys of a trial's record (nas.study.keys): pipeline sits below study, so it
-# reads them by value; tests/nas/pipeline check that they agree.
-_PHASE, _FEASIBLE, _METRICS = "nas.phase", "feasible", "metrics"
-_DEVICE_CONSTRAINTS = "device_constraints"
 # Weight of the distillation term while a finalist fine-tunes (the rest: the labels).
 _FINETUNE_ALPHA = 0.5
 # Export, the fresh-process evaluation and the records of one finalist (measured ~2 s).
@@ -172,13 +168,34 @@ class SupernetStrategy:
     def finalists(self, study: optuna.Study) -> list[int]:
         return finalist_order(study, int(self.cfg.finalists), int(self.cfg.max_finalists))
 
-    def reserve_s(self, ctx: TrialContext) -> float:
+    def plan(
+        self, ctx: TrialContext, seconds: float | None, recorded: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Fewer training epochs when ``seconds`` is short (``nas.pipeline._supernet_plan``);
+        {} when there is no limit, or no training to do (a checkpoint, a cached supernet)."""
+        if recorded is not None:
+            return recorded
+        if seconds is None or self.cfg.checkpoint:
+            return {}
+        try:
+            if find_cached(self.cache_dir(ctx), self.key(ctx)) is not None:
+                return {}
+        except CheckpointError:
+            pass  # trained again, so fitted
+        return fit_epochs(
+            ctx, seconds, recipe=self.recipe(ctx), finalists=int(self.cfg.finalists),
+            reserve_s=lambda largest: self.reserve_s(ctx, largest),
+        )  # fmt: skip
+
+    def reserve_s(self, ctx: TrialContext, largest: nn.Module | None = None) -> float:
         """Time to finalise ``finalists`` candidates, each at most the largest network:
-        its fine-tuning epochs at a measured step time, plus export and evaluation."""
+        its fine-tuning epochs at a measured step time, plus export and evaluation.
+        ``largest``: a stand-in for the trained one (the step time is the same)."""
         if self._reserve is None:
             batch = int(ctx.train_cfg.batch_size)
             x, y = ctx.splits.train.head(batch), ctx.splits.train.y[:batch]
-            seconds = step_seconds(self._largest(ctx), x, y, Placing(ctx.device, ctx.precision))
+            model = largest if largest is not None else self._largest(ctx)
+            seconds = step_seconds(model, x, y, Placing(ctx.device, ctx.precision))
             steps = -(-len(ctx.splits.train) // len(x))
             per = float(self.cfg.finetune_epochs) * steps * seconds * 1.5 + _EVAL_S
             self._reserve = per * int(self.cfg.finalists)
@@ -347,94 +364,3 @@ def recalibrate_bn(model: nn.Module, images: torch.Tensor, *, batch_size: int = 
     for bn, momentum in zip(bns, momenta, strict=True):
         bn.momentum = momentum
     model.eval()
-
-
-def estimated_front(study: optuna.Study, k: int, device: str | None = None) -> list[int]:
-    """Up to ``k`` scored trials of the estimated front (max val accuracy, min size),
-    spread evenly along its log-size axis (a front crowds where small models are
-    cheap to sample); one trial per distinct candidate, by size ascending. ``device``:
-    that device's front, of a multi-device search."""
-    return _spread(_front(study, device), k)
-
-
-def _spread(front: list[tuple[float, float, int]], k: int) -> list[int]:
-    if len(front) <= k:
-        return [n for _, _, n in front]
-    logs = [math.log(max(size, 1.0)) for _, size, _ in front]
-    picked: set[int] = set()
-    for target in np.linspace(logs[0], logs[-1], k):
-        free = [i for i in range(len(front)) if i not in picked]
-        picked.add(min(free, key=lambda i: (abs(logs[i] - target), i)))
-    return [front[i][2] for i in sorted(picked)]
-
-
-def finalist_order(study: optuna.Study, k: int, limit: int) -> list[int]:
-    """The estimated front in the order to finalise it, up to ``limit`` trials: first the
-    ``k`` of :func:`estimated_front`, then each next member the one farthest (in log
-    size) from those already chosen, so whatever the budget leaves time for fills the
-    widest gaps of the front first.
-
-    A multi-device search has an estimated front per device: their orders are taken in
-    turn (a candidate on several fronts is finalised once), so each device's front gets
-    its share of the first ``k`` and of the rest.
-    """
-    devices = _devices(study)
-    if not devices:
-        return _order(study, k, limit, None)
-    orders = [_order(study, k, limit, d) for d in devices]
-    chosen: list[int] = []
-    for rank in range(max((len(o) for o in orders), default=0)):
-        for order in orders:
-            if rank < len(order) and order[rank] not in chosen:
-                chosen.append(order[rank])
-    return chosen[:limit]
-
-
-def _devices(study: optuna.Study) -> list[str]:
-    """The devices of a multi-device search, in its order ([] for one device)."""
-    for t in study.get_trials(deepcopy=False):
-        found = t.user_attrs.get(_DEVICE_CONSTRAINTS)
-        if found:
-            return list(found)
-    return []
-
-
-def _order(study: optuna.Study, k: int, limit: int, device: str | None) -> list[int]:
-    front = _front(study, device)
-    chosen = _spread(front, k)
-    log_size = {n: math.log(max(size, 1.0)) for _, size, n in front}
-    rest = [n for _, _, n in front if n not in chosen]
-
-    def gap(n: int) -> float:
-        return min((abs(log_size[n] - log_size[c]) for c in chosen), default=math.inf)
-
-    while rest and len(chosen) < limit:
-        # Widest gap first; of equal gaps (to rounding), the smaller candidate.
-        best = max(rest, key=lambda n: (round(gap(n), 9), -log_size[n]))
-        chosen.append(best)
-        rest.remove(best)
-    return chosen[:limit]
-
-
-def _front(study: optuna.Study, device: str | None = None) -> list[tuple[float, float, int]]:
-    """The estimated front as (val accuracy, size, trial), by size ascending."""
-    from optuna.trial import TrialState
-
-    best: dict[str, tuple[float, float, int]] = {}
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get(_PHASE) == "final" or not t.user_attrs.get(_FEASIBLE):
-            continue
-        if device is not None:
-            if device not in feasible_on(t.user_attrs.get(_DEVICE_CONSTRAINTS) or {}):
-                continue
-        m = t.user_attrs.get(_METRICS) or {}
-        acc, size = float(m.get("val_accuracy", 0.0)), float(m.get("size_bytes", np.inf))
-        key = repr(sorted(t.params.items()))
-        if key not in best or acc > best[key][0]:
-            best[key] = (acc, size, t.number)
-    points = sorted(best.values(), key=lambda p: (p[1], -p[0]))
-    front: list[tuple[float, float, int]] = []
-    for acc, size, number in points:  # ascending size: on the front if more accurate
-        if not front or acc > front[-1][0]:
-            front.append((acc, size, number))
-    return front

@@ -41,14 +41,22 @@ import compress
 from nas.hw import RandomSuggest
 from nas.pipeline._data import Splits
 from nas.pipeline._device import autocast
-from nas.pipeline._errors import TrainFailed, TrialTimeout
+from nas.pipeline._errors import NotLearning, TrainFailed, TrialTimeout
 from nas.pipeline._train import prepare_batch
 from search_spaces import Arch, SlicedSupernet
 
-__all__ = ["SupernetRecipe", "SupernetStats", "train_supernet"]
+__all__ = ["CHANCE_FRACTION", "SupernetRecipe", "SupernetStats", "step_seconds", "train_supernet"]
 
 # Progressive shrinking's order (OFA): the dimensions made elastic, one per phase.
 _PROGRESSIVE = ("kernels", "depths", "expansions", "width_mult")
+
+CHANCE_FRACTION = 0.9
+"""From the end of warm-up on, a largest network whose mean training loss over an epoch
+is still at least this fraction of chance (ln of the number of classes: what a uniform
+guess scores) has learned nothing the candidates could inherit: training stops."""
+JUDGED_AFTER_STEPS = 16
+"""A supernet is judged once it has taken this many steps: an epoch's mean loss over
+fewer (a test's supernet of three steps) still holds the first steps' chance loss."""
 
 
 @dataclass(frozen=True)
@@ -109,40 +117,113 @@ def train_supernet(
             supernet.sort_channels()
             opt = _optimizer(supernet, recipe)
         shared = epoch >= recipe.warmup_epochs
-        running, n = 0.0, 0
+        running, largest, n = 0.0, 0.0, 0
         for x, y in batches:
             x, y, _ = prepare_batch(x, y, device, augment_gen)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total, recipe.lr)
             opt.zero_grad(set_to_none=True)
-            with autocast(device, precision):
-                logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
-            scaler.scale(loss).backward()
-            loss_value = float(loss.detach())
-            if shared:
-                soft = logits.detach().float()
-                for arch in _step_archs(supernet, recipe, rng, epoch):
-                    with autocast(device, precision):
-                        sub_loss = _subnet_loss(supernet, arch, recipe, rng, x, soft)
-                    scaler.scale(sub_loss).backward()
-                    loss_value += float(sub_loss.detach())
-                    subnets += 1
+            archs = _step_archs(supernet, recipe, rng, epoch) if shared else []
+            own, loss_value = _backward(supernet, recipe, rng, x, y, archs, scaler, precision)
+            subnets += len(archs)
             if not math.isfinite(loss_value):
                 raise TrainFailed(f"supernet loss became {loss_value} at step {step}")
             scaler.step(opt)
             scaler.update()
             step += 1
-            running, n = running + loss_value, n + 1
+            running, largest, n = running + loss_value, largest + own, n + 1
             if deadline is not None and time.monotonic() > deadline:
                 raise TrialTimeout(f"supernet training ran past its deadline (epoch {epoch})")
         if on_epoch is not None:
             on_epoch(epoch, running / max(n, 1))
+        if epoch + 1 >= recipe.warmup_epochs:
+            if step >= JUDGED_AFTER_STEPS:
+                _check_learning(largest / max(n, 1), epoch, recipe, splits.spec.num_classes)
     if recipe.warmup_epochs >= recipe.epochs:
         supernet.sort_channels()  # never shared: sort anyway, so narrow nets keep the best
     model.cpu()
     model.eval()
     return SupernetStats(time.monotonic() - start, step, loss_value, subnets)
+
+
+def step_seconds(
+    supernet: SlicedSupernet,
+    splits: Splits,
+    recipe: SupernetRecipe,
+    *,
+    seed: int,
+    shared: bool,
+    device: str = "cpu",
+    precision: str = "fp32",
+    repeats: int = 5,
+) -> float:
+    """The median of ``repeats`` whole training steps on one batch, after one untimed
+    (allocations): the largest network, and with ``shared`` the step's sub-networks,
+    forward, backward and the optimizer's update, as :func:`train_supernet` takes them.
+    The steps train ``supernet``: pass a throwaway one."""
+    rng = np.random.default_rng(seed)
+    x, y = splits.train.head(recipe.batch_size), splits.train.y[: recipe.batch_size]
+    model = supernet.model
+    model.to(device)
+    model.train()
+    opt = _optimizer(supernet, recipe)
+    scaler = torch.amp.GradScaler(device.split(":")[0], enabled=precision == "fp16")
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.monotonic()
+        xb, yb, _ = prepare_batch(x, y, device, None)
+        archs = _step_archs(supernet, recipe, rng, recipe.warmup_epochs) if shared else []
+        opt.zero_grad(set_to_none=True)
+        _backward(supernet, recipe, rng, xb, yb, archs, scaler, precision)
+        scaler.step(opt)
+        scaler.update()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(torch.device(device))
+        times.append(time.monotonic() - t0)
+    model.cpu()
+    return float(np.median(times[1:]))
+
+
+def _backward(
+    supernet: SlicedSupernet,
+    recipe: SupernetRecipe,
+    rng: np.random.Generator,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    archs: list[Arch],
+    scaler: torch.amp.GradScaler,
+    precision: str,
+) -> tuple[float, float]:
+    """One step's gradients: the largest network from the labels, then each of ``archs``
+    distilled from it (in place). Returns (the largest's loss, the step's summed loss)."""
+    device = str(x.device)
+    with autocast(device, precision):
+        logits = supernet.model(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+    scaler.scale(loss).backward()
+    own = float(loss.detach())
+    total = own
+    soft = logits.detach().float()
+    for arch in archs:
+        with autocast(device, precision):
+            sub_loss = _subnet_loss(supernet, arch, recipe, rng, x, soft)
+        scaler.scale(sub_loss).backward()
+        total += float(sub_loss.detach())
+    return own, total
+
+
+def _check_learning(loss: float, epoch: int, recipe: SupernetRecipe, classes: int) -> None:
+    """Stop a supernet whose largest network is still at chance (:data:`CHANCE_FRACTION`)."""
+    chance = math.log(classes)
+    if loss < CHANCE_FRACTION * chance:
+        return
+    when = "warm-up" if epoch + 1 == recipe.warmup_epochs else f"epoch {epoch + 1}"
+    raise NotLearning(
+        f"the supernet is not learning: after {when} of {recipe.epochs} its largest "
+        f"network's training loss is {loss:.3f}, and chance for {classes} classes is "
+        f"{chance:.3f}; nothing was scored. Check the data's labels, or strategy.lr "
+        f"(now {recipe.lr:g}) and strategy.warmup_epochs ({recipe.warmup_epochs})"
+    )
 
 
 def _optimizer(supernet: SlicedSupernet, recipe: SupernetRecipe) -> torch.optim.Optimizer:

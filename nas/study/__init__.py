@@ -79,6 +79,7 @@ if TYPE_CHECKING:
         make_storage,
         open_study,
         requeue_interrupted,
+        study_attr,
     )
     from nas.study._tracking import Tracker, check_reachable, flatten, redact_secrets
 
@@ -121,7 +122,7 @@ _NAMES = {
     **dict.fromkeys(["sigint_deferred", "sigint_ignored"], "nas.study._signals"),
     **dict.fromkeys(
         ["JournalFile", "counted_trials", "end_interrupted_trials", "make_storage",
-         "open_study", "requeue_interrupted"],
+         "open_study", "requeue_interrupted", "study_attr"],
         "nas.study._storage",
     ),
     **dict.fromkeys(
@@ -178,6 +179,7 @@ __all__ = [
     "redact_secrets",
     "register_sampler",
     "requeue_interrupted",
+    "study_attr",
     "result_of",
     "runs_url",
     "run_and_record",

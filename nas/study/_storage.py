@@ -26,6 +26,7 @@ __all__ = [
     "make_storage",
     "open_study",
     "requeue_interrupted",
+    "study_attr",
 ]
 
 
@@ -141,6 +142,25 @@ def _journal(path: Path) -> JournalStorage:
             "which no crash leaves; restore it from a copy, or move it away to start the "
             "study afresh"
         ) from None
+
+
+def study_attr(
+    storage: str | None, study_name: str, output_dir: Path, key: str
+) -> tuple[bool, Any]:
+    """(whether the study exists, its user attr ``key`` or None), read without writing:
+    a journal or SQLite file that is not there yet is not created."""
+    if storage is None or "://" not in storage:
+        path = output_dir / f"{study_name}.journal" if storage is None else Path(storage)
+        if not path.expanduser().exists():
+            return False, None
+    elif storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).exists():
+        return False, None
+    try:
+        opened = make_storage(storage, study_name, output_dir)
+        study = optuna.load_study(study_name=study_name, storage=opened)
+    except KeyError:
+        return False, None
+    return True, study.user_attrs.get(key)
 
 
 def open_study(

@@ -27,6 +27,7 @@ __all__ = [
     "RUNNER",
     "RUN_ID",
     "STOPPED",
+    "STRATEGY_PLAN",
     "TAG_ARCH",
     "TAG_CONFIG_HASH",
     "TAG_ERROR",
@@ -81,6 +82,9 @@ DEVICE_CONSTRAINTS = "device_constraints"
 for a device when all its values are <= 0)."""
 CONFIG_HASH = "config_hash"
 """Study user attr: the hash of the config that made it (a resume must match it)."""
+STRATEGY_PLAN = "strategy_plan"
+"""Study user attr: the ``strategy`` values its first start fitted to the budget
+(``Strategy.plan``; {} for none), which every resume applies again."""
 
 # -- MLflow run tags ---------------------------------------------------------------------
 TAG_ROLE = "nas.role"

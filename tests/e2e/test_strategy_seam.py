@@ -39,6 +39,9 @@ class CheapStrategy:
     def reserve_s(self, ctx: TrialContext) -> float:
         return 0.0
 
+    def plan(self, ctx: TrialContext, seconds: float | None, recorded: Any) -> dict[str, Any]:
+        return {}
+
     def prepare(self, ctx: TrialContext) -> None:
         type(self).prepared += 1
 

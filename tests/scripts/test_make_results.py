@@ -304,7 +304,33 @@ def test_supernet_section_says_how_to_write_a_missing_record(tmp_path: Path) -> 
     only_supernet = _supernet_section(tmp_path / "supernet", _supernet_record(), None)
     assert "`search_supernet.json` is not recorded yet" in _prose(only_supernet)
     assert "`supernet.json` is not recorded yet" not in _prose(only_supernet)
-    assert "### Ranking fidelity of inherited weights" in only_supernet
+    assert "### Ranking fidelity on the feasible set (issue 14)" in only_supernet
+    assert "### How honest the estimates are" not in only_supernet  # no uniform set yet
+
+
+def test_supernet_section_renders_the_uniform_fidelity_and_the_width_curve(
+    tmp_path: Path,
+) -> None:
+    measured = {"commit": "abc1234", "date": "2026-12-07", "quick": False}
+    width = [
+        {"width_mult": w, "inherited_val": i, "standalone_val": s, "standalone_vals": [s, s],
+         "epochs": 20, "params": p}
+        for w, i, s, p in ((0.25, 0.95, 0.97, 10_000), (1.0, 0.96, 0.99, 100_000))
+    ]  # fmt: skip
+    record = _supernet_record(
+        fidelity_set="uniform", fidelity_set_size=30, kendall_tau=0.52,
+        kendall_tau_ci=[0.3, 0.7], fidelity_uniform={"measured": measured},
+        inherited_by_width=width, largest_child_gap_folder=4.5, standalone_val_folder=0.9,
+        folder={"overrides": ["dataset=imagefolder", "dataset.root=x", "dataset.augment=false"],
+                "inherited_val": 0.855, "standalone_vals": [0.9, 0.9]},
+    )  # fmt: skip
+    text = _prose(_supernet_section(tmp_path, record, None))
+    assert "Kendall tau **0.52 (95% CI 0.30 to 0.70)**" in text
+    assert "30 candidates drawn uniformly over the whole space" in text
+    assert "| 1 | 100,000 | 0.9600 | 0.9900 (0.9900, 0.9900) | +3.0 |" in text
+    assert "a gap of **4.5 points**" in text and "`dataset.augment=false`" in text
+    # The issue-14 table keeps its own tau, from its feasible set.
+    assert "### Ranking fidelity on the feasible set (issue 14)" in text
 
 
 def test_supernet_section_says_which_targets_are_missed(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ from nas.pipeline import (
     space_from_cfg,
     train_supernet,
 )
-from nas.pipeline import _supernet as supernet_module
+from nas.pipeline import _supernet_front as supernet_module
 from nas.pipeline._supernet_cache import cache_path, covers, find_cached, read_key, save
 from nas.study import keys
 from search_spaces import SlicedSupernet, get_search_space
@@ -501,6 +501,7 @@ def test_record_keys_agree_with_nas_study_keys() -> None:
     assert supernet_module._PHASE == keys.PHASE
     assert supernet_module._FEASIBLE == keys.FEASIBLE
     assert supernet_module._METRICS == keys.METRICS
+    assert supernet_module._DEVICE_CONSTRAINTS == keys.DEVICE_CONSTRAINTS
 
 
 # --- scoring by inheritance -------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""The order a supernet search finalises its estimated front in.
+
+Scored candidates form an estimated front (val accuracy inherited, size); its members
+spread along the log-size axis are finalised first, then the widest gaps, and a
+multi-device search takes each device's front in turn.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from nas.pipeline._context import feasible_on
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["estimated_front", "finalist_order"]
+
+# Keys of a trial's record (nas.study.keys): pipeline sits below study, so it
+# reads them by value; tests/nas/pipeline check that they agree.
+_PHASE, _FEASIBLE, _METRICS = "nas.phase", "feasible", "metrics"
+_DEVICE_CONSTRAINTS = "device_constraints"
+
+
+def estimated_front(study: optuna.Study, k: int, device: str | None = None) -> list[int]:
+    """Up to ``k`` scored trials of the estimated front (max val accuracy, min size),
+    spread evenly along its log-size axis (a front crowds where small models are
+    cheap to sample); one trial per distinct candidate, by size ascending. ``device``:
+    that device's front, of a multi-device search."""
+    return _spread(_front(study, device), k)
+
+
+def _spread(front: list[tuple[float, float, int]], k: int) -> list[int]:
+    if len(front) <= k:
+        return [n for _, _, n in front]
+    logs = [math.log(max(size, 1.0)) for _, size, _ in front]
+    picked: set[int] = set()
+    for target in np.linspace(logs[0], logs[-1], k):
+        free = [i for i in range(len(front)) if i not in picked]
+        picked.add(min(free, key=lambda i: (abs(logs[i] - target), i)))
+    return [front[i][2] for i in sorted(picked)]
+
+
+def finalist_order(study: optuna.Study, k: int, limit: int) -> list[int]:
+    """The estimated front in the order to finalise it, up to ``limit`` trials: first the
+    ``k`` of :func:`estimated_front`, then each next member the one farthest (in log
+    size) from those already chosen, so whatever the budget leaves time for fills the
+    widest gaps of the front first.
+
+    A multi-device search has an estimated front per device: their orders are taken in
+    turn (a candidate on several fronts is finalised once), so each device's front gets
+    its share of the first ``k`` and of the rest.
+    """
+    devices = _devices(study)
+    if not devices:
+        return _order(study, k, limit, None)
+    orders = [_order(study, k, limit, d) for d in devices]
+    chosen: list[int] = []
+    for rank in range(max((len(o) for o in orders), default=0)):
+        for order in orders:
+            if rank < len(order) and order[rank] not in chosen:
+                chosen.append(order[rank])
+    return chosen[:limit]
+
+
+def _devices(study: optuna.Study) -> list[str]:
+    """The devices of a multi-device search, in its order ([] for one device)."""
+    for t in study.get_trials(deepcopy=False):
+        found = t.user_attrs.get(_DEVICE_CONSTRAINTS)
+        if found:
+            return list(found)
+    return []
+
+
+def _order(study: optuna.Study, k: int, limit: int, device: str | None) -> list[int]:
+    front = _front(study, device)
+    chosen = _spread(front, k)
+    log_size = {n: math.log(max(size, 1.0)) for _, size, n in front}
+    rest = [n for _, _, n in front if n not in chosen]
+
+    def gap(n: int) -> float:
+        return min((abs(log_size[n] - log_size[c]) for c in chosen), default=math.inf)
+
+    while rest and len(chosen) < limit:
+        # Widest gap first; of equal gaps (to rounding), the smaller candidate.
+        best = max(rest, key=lambda n: (round(gap(n), 9), -log_size[n]))
+        chosen.append(best)
+        rest.remove(best)
+    return chosen[:limit]
+
+
+def _front(study: optuna.Study, device: str | None = None) -> list[tuple[float, float, int]]:
+    """The estimated front as (val accuracy, size, trial), by size ascending."""
+    from optuna.trial import TrialState
+
+    best: dict[str, tuple[float, float, int]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get(_PHASE) == "final" or not t.user_attrs.get(_FEASIBLE):
+            continue
+        if device is not None:
+            if device not in feasible_on(t.user_attrs.get(_DEVICE_CONSTRAINTS) or {}):
+                continue
+        m = t.user_attrs.get(_METRICS) or {}
+        acc, size = float(m.get("val_accuracy", 0.0)), float(m.get("size_bytes", np.inf))
+        key = repr(sorted(t.params.items()))
+        if key not in best or acc > best[key][0]:
+            best[key] = (acc, size, t.number)
+    points = sorted(best.values(), key=lambda p: (p[1], -p[0]))
+    front: list[tuple[float, float, int]] = []
+    for acc, size, number in points:  # ascending size: on the front if more accurate
+        if not front or acc > front[-1][0]:
+            front.append((acc, size, number))
+    return front

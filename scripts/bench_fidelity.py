@@ -1,0 +1,237 @@
+"""How honest the supernet's estimates are, and where its children are weak (issue 23).
+
+Three measurements, each on a supernet trained with the default ``strategy=supernet``
+recipe (seed 0, cached in ``--workdir``, so a rerun reuses it):
+
+1. **Uniform fidelity** (``uniform``), mnist5k, no ``+hw`` budget: ``--candidates``
+   candidates drawn uniformly over the whole space and compression (every width,
+   depth, kernel, expansion, bit-width and sparsity the ``joint`` group allows), none
+   left out. For each, the estimate a search chooses finalists by (its inherited-
+   weight val accuracy: there is no predictor yet, so none was fitted on these) and
+   its *finalised* test accuracy (fine-tuned from the inherited weights, exported and
+   scored from the artifact in a fresh process, as a search's finalist is). Kendall's
+   tau between them, with a bootstrap 95% interval (2,000 resamples).
+2. **Inherited accuracy by width** (``width``), mnist5k: for each ``width_mult`` of the
+   space, the largest child at that width (deepest, widest kernel and expansion):
+   its inherited val accuracy (BatchNorm re-estimated, as scoring does), against the
+   same architecture trained alone for the supernet's number of steps (its epochs at
+   the same batch size, the scratch recipe's optimiser and learning rate), seeds 0
+   and 1.
+3. **The colour task** (``folder``): the same for the largest network on a folder of
+   ``scripts/make_imagefolder.py --n 6000 --size 32 --seed 0`` (coloured digits on
+   noisy backgrounds), searched with ``dataset.image_size=32 dataset.n_val=1000
+   dataset.n_test=1000 dataset.augment=false``: the gap in points, standalone minus
+   inherited (mean of the two seeds).
+
+    python scripts/bench_fidelity.py                 # ~1 h on 2 cores
+    python scripts/bench_fidelity.py --quick         # ~5 min: a check that it runs
+
+Merges its keys into docs/bench/supernet.json (``kendall_tau``, ``kendall_tau_ci``,
+``fidelity_set``, ``fidelity_set_size``, ``fidelity_uniform``, ``inherited_by_width``,
+``largest_child_gap_folder``, ``standalone_val_folder``), each section with the commit,
+date and command it was measured at, and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCRIPTS = Path(__file__).resolve().parent
+SECTIONS = ("uniform", "width", "folder")
+FOLDER = ["dataset.image_size=32", "dataset.n_val=1000", "dataset.n_test=1000",
+          "dataset.augment=false"]  # fmt: skip
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("docs/bench/supernet.json"))
+    p.add_argument("--quick", action="store_true", help="tiny budgets: a check that it runs")
+    p.add_argument("--candidates", type=int, default=None, help="uniform set (default 30)")
+    p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_fidelity"))
+    p.add_argument("--threads", type=int, default=2, help="train.threads")
+    p.add_argument("--seeds", default="0,1", help="standalone trainings' seeds")
+    p.add_argument("--sections", default=",".join(SECTIONS))
+    args = p.parse_args()
+    sections = [s for s in args.sections.split(",") if s]
+    if unknown := sorted(set(sections) - set(SECTIONS)):
+        p.error(f"unknown sections {unknown}; choose from {list(SECTIONS)}")
+    q = args.quick
+    seeds = [int(s) for s in args.seeds.split(",") if s]
+    extra = [f"train.threads={args.threads}"]
+    if q:
+        extra += ["strategy.epochs=2", "strategy.warmup_epochs=1", "strategy.finetune_epochs=1",
+                  "dataset.n_train=600"]  # fmt: skip
+    args.workdir.mkdir(parents=True, exist_ok=True)
+
+    import optuna
+    from bench_supernet import _provenance
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    report: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
+    measured = {**_provenance(), "command": " ".join(sys.argv), "overrides": extra, "quick": q}
+    if "uniform" in sections:
+        t0 = time.monotonic()
+        ctx, strategy = _supernet(args.workdir / "mnist5k", extra)
+        found = _uniform(ctx, strategy, args.candidates or (5 if q else 30))
+        ctx.evaluator.close()
+        report.update(
+            fidelity_set="uniform", fidelity_set_size=len(found["candidates"]),
+            kendall_tau=found["kendall_tau"], kendall_tau_ci=found["kendall_tau_ci"],
+            fidelity_uniform={**found, "measured": _took(measured, t0)},
+        )  # fmt: skip
+        _save(args.out, report)
+    if "width" in sections:
+        t0 = time.monotonic()
+        ctx, strategy = _supernet(args.workdir / "mnist5k", extra, evaluator=False)
+        rows = _by_width(ctx, strategy, seeds, widths=None)
+        report["inherited_by_width"] = rows
+        report["inherited_by_width_measured"] = _took(measured, t0)
+        _save(args.out, report)
+    if "folder" in sections:
+        t0 = time.monotonic()
+        root = _folder(args.workdir, quick=q)
+        folder = ["dataset=imagefolder", f"dataset.root={root}", *FOLDER]
+        ctx, strategy = _supernet(args.workdir / "folder", [*folder, *extra], evaluator=False)
+        (row,) = _by_width(ctx, strategy, seeds, widths=[max(ctx.space.cfg.width_mults)])
+        report["largest_child_gap_folder"] = 100 * (row["standalone_val"] - row["inherited_val"])
+        report["standalone_val_folder"] = row["standalone_val"]
+        report["folder"] = {**row, "overrides": folder, "measured": _took(measured, t0)}
+        _save(args.out, report)
+    _print(report)
+    return 0
+
+
+def _took(measured: dict[str, Any], t0: float) -> dict[str, Any]:
+    return {**measured, "seconds": round(time.monotonic() - t0, 1)}
+
+
+def _save(out: Path, report: dict[str, Any]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def _supernet(work: Path, overrides: list[str], *, evaluator: bool = True) -> tuple[Any, Any]:
+    """The context of a search of ``overrides`` (no +hw) and its trained supernet strategy."""
+    from nas import compose
+    from nas.runners import make_context
+
+    cfg = compose(["strategy=supernet", "search.seed=0", *overrides])
+    ctx = make_context(cfg, out_dir=work, study_name="bench", evaluator=evaluator)
+    assert ctx.strategy is not None
+    ctx.strategy.prepare(ctx)
+    return ctx, ctx.strategy
+
+
+def _uniform(ctx: Any, strategy: Any, n: int) -> dict[str, Any]:
+    """``n`` candidates of a seeded uniform draw (all feasible: no budgets), estimated
+    and finalised; the finalised figures are cached in the work folder per candidate."""
+    from bench_supernet import _tau_ci
+
+    from nas.hw import RandomSuggest
+    from nas.pipeline import propose
+
+    cache_file = ctx.artifact_dir.parent.parent / "uniform.json"
+    cache: dict[str, Any] = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    suggest = RandomSuggest(np.random.default_rng(0))
+    rows: list[dict[str, Any]] = []
+    for number in range(n):
+        p = propose(suggest, ctx, number=number)
+        assert p.feasible, p.constraints  # no +hw: every candidate is
+        row = cache.get(str(number))
+        if row is None:
+            estimate = strategy.score(p, ctx).metrics["val_accuracy"]
+            p.phase = "final"
+            final = strategy.finalize(p, ctx)
+            row = {
+                "number": number, "arch": p.arch, "compression": p.compression,
+                "estimate": estimate, "final_val": final.metrics["val_accuracy"],
+                "final_test": final.test_accuracy, "size_bytes": final.metrics["size_bytes"],
+            }  # fmt: skip
+            cache[str(number)] = row
+            cache_file.write_text(json.dumps(cache))
+        rows.append(row)
+        print(f"candidate {number + 1}/{n}: estimate {row['estimate']:.3f}, finalised test "
+              f"{row['final_test']:.3f}", file=sys.stderr)  # fmt: skip
+    tau, ci = _tau_ci([r["estimate"] for r in rows], [r["final_test"] for r in rows])
+    return {"kendall_tau": tau, "kendall_tau_ci": ci, "candidates": rows,
+            "estimate": "inherited val accuracy (no predictor)",
+            "truth": "finalised test accuracy"}  # fmt: skip
+
+
+def _by_width(
+    ctx: Any, strategy: Any, seeds: list[int], widths: list[float] | None
+) -> list[dict[str, Any]]:
+    """Per width: the largest child's inherited val accuracy against the same
+    architecture trained alone for the supernet's steps (one row per width)."""
+    from nas.pipeline import Recipe, accuracy, recalibrate_bn, train_compressed
+
+    supernet = strategy.load(ctx)
+    recipe = strategy.recipe(ctx)
+    calib = ctx.splits.train.head(int(strategy.cfg.bn_calib_images))
+    alone = Recipe.from_config(
+        ctx.train_cfg, None, default_lr=ctx.space.default_lr, epochs=recipe.epochs
+    )
+    rows = []
+    for width in widths or sorted(ctx.space.cfg.width_mults):
+        arch = {**supernet.largest, "width_mult": float(width)}
+        child = supernet.extract(arch)
+        recalibrate_bn(child, calib)
+        inherited = accuracy(child, ctx.splits.val)
+        standalone = []
+        for seed in seeds:
+            t0 = time.monotonic()
+            trained = train_compressed(
+                ctx.space.build(arch, ctx.splits.spec), ctx.splits, alone, compression=[],
+                seed=seed,
+            )  # fmt: skip
+            standalone.append(accuracy(trained.model, ctx.splits.val))
+            took = time.monotonic() - t0
+            print(f"width {width}: inherited {inherited:.4f}, standalone seed {seed} "
+                  f"{standalone[-1]:.4f} ({took:.0f} s)", file=sys.stderr)  # fmt: skip
+        rows.append({
+            "width_mult": float(width), "inherited_val": inherited,
+            "standalone_val": statistics.mean(standalone), "standalone_vals": standalone,
+            "epochs": recipe.epochs, "params": sum(p.numel() for p in child.parameters()),
+        })  # fmt: skip
+    return rows
+
+
+def _folder(work: Path, *, quick: bool) -> Path:
+    n = 2500 if quick else 6000
+    out = work / f"colour{n}"
+    subprocess.run(
+        [sys.executable, str(SCRIPTS / "make_imagefolder.py"), "--out", str(out), "--n", str(n),
+         "--size", "32", "--seed", "0", "--no-progress"],
+        check=True,
+    )  # fmt: skip
+    return out
+
+
+def _print(r: dict[str, Any]) -> None:
+    if "kendall_tau" in r and r.get("fidelity_set") == "uniform":
+        lo, hi = r["kendall_tau_ci"]
+        print(f"uniform fidelity: tau {r['kendall_tau']:.2f} [{lo:.2f}, {hi:.2f}] on "
+              f"{r['fidelity_set_size']} candidates (estimate vs finalised test)")  # fmt: skip
+    if r.get("inherited_by_width"):
+        print(f"\n{'width_mult':>10} {'inherited':>10} {'standalone':>10} {'gap (pts)':>10}")
+        for row in r["inherited_by_width"]:
+            gap = 100 * (row["standalone_val"] - row["inherited_val"])
+            print(f"{row['width_mult']:>10} {row['inherited_val']:>10.4f} "
+                  f"{row['standalone_val']:>10.4f} {gap:>10.1f}")  # fmt: skip
+    if "largest_child_gap_folder" in r:
+        print(f"\ncolour folder, largest network: standalone {r['standalone_val_folder']:.4f}, "
+              f"gap {r['largest_child_gap_folder']:.1f} points")  # fmt: skip
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
