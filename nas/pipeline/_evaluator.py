@@ -65,6 +65,10 @@ class ArtifactEvaluator:
         child.close()
         self._ready = False
 
+    def wait_ready(self) -> float:
+        """Wait for the process to have started (imports, data); the seconds waited."""
+        return self._wait_ready()
+
     def _wait_ready(self) -> float:
         """Wait for the process to have started; returns the seconds waited. Start-up
         (imports, data) is the search's cost, not the first trial's: it is waited for

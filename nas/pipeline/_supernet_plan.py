@@ -52,6 +52,10 @@ def fit_epochs(
     """The ``strategy`` config values to change ({}: the configured epochs fit) so that
     training ``recipe`` fits ``seconds``; ConfigError when even :data:`MIN_EPOCHS` do
     not. ``reserve_s(largest)``: the finalists' time, from a stand-in largest network."""
+    if ctx.evaluator is not None:
+        # Its start-up (a fresh interpreter importing torch, loading the data) takes a
+        # core for seconds: measured beside it, steps took up to twice as long.
+        ctx.evaluator.wait_ready()
     fresh = SlicedSupernet(ctx.space, ctx.splits.spec)
     reserve = reserve_s(fresh.extract(fresh.largest))
     times = {
