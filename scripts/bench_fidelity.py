@@ -59,7 +59,10 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_fidelity"))
     p.add_argument("--threads", type=int, default=2, help="train.threads")
     p.add_argument("--seeds", default="0,1", help="standalone trainings' seeds")
-    p.add_argument("--sections", default=",".join(SECTIONS))
+    p.add_argument("--sections", default=",".join(SECTIONS),
+                   help="of uniform,width,folder; empty: plot and print the record only")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="the by-width curve (default: <out>_by_width.png)")  # fmt: skip
     args = p.parse_args()
     sections = [s for s in args.sections.split(",") if s]
     if unknown := sorted(set(sections) - set(SECTIONS)):
@@ -107,7 +110,41 @@ def main() -> int:
         report["folder"] = {**row, "overrides": folder, "measured": _took(measured, t0)}
         _save(args.out, report)
     _print(report)
+    if report.get("inherited_by_width"):
+        plot = args.plot or args.out.with_name(args.out.stem + "_by_width.png")
+        _plot(report, plot)
+        print(f"wrote {plot}", file=sys.stderr)
     return 0
+
+
+def _plot(r: dict[str, Any], path: Path) -> None:
+    """Inherited against standalone val accuracy by width (the colour task's largest
+    network as two more points, at its width)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = r["inherited_by_width"]
+    widths = [row["width_mult"] for row in rows]
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=120)
+    ax.plot(widths, [row["standalone_val"] for row in rows], "o-", label="trained alone (mnist5k)")
+    ax.plot(widths, [row["inherited_val"] for row in rows], "s--", label="inherited (mnist5k)")
+    if "folder" in r:
+        f = r["folder"]
+        ax.plot([f["width_mult"]], [f["standalone_val"]], "o", color="C2",
+                label="trained alone (colour folder)")
+        ax.plot([f["width_mult"]], [f["inherited_val"]], "s", color="C3",
+                label="inherited (colour folder)")  # fmt: skip
+    ax.set_xlabel("width_mult (largest child at that width)")
+    ax.set_ylabel("val accuracy")
+    ax.set_title(f"Largest child by width, {rows[0]['epochs']} epochs of the supernet's steps")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def _took(measured: dict[str, Any], t0: float) -> dict[str, Any]:

@@ -792,7 +792,7 @@ def _supernet(b: Bench) -> list[str]:
         f" costs) and `{SEARCH_SUPERNET}` (a supernet search against a scratch search at"
         " equal compute).",
         "",
-        *(_supernet_honest(d) if d is not None and d.get("fidelity_set") else []),
+        *(_supernet_honest(b, d) if d is not None and d.get("fidelity_set") else []),
         *(_supernet_fidelity(d) if d is not None else _not_recorded(SUPERNET, _SUPERNET_CMD)),
         "",
         *(
@@ -828,7 +828,7 @@ def _search_supernet_cmd(s: dict[str, Any] | None) -> str:
 _FIDELITY_CMD = ".venv/bin/python scripts/bench_fidelity.py --out docs/bench/supernet.json"
 
 
-def _supernet_honest(d: dict[str, Any]) -> list[str]:
+def _supernet_honest(b: Bench, d: dict[str, Any]) -> list[str]:
     """Issue 23: tau on a uniform set against finalised test accuracy, and inherited
     against standalone accuracy by width (mnist5k) and on the colour folder."""
     u = d["fidelity_uniform"]
@@ -873,6 +873,9 @@ def _supernet_honest(d: dict[str, Any]) -> list[str]:
             ),  # fmt: skip
             "",
         ]
+    plot = b.dir / (Path(SUPERNET).stem + "_by_width.png")
+    if rows and plot.exists():
+        out += [f"![Inherited against standalone by width]({_rel(b, plot)})", ""]
     if "largest_child_gap_folder" in d:
         f = d["folder"]
         out += [
@@ -1089,10 +1092,7 @@ def _supernet_search(b: Bench, s: dict[str, Any]) -> list[str]:
         for k, v in st.items()
     ]
     plot = b.dir / (Path(SEARCH_SUPERNET).stem + "_fronts.png")
-    figure = []
-    if plot.exists():
-        rel = Path(os.path.relpath(plot, b.out.parent)).as_posix()
-        figure = [f"![Fronts of the seed-0 runs]({rel})", ""]
+    figure = [f"![Fronts of the seed-0 runs]({_rel(b, plot)})", ""] if plot.exists() else []
     return [
         "### Supernet search against scratch at equal compute",
         "",
@@ -1493,6 +1493,11 @@ def _distillation(b: Bench) -> list[str]:
 def _lenet5_baseline(b: Bench) -> dict[str, Any]:
     rows = b.load("baseline_lenet.json")["rows"]
     return next(r for r in rows if r["model"] == "LeNet-5")
+
+
+def _rel(b: Bench, path: Path) -> str:
+    """``path`` as the page links it."""
+    return Path(os.path.relpath(path, b.out.parent)).as_posix()
 
 
 def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
