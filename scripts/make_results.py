@@ -847,7 +847,7 @@ def _supernet_honest(b: Bench, d: dict[str, Any]) -> list[str]:
         " *finalised* test accuracy (fine-tuned, exported, scored from the artifact):"
         f" Kendall tau **{_tau(d['kendall_tau'], d['kendall_tau_ci'])}**. No target is set"
         " on it here: the next item (make weight sharing pay) sets one."
-        + _top_band(u["candidates"]),
+        + _top_band(u.get("candidates", [])),
         "",
     ]
     rows = d.get("inherited_by_width") or []

@@ -41,13 +41,14 @@ bench = _bench()
 
 # The rows the suite runs: one per way a stop is handled. The bench runs the rest, each a
 # variant of one of these through the same code: SIGTERM to the group alone and SIGINT
-# (every_process signals the group too, and more), SIGHUP without nohup (the SIGTERM
-# path), a pre-emption whose trial fits the grace (test_stop.py: the grace timer), a
-# hung loader (test_reliability.py: a hung evaluation; test_stop.py: the hard limit on
-# a blocked thread) and a full journal or MLflow store (tests/nas/study, unit level).
+# (every_process signals the group too, and more), SIGHUP with or without nohup (the
+# SIGTERM path; test_stop.py: an inherited SIG_IGN is kept), a pre-emption whose trial
+# fits the grace (test_stop.py: the grace timer), a killed loader worker (the evaluator's
+# row: the same recorder path; test_stream.py: its message), a hung loader
+# (test_reliability.py: a hung evaluation; test_stop.py: the hard limit on a blocked
+# thread) and a full journal or MLflow store (tests/nas/study, unit level).
 SUITE = {
-    ("sigterm_group", "every_process"), ("sighup_group", "nohup"),
-    ("preempt_sigusr1", "too_long"), ("worker_killed", "loader"),
+    ("sigterm_group", "every_process"), ("preempt_sigusr1", "too_long"),
     ("worker_killed", "evaluator"), ("disk_full", "artifact"),
 }  # fmt: skip
 ROWS = [

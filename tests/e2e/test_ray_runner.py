@@ -321,8 +321,8 @@ def test_losing_a_worker_node_mid_search_loses_no_trial(
 
 def test_killed_then_interrupted_driver_resumes(tmp_path: Path, ray_fast, mlflow_runs) -> None:
     """SIGKILL the driver (a local Ray) while trials run and rerun the same command;
-    Ctrl-C that one's process group, as a terminal does, while trials run, and rerun it
-    again. (One search for both faults: each start of Ray costs ~20 s.) The search
+    Ctrl-C that one's process group, as a terminal does, while its trials run, and rerun
+    it again. (One search for both faults: each start of Ray costs ~20 s.) The search
     resumes the study each time, keeps every finished trial, leaves the ones cut short
     FAILED (interrupted, uncounted) and finishes the requested number of trials."""
     args = ("search.n_trials=5", "search.study_name=killed", "train.epochs=2")
@@ -330,36 +330,39 @@ def test_killed_then_interrupted_driver_resumes(tmp_path: Path, ray_fast, mlflow
     journal = tmp_path / "killed.journal"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
 
-    def finished_and_running(seen: dict[int, Any]) -> bool:
-        if not journal.exists():
-            return False
-        trials = _journal(tmp_path, "killed").trials
-        new = [t for t in trials if t.state == TrialState.COMPLETE and t.number not in seen]
-        return bool(new) and TrialState.RUNNING in [t.state for t in trials]
+    def trials() -> list[optuna.trial.FrozenTrial]:
+        return _journal(tmp_path, "killed").trials if journal.exists() else []
 
-    before: dict[int, Any] = {}
-    for how in ("SIGKILL", "Ctrl-C"):
-        proc = _cli(ray_fast, tmp_path, env, *args)
-        _wait_for(
-            "a finished and a running trial", lambda b=before: finished_and_running(b), proc,
-            timeout=240,
-        )  # fmt: skip
-        before = {t.number: t.values for t in _journal(tmp_path, "killed").trials if t.values}
-        if how == "SIGKILL":
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-            continue
-        os.killpg(proc.pid, signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 130, out[-3000:]
-        assert "Traceback" not in out and "Resuming study killed" in out, out[-3000:]
-        study = _journal(tmp_path, "killed")
-        cut = [t for t in study.trials if t.user_attrs.get(INTERRUPTED)]
-        assert len(cut) >= 2 and all(t.state == TrialState.FAIL for t in cut)
-        assert TrialState.RUNNING not in [t.state for t in study.trials]
-        parents, children = _runs(mlflow_runs, uri)
-        assert parents[0].info.status == "KILLED"
-        assert "RUNNING" not in {r.info.status for r in children}
+    proc = _cli(ray_fast, tmp_path, env, *args)
+    _wait_for(
+        "a finished and a running trial",
+        lambda: {TrialState.COMPLETE, TrialState.RUNNING} <= {t.state for t in trials()},
+        proc, timeout=240,
+    )  # fmt: skip
+    before = {t.number: t.values for t in trials() if t.values}
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    known = len(trials())
+
+    # The same command resumes; Ctrl-C it as soon as a trial of its own runs (waiting
+    # for one to finish too may leave none running: Ray runs them side by side).
+    proc = _cli(ray_fast, tmp_path, env, *args)
+    _wait_for(
+        "a trial of the resumed search running",
+        lambda: any(t.number >= known and t.state == TrialState.RUNNING for t in trials()),
+        proc, timeout=240,
+    )  # fmt: skip
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out[-3000:]
+    assert "Traceback" not in out and "Resuming study killed" in out, out[-3000:]
+    study = _journal(tmp_path, "killed")
+    cut = [t for t in study.trials if t.user_attrs.get(INTERRUPTED)]
+    assert len(cut) >= 2 and all(t.state == TrialState.FAIL for t in cut)  # one per stop
+    assert TrialState.RUNNING not in [t.state for t in study.trials]
+    parents, children = _runs(mlflow_runs, uri)
+    assert parents[0].info.status == "KILLED"
+    assert "RUNNING" not in {r.info.status for r in children}
 
     out = _finish(_cli(ray_fast, tmp_path, env, *args), timeout=300)
     assert "Resuming study killed" in out

@@ -223,6 +223,7 @@ def _parent_runs(db: Path) -> list[Any]:
 
 @pytest.mark.slow
 def test_multirun_sweep_is_four_studies_in_one_experiment(tmp_path: Path) -> None:
+    # Two axes of two: the sweep is their product, one study and parent run per job.
     r = subprocess.run(
         [sys.executable, "-m", "nas.search", "-m", "+hw=mobile,mcu", "search.seed=0,1",
          *TINY, "search.n_trials=1"],

@@ -319,7 +319,11 @@ def test_supernet_section_renders_the_uniform_fidelity_and_the_width_curve(
     ]  # fmt: skip
     record = _supernet_record(
         fidelity_set="uniform", fidelity_set_size=30, kendall_tau=0.52,
-        kendall_tau_ci=[0.3, 0.7], fidelity_uniform={"measured": measured},
+        kendall_tau_ci=[0.3, 0.7],
+        fidelity_uniform={"measured": measured, "candidates": [
+            {"estimate": e, "final_test": t}
+            for e, t in ((0.9, 0.96), (0.8, 0.97), (0.95, 0.98), (0.97, 0.99), (0.5, 0.6))
+        ]},
         inherited_by_width=width, largest_child_gap_folder=4.5, standalone_val_folder=0.9,
         folder={"overrides": ["dataset=imagefolder", "dataset.root=x", "dataset.augment=false"],
                 "inherited_val": 0.855, "standalone_vals": [0.9, 0.9]},
@@ -327,6 +331,9 @@ def test_supernet_section_renders_the_uniform_fidelity_and_the_width_curve(
     text = _prose(_supernet_section(tmp_path, record, None))
     assert "Kendall tau **0.52 (95% CI 0.30 to 0.70)**" in text
     assert "30 candidates drawn uniformly over the whole space" in text
+    # 4 of the 5 candidates are at or above 0.95: 6 pairs, 5 concordant, 1 discordant.
+    assert "Among the 4 whose finalised test accuracy is at least 0.95" in text
+    assert "the pairs agree by 0.67 (Kendall's tau-a)" in text
     assert "| 1 | 100,000 | 0.9600 | 0.9900 (0.9900, 0.9900) | +3.0 |" in text
     assert "a gap of **4.5 points**" in text and "`dataset.augment=false`" in text
     # The issue-14 table keeps its own tau, from its feasible set.
