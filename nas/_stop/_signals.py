@@ -1,53 +1,23 @@
-"""How a command stops: the signals a scheduler sends, what its children do with them,
-a trial that hangs, and a disk that fills.
-
-Schedulers stop a job by signalling its whole process group: ``timeout`` and Slurm's
-``scancel`` send SIGTERM, a terminal's Ctrl-C SIGINT, a closed terminal SIGHUP, and
-Slurm's ``--signal=USR1@N`` a pre-emption notice N seconds before the end. Within
-:func:`stop_signals_as_interrupt` each becomes one way of stopping, decided in the
-command's main thread:
-
-- SIGINT, SIGTERM, SIGHUP: ``KeyboardInterrupt`` at once, through the current SIGINT
-  handler, so the bookkeeping that defers or ignores Ctrl-C (``nas.study``'s
-  ``sigint_deferred``) defers or ignores these too. A signal the process was started
-  ignoring (``nohup``'s SIGHUP, a shell's ``cmd &`` SIGINT) stays ignored.
-- SIGUSR1: a pre-emption notice. Nothing is cut: no new work starts
-  (:func:`preempted`), the work in flight may finish, and only if it has not finished
-  :func:`set_grace` seconds later is it interrupted as by SIGTERM.
-
-The children get the same signals and leave the stop to the command, as Lightning's
-SLURM connector leaves it to its trainer: the command starts them inside
-:func:`children_shielded`, so each begins with the signals blocked, and each calls
-:func:`shield_child` first. Also here: :func:`raise_at`, which stops a thread that is
-blocked past its deadline, and :class:`DiskFull`, a write refused for want of space
-with the path that was being written. Light: no torch.
-"""
+"""The stop signals made one stop of the command, and its children kept out of it."""
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import errno
 import os
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 __all__ = [
     "DEFAULT_GRACE_S",
-    "EXIT_DISK_FULL",
     "STOP_SIGNALS",
-    "DiskFull",
     "children_shielded",
-    "is_disk_full",
     "moot_while_stopping",
     "preempted",
-    "raise_at",
     "raise_if_preempted",
     "raise_if_stop_lost",
     "reclaim_stop_signals",
@@ -56,9 +26,8 @@ __all__ = [
     "stop_cause",
     "stop_signals_as_interrupt",
     "stopping",
-    "unwatched",
-    "writing",
 ]
+
 
 STOP_SIGNALS: tuple[signal.Signals, ...] = (
     signal.SIGINT,
@@ -70,10 +39,6 @@ STOP_SIGNALS: tuple[signal.Signals, ...] = (
 
 DEFAULT_GRACE_S = 60.0
 """Seconds a pre-emption notice leaves the work in flight (``search.grace_s``)."""
-
-EXIT_DISK_FULL = 75
-"""Exit code of a command stopped by a full disk (sysexits' EX_TEMPFAIL: free space and
-run it again)."""
 
 
 # -- the command's side: signals into one stop --------------------------------------------
@@ -311,192 +276,3 @@ def shield_child(*, own_group: bool = False) -> None:
     for s in STOP_SIGNALS:
         signal.signal(s, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-
-
-# -- a thread blocked past its deadline -------------------------------------------------------
-
-
-@contextlib.contextmanager
-def raise_at(deadline: float | None, error: Callable[[str], BaseException]) -> Iterator[None]:
-    """Raise ``error(where)`` in this thread if the block still runs at ``deadline``
-    (a ``time.monotonic()`` value), even when the thread is blocked waiting, as on a
-    data loader that never delivers; ``where`` names the code it was stopped in.
-
-    On the main thread the error comes by a signal (SIGALRM) sent to that thread, which
-    also wakes a blocking wait. On another thread (Ray Tune runs a trial in one) it is
-    an asynchronous exception, which lands at the next Python instruction the thread
-    runs: a wait in Python (a DataLoader's, which polls) is stopped within its poll, a
-    single C call that never returns is not.
-    """
-    if deadline is None:
-        yield
-        return
-    thread = threading.current_thread()
-    watch = _Watch(error, thread, deadline)
-    if watch.main:
-        _install_alarm_handler()
-    outer = _WATCHES.get(thread.ident or 0)
-    _WATCHES[thread.ident or 0] = watch
-    threading.Thread(target=watch.wait, daemon=True, name="raise_at").start()
-    try:
-        yield
-    finally:
-        watch.disarm()
-        if outer is None:
-            _WATCHES.pop(thread.ident or 0, None)
-        else:
-            _WATCHES[thread.ident or 0] = outer
-
-
-@contextlib.contextmanager
-def unwatched() -> Iterator[None]:
-    """Time in this block does not count toward this thread's :func:`raise_at`
-    deadline: a wait that is the whole search's cost, not the trial's (the evaluator
-    process starting up while the first trial trains)."""
-    watch = _WATCHES.get(threading.get_ident())
-    if watch is None:
-        yield
-        return
-    watch.paused += 1
-    start = time.monotonic()
-    try:
-        yield
-    finally:
-        watch.deadline += time.monotonic() - start
-        watch.paused -= 1
-
-
-class _Watch:
-    def __init__(
-        self, error: Callable[[str], BaseException], thread: threading.Thread, deadline: float
-    ) -> None:
-        self.error, self.thread, self.deadline = error, thread, deadline
-        self.main = thread is threading.main_thread()
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-        self.armed, self.fired = True, False
-        self.paused = 0  # blocks of unwatched() in progress
-        self.pending: BaseException | None = None
-
-    def wait(self) -> None:
-        while True:
-            left = self.deadline - time.monotonic()
-            if self.done.wait(1.0 if self.paused else max(0.0, left)):
-                return
-            if not self.paused and time.monotonic() >= self.deadline:
-                break  # the deadline moves on while paused: look again
-        with self.lock:
-            if not self.armed:
-                return
-            self.fired = True
-            ident = self.thread.ident or 0
-            self.pending = self.error(_where(sys._current_frames().get(ident)))
-            if self.main:
-                global _ALARM
-                _ALARM = self
-                signal.pthread_kill(ident, signal.SIGALRM)
-            else:
-                _async_raise(ident, _fixed(self.pending))
-
-    def disarm(self) -> None:
-        # First, and without the lock: the SIGALRM handler may run inside this method,
-        # on this thread, and must then see the block as ended.
-        self.armed = False
-        self.done.set()
-        with self.lock:
-            if self.fired and not self.main:
-                _async_raise(self.thread.ident or 0, None)  # not raised yet: cancel it
-
-
-_WATCHES: dict[int, _Watch] = {}  # each thread's innermost raise_at block
-_ALARM: _Watch | None = None  # the watch whose SIGALRM is on its way to the main thread
-_ALARM_HANDLER_SET = False
-
-
-def _install_alarm_handler() -> None:
-    """Once per process: a SIGALRM handler that raises a fired watch's error. It stays
-    (restoring the default could let a late SIGALRM end the process)."""
-    global _ALARM_HANDLER_SET
-    if not _ALARM_HANDLER_SET:
-        signal.signal(signal.SIGALRM, _on_alarm)
-        _ALARM_HANDLER_SET = True
-
-
-def _on_alarm(signum: int, frame: FrameType | None) -> None:
-    global _ALARM
-    watch, _ALARM = _ALARM, None
-    if watch is None or watch.pending is None or not watch.armed:
-        return  # the block ended before this handler ran
-    watch.armed = False
-    raise watch.pending
-
-
-def _where(frame: FrameType | None) -> str:
-    if frame is None:
-        return "an unknown place"
-    code = frame.f_code
-    return f"{code.co_name} ({Path(code.co_filename).name}:{frame.f_lineno})"
-
-
-def _fixed(error: BaseException) -> type[BaseException]:
-    """An exception class whose instances are ``error`` again: an asynchronous
-    exception is raised from its class, with no arguments."""
-    cls = type(error)
-    args = error.args
-    return type(cls.__name__, (cls,), {"__init__": lambda self, *_: cls.__init__(self, *args)})
-
-
-def _async_raise(ident: int, cls: type[BaseException] | None) -> None:
-    set_async = ctypes.pythonapi.PyThreadState_SetAsyncExc
-    set_async.argtypes = (ctypes.c_ulong, ctypes.py_object)
-    set_async(ident, cls if cls is not None else ctypes.py_object())
-
-
-# -- a disk that fills -------------------------------------------------------------------
-
-
-class DiskFull(OSError):
-    """A write refused for want of space (ENOSPC, a quota, or SQLite's "database or
-    disk is full"), with the path being written. The command stops: nothing that
-    finished is lost, and the same command resumes once space is freed."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__(errno.ENOSPC, "no space left on device", str(path))
-
-
-_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
-
-
-def is_disk_full(error: BaseException) -> bool:
-    """Whether ``error``, or an error it was raised from, says the disk is full."""
-    return _full(error) is not None
-
-
-def _full(error: BaseException) -> BaseException | None:
-    """The error in ``error``'s chain that says the disk is full, or None."""
-    seen: set[int] = set()
-    e: BaseException | None = error
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
-            return e
-        if "database or disk is full" in str(e):  # SQLite's SQLITE_FULL, as any driver words it
-            return e
-        e = e.__cause__ or e.__context__
-    return None
-
-
-@contextlib.contextmanager
-def writing(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Within the block, a full disk raises :class:`DiskFull` naming the file that could
-    not be written: the error's own when it names one, else ``path``."""
-    try:
-        yield
-    except DiskFull:
-        raise
-    except Exception as e:
-        full = _full(e)
-        if full is None:
-            raise
-        named = getattr(full, "filename", None)
-        raise DiskFull(named if isinstance(named, str) and named else path) from e
