@@ -911,11 +911,10 @@ def _top_band(rows: list[dict[str, Any]], floor: float = 0.95) -> str:
     top = [r for r in rows if r["final_test"] >= floor]
     if len(top) < 3:
         return ""
+    # Concordant pairs less discordant ones (ties count neither).
     concordant = sum(
-        (a["estimate"] - b["estimate"]) * (a["final_test"] - b["final_test"]) > 0
-        for i, a in enumerate(top) for b in top[i + 1 :]
-    ) - sum(
-        (a["estimate"] - b["estimate"]) * (a["final_test"] - b["final_test"]) < 0
+        math.copysign(1, p) if (p := (a["estimate"] - b["estimate"])
+                                * (a["final_test"] - b["final_test"])) else 0
         for i, a in enumerate(top) for b in top[i + 1 :]
     )  # fmt: skip
     pairs = len(top) * (len(top) - 1) / 2

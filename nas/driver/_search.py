@@ -157,13 +157,13 @@ def _open(
     assert ctx.strategy is not None
     ctx.strategy.check(ctx)
     config_hash = search_hash(cfg)  # the user's config: a fitted plan stays out of it
-    exists, recorded = study_attr(cfg.search.storage, name, out_dir, keys.STRATEGY_PLAN)
+    exists, recorded, storage = study_attr(cfg.search.storage, name, out_dir, keys.STRATEGY_PLAN)
     # A study from before plans were recorded ran the config as it is: {}.
     plan = ctx.strategy.plan(ctx, seconds, (recorded or {}) if exists else None)
     tracker = _open_tracker(cfg, tracking_uri, out_dir)
     study, resumed = open_study(
         study_name=name,
-        storage=make_storage(cfg.search.storage, name, out_dir),
+        storage=storage if storage is not None else make_storage(cfg.search.storage, name, out_dir),
         sampler=make_sampler(cfg.sampler, int(cfg.search.seed)),
         config_hash=config_hash,
     )

@@ -146,21 +146,22 @@ def _journal(path: Path) -> JournalStorage:
 
 def study_attr(
     storage: str | None, study_name: str, output_dir: Path, key: str
-) -> tuple[bool, Any]:
-    """(whether the study exists, its user attr ``key`` or None), read without writing:
-    a journal or SQLite file that is not there yet is not created."""
+) -> tuple[bool, Any, BaseStorage | str | None]:
+    """(whether the study exists, its user attr ``key`` or None, the storage opened or
+    None), read without writing: a journal or SQLite file that is not there yet is not
+    created. Pass the storage on to :func:`open_study`: a resumed journal replays once."""
     if storage is None or "://" not in storage:
         path = output_dir / f"{study_name}.journal" if storage is None else Path(storage)
         if not path.expanduser().exists():
-            return False, None
+            return False, None, None
     elif storage.startswith("sqlite:///") and not Path(storage[len("sqlite:///") :]).exists():
-        return False, None
+        return False, None, None
+    opened = make_storage(storage, study_name, output_dir)
     try:
-        opened = make_storage(storage, study_name, output_dir)
         study = optuna.load_study(study_name=study_name, storage=opened)
     except KeyError:
-        return False, None
-    return True, study.user_attrs.get(key)
+        return False, None, opened
+    return True, study.user_attrs.get(key), opened
 
 
 def open_study(
