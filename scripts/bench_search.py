@@ -188,6 +188,10 @@ def main() -> int:
             "hypervolume_per_seed": hvs,
             "candidates_scored": [r.get("candidates_scored", r["trained"]) for r in runs],
             "best_ratio_at_lenet5_accuracy": _mean_ratio(runs),
+            # The front's most accurate member (val: what the search selects on).
+            "best_val_accuracy_per_seed": [
+                max((m["val_accuracy"] for m in r["front"]), default=None) for r in runs
+            ],
             "runs": runs,
         }
     if "joint" in report["strategies"]:

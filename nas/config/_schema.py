@@ -267,11 +267,19 @@ class SupernetStrategyConfig(StrategyConfig):
         distill_temperature: of the in-place distillation from the largest network.
         sparsity_max: the highest sparsity sampled in training (null: compress.sparsity_max).
         bn_calib_images: training images that re-estimate BatchNorm per candidate.
-        finalists: how many members of the estimated front are always finalised (K);
-            ``search.timeout_s`` keeps time for them.
-        max_finalists: more members are finalised while the budget has time left, up to
-            this many in all.
-        finetune_epochs: fine-tuning of a finalist (quantization-aware, distilled).
+        finalists: how many candidates are always finalised (K): the best predicted of
+            each of K bins spanning the scored candidates' log sizes; time is kept for
+            them.
+        max_finalists: the most finalised in all (null: as many as ``search.timeout_s``
+            leaves time for, each next the one that adds the most hypervolume as
+            predicted by the finalists so far: nas.pipeline._supernet_predict).
+        finalise_share: of ``search.timeout_s``, the share kept for finalising (at
+            least the K finalists' time); the supernet's training and the scoring
+            split the rest.
+        finetune_epochs: the most epochs a finalist trains (quantization-aware,
+            distilled from the largest sub-network), from its inherited weights.
+        finetune_patience: it stops once this many epochs in a row fell below its best
+            val accuracy, and keeps the best epoch's weights.
         finetune_lr: its peak learning rate.
         checkpoint: a supernet file to use instead of the cache (null: the cache).
     """
@@ -286,8 +294,10 @@ class SupernetStrategyConfig(StrategyConfig):
     sparsity_max: float | None = None
     bn_calib_images: int = 500
     finalists: int = 6
-    max_finalists: int = 24
-    finetune_epochs: int = 3
+    max_finalists: int | None = None
+    finalise_share: float = 0.35
+    finetune_epochs: int = 10
+    finetune_patience: int = 2
     finetune_lr: float = 0.005
     checkpoint: str | None = None
 

@@ -167,14 +167,18 @@ def _check_strategy(cfg: DictConfig) -> None:
     s = cfg.strategy
     if s.name != "supernet":
         return
-    _at_least("strategy", s, ("epochs", "bn_calib_images", "finalists"), 1)
+    _at_least("strategy", s, ("epochs", "bn_calib_images", "finalists", "finetune_patience"), 1)
     _at_least("strategy", s, ("warmup_epochs", "random_subnets", "finetune_epochs"), 0)
     _require(
         s.warmup_epochs <= s.epochs,
         f"strategy.warmup_epochs={s.warmup_epochs} must be <= strategy.epochs={s.epochs}",
     )
     _require(
-        s.max_finalists >= s.finalists,
+        0.0 <= s.finalise_share < 1.0,
+        f"strategy.finalise_share={s.finalise_share} must be in [0, 1)",
+    )
+    _require(
+        s.max_finalists is None or s.max_finalists >= s.finalists,
         f"strategy.max_finalists={s.max_finalists} must be >= strategy.finalists={s.finalists}",
     )
     _require(

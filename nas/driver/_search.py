@@ -228,7 +228,7 @@ def _drive(
         runner.prepare(loop)  # before the trials' progress bar: a supernet has its own
         raise_if_preempted()
         if deadline is not None:  # the finalists' share of search.timeout_s
-            loop.deadline = deadline - strategy.reserve_s(ctx)
+            loop.deadline = deadline - strategy.reserve_s(ctx, float(cfg.search.timeout_s))
         bar = loop.bar = tqdm(
             total=remaining, desc="trials", unit="trial", disable=not cfg.search.progress,
             file=sys.stderr,
@@ -298,37 +298,56 @@ def _remaining(cfg: DictConfig, study: optuna.Study, *, resumed: bool) -> int:
 
 
 def _run_finalists(loop: SearchLoop, runner: Runner, deadline: float | None) -> None:
-    """Phase 3 of a strategy: each finalist not yet finalised, as a new recorded trial.
+    """Phase 3 of a strategy: finalists, each a new recorded trial, asked of the strategy
+    a batch at a time, so each choice sees every finalist that landed before it.
 
     A finalist is enqueued with its scored trial's parameters, so it is proposed (and
-    checked against the budgets) exactly as it was scored. The strategy's first
-    ``min_finalists`` always run (its ``reserve_s`` kept time for them); the rest run in
-    its order while ``deadline`` (``search.timeout_s``) leaves time, a few at a time, so
-    none is left queued. ``scratch`` has none.
+    checked against the budgets) exactly as it was scored. The first ``min_finalists``
+    always run (``reserve_s`` kept time for them); the rest run while ``deadline``
+    (``search.timeout_s``) leaves time for another, up to ``max_finalists`` if set. A
+    batch is one trial locally, and as many as Ray runs side by side. ``scratch`` has
+    none.
     """
     strategy = loop.ctx.strategy
     assert strategy is not None
-    chosen = strategy.finalists(loop.study)
-    finished = {
-        t.user_attrs.get(keys.FINALIST_OF)
-        for t in loop.study.get_trials(deepcopy=False)
-        if t.user_attrs.get(keys.PHASE) == "final" and t.state.is_finished()
-    }
-    must = [n for n in chosen[: strategy.min_finalists] if n not in finished]
-    extra = [n for n in chosen[strategy.min_finalists :] if n not in finished]
-    if not must and not extra:
-        return
-    loop.phase, loop.durations = "final", []
-    loop.recorder.records_runs = True
-    loop.bar.reset(total=len(must) + len(extra))
-    if must:
-        _finalise(loop, runner, must, deadline=None)
-    # Ray runs a batch as one Tune experiment: as many at once as it runs side by side.
     batch = 1 if runner.trains_here else max(1, int(loop.cfg.runner.get("max_concurrent", 1)))
-    loop.deadline = deadline
-    while extra and not loop.past_deadline():
-        _finalise(loop, runner, extra[:batch], deadline=deadline)
-        extra = extra[batch:]
+    cap = strategy.max_finalists
+    started = False
+    while True:
+        tried = _finalised(loop.study)
+        done = len(tried)
+        must = max(0, strategy.min_finalists - done)
+        left = None if cap is None else cap - done
+        if left is not None and left <= 0:
+            return
+        if not must:
+            loop.deadline = deadline
+            if loop.past_deadline():
+                return
+        chosen = [n for n in strategy.finalists(loop.study, loop.ctx, batch) if n not in tried]
+        chosen = chosen[: must or batch][:left]
+        if not chosen:
+            return
+        if not started:
+            started = True
+            loop.phase, loop.durations = "final", []
+            loop.recorder.records_runs = True
+            loop.bar.reset(total=None)
+        _finalise(loop, runner, chosen, deadline=None if must else deadline)
+        if len(_finalised(loop.study)) == done:
+            return  # none could run (the budget ended in the runner): never loop idle
+
+
+def _finalised(study: optuna.Study) -> set[int]:
+    """The scored trials whose finalists finished, in any state (a failed one is not
+    tried again)."""
+    return {
+        int(t.user_attrs[keys.FINALIST_OF])
+        for t in study.get_trials(deepcopy=False)
+        if t.user_attrs.get(keys.PHASE) == "final"
+        and t.state.is_finished()
+        and t.user_attrs.get(keys.FINALIST_OF) is not None
+    }
 
 
 def _finalise(

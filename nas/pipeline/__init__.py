@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from nas.pipeline._stream import FolderPart, augment_batch
     from nas.pipeline._supernet import SupernetStrategy, inherit, recalibrate_bn
     from nas.pipeline._supernet_cache import CheckpointError
-    from nas.pipeline._supernet_front import estimated_front, finalist_order
+    from nas.pipeline._supernet_front import estimated_front
     from nas.pipeline._supernet_train import SupernetRecipe, SupernetStats, train_supernet
     from nas.pipeline._teacher import (
         TEACHERS,
@@ -117,7 +117,7 @@ _NAMES = {
         ["ScratchStrategy", "export_and_evaluate", "train_proposal"], "nas.pipeline._scratch"
     ),
     **dict.fromkeys(["SupernetStrategy", "inherit", "recalibrate_bn"], "nas.pipeline._supernet"),
-    **dict.fromkeys(["estimated_front", "finalist_order"], "nas.pipeline._supernet_front"),
+    "estimated_front": "nas.pipeline._supernet_front",
     "CheckpointError": "nas.pipeline._supernet_cache",
     **dict.fromkeys(
         ["SupernetRecipe", "SupernetStats", "train_supernet"], "nas.pipeline._supernet_train"
@@ -183,7 +183,6 @@ __all__ = [
     "estimated_front",
     "export_and_evaluate",
     "feasible_on",
-    "finalist_order",
     "evaluate_artifact",
     "evaluate_proposal",
     "get_loader",

@@ -137,17 +137,22 @@ class Strategy(Protocol):
         ...
 
     min_finalists: int
-    """How many of :meth:`finalists` always run (``reserve_s`` keeps time for them); the
-    rest run, in order, while ``search.timeout_s`` has time left."""
+    """How many finalists always run (``reserve_s`` keeps time for them); more run
+    while ``search.timeout_s`` has time left."""
 
-    def finalists(self, study: optuna.Study) -> list[int]:
-        """Numbers of the scored trials to finalise (phase 3), in priority order; []
-        for none."""
+    max_finalists: int | None
+    """The most finalists in all (None: until the budget ends)."""
+
+    def finalists(self, study: optuna.Study, ctx: TrialContext, batch: int = 1) -> list[int]:
+        """Numbers of the scored trials to finalise next (phase 3), best first, given
+        the finalists that have landed; the driver asks again after each ``batch``
+        (how many run side by side). [] for none."""
         ...
 
-    def reserve_s(self, ctx: TrialContext) -> float:
-        """Seconds of ``search.timeout_s`` kept for the finalists: scoring stops that
-        much earlier, so the whole search fits its budget (0 without finalists)."""
+    def reserve_s(self, ctx: TrialContext, seconds: float | None = None) -> float:
+        """Seconds of ``seconds`` (``search.timeout_s``) kept for the finalists: scoring
+        stops that much earlier, so the whole search fits its budget (0 without
+        finalists)."""
         ...
 
     def finalize(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
@@ -190,6 +195,9 @@ class TrialContext:
     # Where trials train (train.device / train.precision, resolved in this process);
     # None: the CPU at fp32.
     placement: Placement | None = None
+    # The front's hypervolume reference (dataset.hv_ref_accuracy, hv_ref_size_bytes):
+    # what a strategy choosing finalists by the hypervolume they add measures against.
+    front_ref: tuple[float, float] | None = None
 
     @property
     def device(self) -> str:

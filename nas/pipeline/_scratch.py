@@ -42,6 +42,7 @@ class ScratchStrategy:
     records_scores = True
     trains_once = False
     min_finalists = 0
+    max_finalists: int | None = 0
 
     def __init__(self, cfg: Any = None) -> None:
         """``cfg``: the ``strategy`` config node (scratch has no settings)."""
@@ -60,10 +61,10 @@ class ScratchStrategy:
     def score(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
         return train_proposal(proposal, ctx)
 
-    def finalists(self, study: optuna.Study) -> list[int]:
+    def finalists(self, study: optuna.Study, ctx: TrialContext, batch: int = 1) -> list[int]:
         return []
 
-    def reserve_s(self, ctx: TrialContext) -> float:
+    def reserve_s(self, ctx: TrialContext, seconds: float | None = None) -> float:
         return 0.0
 
     def finalize(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:

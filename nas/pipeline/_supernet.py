@@ -8,18 +8,21 @@
    says (pruning masks, fake quantization), its BatchNorm statistics re-estimated
    on ``bn_calib_images`` training images, and its val accuracy measured. That is
    an estimate: scored candidates are Optuna trials, never on the front.
-3. :meth:`SupernetStrategy.finalists` orders the estimated front: first
-   ``finalists`` members spread along its size axis (always finalised), then the
-   rest, widest gap first (finalised while the budget has time left, up to
-   ``max_finalists``); :meth:`SupernetStrategy.finalize`
-   fine-tunes each (quantization-aware, distilled from the largest sub-network),
-   exports it and scores the artifact in the fresh-process evaluator, as a scratch
-   trial is. The front a search reports is made of these.
+3. :meth:`SupernetStrategy.finalists` says which scored candidates to finalise next
+   (``nas.pipeline._supernet_predict``): first ``finalists`` spread over the scored
+   sizes (always finalised), then, while the budget lasts, each next the one that a
+   predictor of finalised accuracy, refitted as each finalist lands, expects to add
+   the most hypervolume. :meth:`SupernetStrategy.finalize` trains each from its
+   inherited weights until its val accuracy stops improving (quantization-aware,
+   distilled from the largest sub-network), exports it and scores the artifact in the
+   fresh-process evaluator, as a scratch trial is. The front a search reports is made
+   of these.
 """
 
 from __future__ import annotations
 
 import fcntl
+import math
 import sys
 import time
 from dataclasses import asdict
@@ -34,7 +37,7 @@ import compress
 from nas.config import ConfigError
 from nas.pipeline._candidate import compression_configs
 from nas.pipeline._context import Proposal, TrialContext, TrialResult
-from nas.pipeline._recipe import Recipe, distiller, train_compressed
+from nas.pipeline._recipe import distiller
 from nas.pipeline._scratch import export_and_evaluate
 from nas.pipeline._supernet_cache import (
     CheckpointError,
@@ -46,8 +49,9 @@ from nas.pipeline._supernet_cache import (
     save,
     train_seconds,
 )
-from nas.pipeline._supernet_front import finalist_order
+from nas.pipeline._supernet_finalise import finetune_until_plateau
 from nas.pipeline._supernet_plan import fit_epochs
+from nas.pipeline._supernet_predict import next_finalists
 from nas.pipeline._supernet_train import SupernetRecipe, train_supernet
 from nas.pipeline._train import Placing, accuracy, model_device, step_seconds
 from search_spaces import SlicedSupernet, get_search_space, search_space_config
@@ -165,8 +169,23 @@ class SupernetStrategy:
     def min_finalists(self) -> int:
         return int(self.cfg.finalists)
 
-    def finalists(self, study: optuna.Study) -> list[int]:
-        return finalist_order(study, int(self.cfg.finalists), int(self.cfg.max_finalists))
+    @property
+    def max_finalists(self) -> int | None:
+        return None if self.cfg.max_finalists is None else int(self.cfg.max_finalists)
+
+    def finalists(self, study: optuna.Study, ctx: TrialContext, batch: int = 1) -> list[int]:
+        """The next scored trials to finalise (``nas.pipeline._supernet_predict``); a
+        multi-device search takes each device's in turn, a candidate once."""
+        ref = ctx.front_ref or (0.0, math.inf)
+        k = int(self.cfg.finalists)
+        devices: list[str | None] = [d.name for d in ctx.devices] or [None]
+        orders = [next_finalists(study, cover=k, batch=batch, ref=ref, device=d) for d in devices]
+        chosen: list[int] = []
+        for rank in range(max((len(o) for o in orders), default=0)):
+            for order in orders:
+                if rank < len(order) and order[rank] not in chosen:
+                    chosen.append(order[rank])
+        return chosen
 
     def plan(
         self, ctx: TrialContext, seconds: float | None, recorded: dict[str, Any] | None
@@ -184,59 +203,61 @@ class SupernetStrategy:
             pass  # trained again, so fitted
         return fit_epochs(
             ctx, seconds, recipe=self.recipe(ctx), finalists=int(self.cfg.finalists),
-            reserve_s=lambda largest: self.reserve_s(ctx, largest),
+            reserve_s=lambda largest: self.reserve_s(ctx, seconds, largest),
         )  # fmt: skip
 
-    def reserve_s(self, ctx: TrialContext, largest: nn.Module | None = None) -> float:
-        """Time to finalise ``finalists`` candidates, each at most the largest network:
-        its fine-tuning epochs at a measured step time, plus export and evaluation.
-        ``largest``: a stand-in for the trained one (the step time is the same)."""
+    def reserve_s(
+        self, ctx: TrialContext, seconds: float | None = None, largest: nn.Module | None = None
+    ) -> float:
+        """Seconds of ``seconds`` (the search's budget) kept for finalising: its
+        ``finalise_share``, and at least the time to finalise ``finalists`` candidates,
+        each at most the largest network, for half its most fine-tuning epochs (they
+        stop once val accuracy does: ~4 of 10 measured) at a measured step time, with
+        export and evaluation. ``largest``: a stand-in for the trained one (the step
+        time is the same)."""
         if self._reserve is None:
             batch = int(ctx.train_cfg.batch_size)
             x, y = ctx.splits.train.head(batch), ctx.splits.train.y[:batch]
             model = largest if largest is not None else self._largest(ctx)
-            seconds = step_seconds(model, x, y, Placing(ctx.device, ctx.precision))
+            step = step_seconds(model, x, y, Placing(ctx.device, ctx.precision))
             steps = -(-len(ctx.splits.train) // len(x))
-            per = float(self.cfg.finetune_epochs) * steps * seconds * 1.5 + _EVAL_S
-            self._reserve = per * int(self.cfg.finalists)
-        return self._reserve
+            epochs = max(1.0, float(self.cfg.finetune_epochs) / 2)
+            self._reserve = (epochs * steps * step * 1.5 + _EVAL_S) * int(self.cfg.finalists)
+        share = 0.0 if seconds is None else float(self.cfg.finalise_share) * seconds
+        return max(self._reserve, share)
 
     def finalize(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
         start = time.monotonic()
         deadline = None if ctx.trial_timeout_s is None else start + ctx.trial_timeout_s
         supernet = self.load(ctx)
         model = supernet.extract(proposal.arch)
-        recipe = Recipe(
-            epochs=0,
-            lr=float(self.cfg.finetune_lr),
-            batch_size=int(ctx.train_cfg.batch_size),
-            finetune_epochs=int(self.cfg.finetune_epochs),
-            finetune_lr=float(self.cfg.finetune_lr),
-        )
         cfgs = compression_configs(proposal.compression, ctx.input_shape)
         calib = ctx.splits.train.head(int(self.cfg.bn_calib_images))
-        if not cfgs:  # nothing to fine-tune after: recover from the supernet's BN stats
-            recalibrate_bn(model, calib)
-        trained = train_compressed(
+        model = compress.apply(model, cfgs) or model
+        recalibrate_bn(model, calib)  # the supernet's statistics are not this network's
+        tuned = finetune_until_plateau(
             model,
             ctx.splits,
-            recipe,
-            compression=cfgs,
-            seed=ctx.seed + proposal.number,
+            max_epochs=int(self.cfg.finetune_epochs),
+            patience=int(self.cfg.finetune_patience),
+            lr=float(self.cfg.finetune_lr),
+            batch_size=int(ctx.train_cfg.batch_size),
             loss_fn=distiller(
                 self._largest(ctx),
                 temperature=float(self.cfg.distill_temperature),
                 alpha=_FINETUNE_ALPHA,
             ),
+            seed=ctx.seed + proposal.number,
             deadline=deadline,
-            device=ctx.device,
-            precision=ctx.precision,
+            placing=Placing(ctx.device, ctx.precision, ctx.splits.augment, ctx.seed),
         )
-        recalibrate_bn(trained.model, calib)
-        return export_and_evaluate(
-            proposal, ctx, trained.model,
-            train_seconds=trained.train_seconds, start=start, deadline=deadline,
+        recalibrate_bn(tuned.model, calib)
+        result = export_and_evaluate(
+            proposal, ctx, tuned.model,
+            train_seconds=tuned.seconds, start=start, deadline=deadline,
         )  # fmt: skip
+        result.metrics.update(finetune_epochs=tuned.epochs, finetune_best_epoch=tuned.best_epoch)
+        return result
 
     # -- the supernet, loaded once per process -----------------------------------------
 

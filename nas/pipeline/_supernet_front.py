@@ -1,8 +1,6 @@
-"""The order a supernet search finalises its estimated front in.
-
-Scored candidates form an estimated front (val accuracy inherited, size); its members
-spread along the log-size axis are finalised first, then the widest gaps, and a
-multi-device search takes each device's front in turn.
+"""A supernet search's estimated front: scored candidates (val accuracy inherited,
+size) that no other dominates, spread along the log-size axis. The finalists are
+chosen by ``nas.pipeline._supernet_predict``; this is the raw view of the estimates.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ from nas.pipeline._context import feasible_on
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["estimated_front", "finalist_order"]
+__all__ = ["estimated_front"]
 
 # Keys of a trial's record (nas.study.keys): pipeline sits below study, so it
 # reads them by value; tests/nas/pipeline check that they agree.
@@ -42,54 +40,6 @@ def _spread(front: list[tuple[float, float, int]], k: int) -> list[int]:
         free = [i for i in range(len(front)) if i not in picked]
         picked.add(min(free, key=lambda i: (abs(logs[i] - target), i)))
     return [front[i][2] for i in sorted(picked)]
-
-
-def finalist_order(study: optuna.Study, k: int, limit: int) -> list[int]:
-    """The estimated front in the order to finalise it, up to ``limit`` trials: first the
-    ``k`` of :func:`estimated_front`, then each next member the one farthest (in log
-    size) from those already chosen, so whatever the budget leaves time for fills the
-    widest gaps of the front first.
-
-    A multi-device search has an estimated front per device: their orders are taken in
-    turn (a candidate on several fronts is finalised once), so each device's front gets
-    its share of the first ``k`` and of the rest.
-    """
-    devices = _devices(study)
-    if not devices:
-        return _order(study, k, limit, None)
-    orders = [_order(study, k, limit, d) for d in devices]
-    chosen: list[int] = []
-    for rank in range(max((len(o) for o in orders), default=0)):
-        for order in orders:
-            if rank < len(order) and order[rank] not in chosen:
-                chosen.append(order[rank])
-    return chosen[:limit]
-
-
-def _devices(study: optuna.Study) -> list[str]:
-    """The devices of a multi-device search, in its order ([] for one device)."""
-    for t in study.get_trials(deepcopy=False):
-        found = t.user_attrs.get(_DEVICE_CONSTRAINTS)
-        if found:
-            return list(found)
-    return []
-
-
-def _order(study: optuna.Study, k: int, limit: int, device: str | None) -> list[int]:
-    front = _front(study, device)
-    chosen = _spread(front, k)
-    log_size = {n: math.log(max(size, 1.0)) for _, size, n in front}
-    rest = [n for _, _, n in front if n not in chosen]
-
-    def gap(n: int) -> float:
-        return min((abs(log_size[n] - log_size[c]) for c in chosen), default=math.inf)
-
-    while rest and len(chosen) < limit:
-        # Widest gap first; of equal gaps (to rounding), the smaller candidate.
-        best = max(rest, key=lambda n: (round(gap(n), 9), -log_size[n]))
-        chosen.append(best)
-        rest.remove(best)
-    return chosen[:limit]
 
 
 def _front(study: optuna.Study, device: str | None = None) -> list[tuple[float, float, int]]:

@@ -107,6 +107,7 @@ def make_context(
         devices=devices,
         device_constraint=str(cfg.search.get("device_constraint", "round_robin")),
         placement=placement,
+        front_ref=(float(cfg.dataset.hv_ref_accuracy), float(cfg.dataset.hv_ref_size_bytes)),
     )
 
 

@@ -27,6 +27,7 @@ class CheapStrategy:
     records_scores = False
     trains_once = False
     min_finalists = 2
+    max_finalists = None
     prepared = 0
     scored = 0
 
@@ -36,7 +37,7 @@ class CheapStrategy:
     def check(self, ctx: TrialContext) -> None:
         pass
 
-    def reserve_s(self, ctx: TrialContext) -> float:
+    def reserve_s(self, ctx: TrialContext, seconds: float | None = None) -> float:
         return 0.0
 
     def plan(self, ctx: TrialContext, seconds: float | None, recorded: Any) -> dict[str, Any]:
@@ -51,7 +52,7 @@ class CheapStrategy:
         metrics = dict(proposal.metrics, val_accuracy=1.0 - 1.0 / (1.0 + size), size_bytes=size)
         return TrialResult(True, proposal.arch, proposal.compression, metrics, proposal.constraints)
 
-    def finalists(self, study: optuna.Study) -> list[int]:
+    def finalists(self, study: optuna.Study, ctx: TrialContext, batch: int = 1) -> list[int]:
         scored = [
             t
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -149,10 +150,10 @@ class ExtraStrategy(CheapStrategy):
         time.sleep(0.3)
         return super().score(proposal, ctx)
 
-    def reserve_s(self, ctx: TrialContext) -> float:
+    def reserve_s(self, ctx: TrialContext, seconds: float | None = None) -> float:
         return -1000.0  # score every trial whatever the deadline says
 
-    def finalists(self, study: optuna.Study) -> list[int]:
+    def finalists(self, study: optuna.Study, ctx: TrialContext, batch: int = 1) -> list[int]:
         scored = [
             t
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

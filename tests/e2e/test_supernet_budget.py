@@ -27,7 +27,9 @@ def test_fitted_epochs_are_recorded_and_a_resume_reuses_them(
     tmp_path: Path, fast: Callable[..., list[str]], monkeypatch, capsys, mlflow_runs
 ) -> None:
     monkeypatch.setattr(plan_module, "step_seconds", lambda *a, shared, **k: STEP_S)
-    monkeypatch.setattr(SupernetStrategy, "reserve_s", lambda self, ctx, largest=None: 1.0)
+    monkeypatch.setattr(
+        SupernetStrategy, "reserve_s", lambda self, ctx, seconds=None, largest=None: 1.0
+    )
     # fmt: off
     args = (*tiny_supernet(n_trials=8, warmup_epochs=2), "strategy.epochs=6",
             "dataset.n_train=300", "train.batch_size=64", f"search.output_dir={tmp_path}")

@@ -18,7 +18,7 @@ from supernet_configs import tiny_supernet
 
 from nas import compose
 from nas.driver import run_search
-from nas.pipeline import estimated_front
+from nas.pipeline import feasible_on
 from nas.study import keys, make_storage
 
 TINY_SUPERNET = tiny_supernet(n_trials=25, warmup_epochs=0)
@@ -91,9 +91,17 @@ def test_a_supernet_search_scores_in_the_study_and_finalises_the_front(
         m = t.user_attrs[keys.METRICS]
         assert 0.0 <= m["val_accuracy"] <= 1.0
         assert m["size_bytes"] == m["size_bytes_estimate"]
-    # The finalists are the estimated front, spread, each re-proposed and trained for real.
-    assert 1 <= len(finals) <= 2
-    assert [t.user_attrs[keys.FINALIST_OF] for t in finals] == estimated_front(study, 2)
+    # The finalists cover the scored sizes: first the best estimate of the larger half
+    # (in log size), then of the smaller; each re-proposed and trained for real.
+    assert len(finals) == 2
+    logs = {t.number: math.log(t.user_attrs[keys.METRICS]["size_bytes"]) for t in feasible}
+    middle = (min(logs.values()) + max(logs.values())) / 2
+    halves = [[t for t in feasible if (logs[t.number] >= middle) == large] for large in (1, 0)]
+    for final, half in zip(finals, halves, strict=True):
+        best = max(t.user_attrs[keys.METRICS]["val_accuracy"] for t in half)
+        assert final.user_attrs[keys.FINALIST_OF] in {
+            t.number for t in half if t.user_attrs[keys.METRICS]["val_accuracy"] == best
+        }
     for t in finals:
         assert t.state == TrialState.COMPLETE and keys.RUN_ID in t.user_attrs
         assert t.params == study.trials[t.user_attrs[keys.FINALIST_OF]].params
@@ -162,11 +170,11 @@ def test_a_search_for_another_device_reuses_the_cached_supernet(
     assert {t.user_attrs[keys.COMPRESSION]["bits"] for t in scored} <= {8, 32}
 
 
-def test_a_multi_device_search_finalises_each_devices_estimated_front(
+def test_a_multi_device_search_finalises_candidates_of_each_device(
     search: Search, first: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """One scoring pass serves every device; the finalists are drawn from each device's
-    estimated front in turn, and each device's reported front is finalised trials only.
+    feasible candidates in turn, and each device's reported front is finalised trials only.
     The cached supernet is reused: a device's front costs only its members' fine-tuning."""
     before = search.supernets()
     capsys.readouterr()
@@ -181,18 +189,18 @@ def test_a_multi_device_search_finalises_each_devices_estimated_front(
     finals = _finals(study)
     assert 1 <= len(finals) <= 3
     scored = {t.number: t for t in study.trials if t.user_attrs.get(keys.PHASE) != "final"}
-    estimated = {d: set(estimated_front_of(study, d)) for d in devices}
+    on = {
+        d: {n for n, t in scored.items() if t.user_attrs[keys.FEASIBLE]
+            and d in feasible_on(t.user_attrs.get(keys.DEVICE_CONSTRAINTS) or {})}
+        for d in devices
+    }  # fmt: skip
     for t in finals:
         origin = t.user_attrs[keys.FINALIST_OF]
-        assert origin in scored and any(origin in e for e in estimated.values())
+        assert origin in scored and any(origin in o for o in on.values())
     final_numbers = {t.number for t in finals}
     for d in devices:
         assert {r["trial"] for r in outcome.devices[d].front} <= final_numbers
-    # Each device whose estimated front is not empty got a finalist from it.
+    # Each device with feasible candidates got a finalist of them (3 finalists, 3 devices).
     for d in devices:
-        if estimated[d]:
-            assert any(t.user_attrs[keys.FINALIST_OF] in estimated[d] for t in finals), d
-
-
-def estimated_front_of(study: optuna.Study, device: str) -> list[int]:
-    return estimated_front(study, 100, device)
+        if on[d]:
+            assert any(t.user_attrs[keys.FINALIST_OF] in on[d] for t in finals), d

@@ -34,7 +34,6 @@ from nas.pipeline import (
     candidate_meta,
     compression_configs,
     estimated_front,
-    finalist_order,
     inherit,
     load_splits,
     propose,
@@ -459,23 +458,17 @@ def test_estimated_front_spreads_k_along_the_size_axis(
     assert len(set(front)) == len(front)
 
 
-@pytest.mark.parametrize(("k", "limit", "order"), [(2, 5, "efbad"), (2, 3, "efb"), (5, 9, "eabdf")])
-def test_finalist_order_spreads_k_then_fills_the_widest_log_size_gap(
-    population: tuple[optuna.Study, dict[str, int]], k: int, limit: int, order: str
+def test_the_strategy_covers_the_sizes_first_and_guarantees_finalists(
+    population: tuple[optuna.Study, dict[str, int]], tmp_path: Path, cfg: DictConfig
 ) -> None:
-    """Sizes 50, 100, 200, 400, 1000: after the ends, 200 is farthest (in log size) from
-    both; then 100 and 400 tie, and the smaller comes first."""
+    """No finalist has landed: two bins over sizes 50-1000, the best of each, the
+    largest bin first (candidates below the reference accuracy never)."""
     study, n = population
-    assert finalist_order(study, k, limit) == [n[p] for p in order]
-
-
-def test_the_strategy_orders_max_finalists_and_guarantees_finalists(
-    population: tuple[optuna.Study, dict[str, int]],
-) -> None:
-    study, n = population
-    strategy = SupernetStrategy(OmegaConf.create({"finalists": 2, "max_finalists": 4}))
-    assert strategy.min_finalists == 2
-    assert strategy.finalists(study) == [n[p] for p in "efba"]
+    strategy = SupernetStrategy(OmegaConf.create({"finalists": 2, "max_finalists": None}))
+    ctx = make_ctx(cfg, tmp_path)
+    ctx.front_ref = (0.45, 2000.0)
+    assert strategy.min_finalists == 2 and strategy.max_finalists is None
+    assert strategy.finalists(study, ctx) == [n["f"], n["b"]]
 
 
 def test_estimated_front_spreads_in_log_size_where_small_models_crowd() -> None:

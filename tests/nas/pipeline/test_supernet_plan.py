@@ -31,7 +31,9 @@ def ctx(fast: Callable[..., list[str]], tmp_path: Path, monkeypatch) -> TrialCon
     monkeypatch.setattr(
         plan_module, "step_seconds", lambda *a, shared, **k: SHARED_S if shared else WARM_S
     )
-    monkeypatch.setattr(SupernetStrategy, "reserve_s", lambda self, ctx, largest=None: RESERVE_S)
+    monkeypatch.setattr(
+        SupernetStrategy, "reserve_s", lambda self, ctx, seconds=None, largest=None: RESERVE_S
+    )
     return make_ctx(cfg, tmp_path)
 
 

@@ -1,0 +1,293 @@
+"""Which scored candidates a supernet search finalises next, and why.
+
+Raw inherited accuracy is a biased guide to what a candidate becomes once finalised:
+it barely rewards width (a wide child inherits about what a narrow one does, and
+gains more from fine-tuning), and it punishes heavy compression that fine-tuning
+largely repairs (docs/bench/supernet.json: 0.63 inherited, 0.83 finalised). OFA and
+APQ choose sub-networks with a predictor fitted on measured sub-networks; here the
+measured ones are the search's own finalists, and the predictor is refitted each time
+one lands:
+
+- :class:`FinalPredictor`, a Bayesian linear model of the *gain* (finalised val
+  accuracy less inherited) from the candidate's encoding (architecture and compression
+  parameters, inherited accuracy, log size). Its prior is no gain, so with no finalist
+  landed it ranks by the raw estimate, and its predictive spread says how far to trust
+  it.
+- :func:`next_finalists` first covers the pool's whole size range (the best predicted
+  candidate of each of ``k`` log-size bins, so a wide, accurate candidate is
+  finalised even when no raw estimate puts it on the front), then orders the rest by
+  the hypervolume each would add to the finalised front at an optimistic prediction
+  (mean plus one spread), a batch at a time with the earlier picks assumed to land at
+  their mean (a Kriging believer).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nas.pipeline._context import feasible_on
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["FinalPredictor", "Pool", "landed", "next_finalists", "scored_pool"]
+
+# Keys of a trial's record (nas.study.keys), read by value as pipeline sits below study;
+# tests/nas/pipeline check that they agree.
+_PHASE, _FEASIBLE, _METRICS = "nas.phase", "feasible", "metrics"
+_FINALIST_OF, _DEVICE_CONSTRAINTS = "nas.finalist_of", "device_constraints"
+
+# Prior spread of the gain's weights (standardised features) and of its intercept, and
+# the least noise assumed: one val image in 500 is 0.002.
+_PRIOR_W, _PRIOR_B, _MIN_NOISE = 0.01, 0.03, 0.004
+_OPTIMISM = 1.0  # acquisition at mean + this many predictive spreads
+
+
+@dataclass
+class Pool:
+    """The scored candidates not yet finalised, one trial per distinct candidate."""
+
+    numbers: list[int]
+    params: list[dict[str, Any]]
+    inherited: np.ndarray
+    size: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+
+def scored_pool(study: optuna.Study, device: str | None = None) -> Pool:
+    """Feasible scored candidates (``device``'s, of a multi-device search), the best
+    score of each distinct candidate, leaving out any already finalised or tried."""
+    from optuna.trial import TrialState
+
+    tried = {t.user_attrs.get(_FINALIST_OF) for t in study.get_trials(deepcopy=False)
+             if t.user_attrs.get(_PHASE) == "final" and t.state.is_finished()}  # fmt: skip
+    best: dict[str, tuple[float, float, int, dict[str, Any]]] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get(_PHASE) == "final" or not t.user_attrs.get(_FEASIBLE):
+            continue
+        if device is not None and device not in feasible_on(
+            t.user_attrs.get(_DEVICE_CONSTRAINTS) or {}
+        ):
+            continue
+        m = t.user_attrs.get(_METRICS) or {}
+        acc, size = float(m.get("val_accuracy", 0.0)), float(m.get("size_bytes", math.inf))
+        key = repr(sorted(t.params.items()))
+        if key not in best or acc > best[key][0]:
+            best[key] = (acc, size, t.number, dict(t.params))
+    # A candidate finalised (or failed) under any of its scored trials is done.
+    done = {k for k, v in best.items() if v[2] in tried}
+    done |= {repr(sorted(study.trials[n].params.items())) for n in tried if n is not None}
+    rows = sorted((v for k, v in best.items() if k not in done), key=lambda v: (v[1], v[2]))
+    return Pool(
+        numbers=[r[2] for r in rows],
+        params=[r[3] for r in rows],
+        inherited=np.array([r[0] for r in rows], dtype=float),
+        size=np.array([r[1] for r in rows], dtype=float),
+    )
+
+
+def landed(study: optuna.Study) -> list[tuple[int, float, float, bool]]:
+    """The finalists that finished: (scored trial, finalised val accuracy, artifact
+    bytes, feasible), in the order they landed."""
+    from optuna.trial import TrialState
+
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        source = t.user_attrs.get(_FINALIST_OF)
+        if t.user_attrs.get(_PHASE) != "final" or source is None:
+            continue
+        m = t.user_attrs.get(_METRICS) or {}
+        if "val_accuracy" not in m:
+            continue
+        out.append((int(source), float(m["val_accuracy"]), float(m.get("size_bytes", math.inf)),
+                    bool(t.user_attrs.get(_FEASIBLE))))  # fmt: skip
+    return out
+
+
+class Encoder:
+    """Candidate encoding: numeric parameters as they are (lists element-wise), others
+    one-hot, with inherited accuracy and log size; standardised over the ``fit`` rows."""
+
+    def __init__(self, params: Sequence[dict[str, Any]]) -> None:
+        self.columns: list[tuple[str, Any]] = []
+        names = sorted({k for p in params for k in p})
+        for name in names:
+            values = [p.get(name) for p in params]
+            if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+                self.columns.append((name, None))
+            else:
+                for v in sorted({repr(v) for v in values}):
+                    self.columns.append((name, v))
+
+    def raw(self, params: Sequence[dict[str, Any]], inherited: np.ndarray,
+            size: np.ndarray) -> np.ndarray:  # fmt: skip
+        cols = [
+            [
+                float(p.get(name, 0.0)) if v is None else float(repr(p.get(name)) == v)
+                for p in params
+            ]  # fmt: skip
+            for name, v in self.columns
+        ]
+        cols += [list(inherited), list(np.log(np.maximum(size, 1.0)))]
+        return np.array(cols, dtype=float).T.reshape(len(params), len(cols))
+
+
+class FinalPredictor:
+    """Bayesian linear regression of finalised val accuracy less inherited (the gain).
+
+    Features are standardised over the whole pool; the weights' prior is N(0, _PRIOR_W²)
+    and the intercept's N(0, _PRIOR_B²), so few finalists move it little and none leave
+    the raw estimate. The noise is the residual spread of the fit, at least
+    ``_MIN_NOISE``.
+    """
+
+    def __init__(self, pool_x: np.ndarray) -> None:
+        self.mu = pool_x.mean(axis=0) if len(pool_x) else np.zeros(pool_x.shape[1])
+        sd = pool_x.std(axis=0) if len(pool_x) else np.ones(pool_x.shape[1])
+        self.sd = np.where(sd > 1e-12, sd, 1.0)
+        d = pool_x.shape[1] + 1
+        self.mean = np.zeros(d)
+        self.cov = np.diag([_PRIOR_B**2] + [_PRIOR_W**2] * (d - 1))
+        self.noise = _MIN_NOISE
+        self.n = 0
+
+    def _design(self, x: np.ndarray) -> np.ndarray:
+        return np.hstack([np.ones((len(x), 1)), (x - self.mu) / self.sd])
+
+    def fit(self, x: np.ndarray, gain: np.ndarray) -> FinalPredictor:
+        self.n = len(x)
+        if not self.n:
+            return self
+        phi = self._design(x)
+        prior_prec = np.diag(1.0 / np.diag(self.cov))
+        for _ in range(2):  # noise from the fit's residuals, then the fit with it
+            prec = prior_prec + phi.T @ phi / self.noise**2
+            cov = np.linalg.inv(prec)
+            mean = cov @ phi.T @ gain / self.noise**2
+            resid = gain - phi @ mean
+            self.noise = max(_MIN_NOISE, float(np.sqrt(np.mean(resid**2))))
+        self.mean, self.cov = mean, cov
+        return self
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted gain and its predictive spread, per row."""
+        phi = self._design(x)
+        var = np.einsum("ij,jk,ik->i", phi, self.cov, phi) + (self.noise**2 if self.n else 0.0)
+        return phi @ self.mean, np.sqrt(var)
+
+
+def predict_final(study: optuna.Study, pool: Pool) -> tuple[np.ndarray, np.ndarray]:
+    """Each pool member's predicted finalised val accuracy and its spread, from the
+    predictor fitted on every finalist that has landed."""
+    done = landed(study)
+    params = [*pool.params, *(dict(study.trials[n].params) for n, *_ in done)]
+    enc = Encoder(params)
+    x_pool = enc.raw(pool.params, pool.inherited, pool.size)
+    predictor = FinalPredictor(x_pool)
+    if done:
+        inh, size = _scored_figures(study, [n for n, *_ in done])
+        x = enc.raw([dict(study.trials[n].params) for n, *_ in done], inh, size)
+        predictor.fit(x, np.array([v for _, v, _, _ in done]) - inh)
+    gain, spread = predictor.predict(x_pool)
+    return np.clip(pool.inherited + gain, 0.0, 1.0), spread
+
+
+def _scored_figures(study: optuna.Study, numbers: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    ms = [study.trials[n].user_attrs.get(_METRICS) or {} for n in numbers]
+    return (np.array([float(m.get("val_accuracy", 0.0)) for m in ms]),
+            np.array([float(m.get("size_bytes", 1.0)) for m in ms]))  # fmt: skip
+
+
+def next_finalists(
+    study: optuna.Study,
+    *,
+    cover: int,
+    batch: int,
+    ref: tuple[float, float],
+    device: str | None = None,
+) -> list[int]:
+    """The next scored trials to finalise, best first.
+
+    While fewer than ``cover`` finalists have landed, the best predicted candidate of
+    each of ``cover`` log-size bins spanning the pool; after that, up to ``batch`` by
+    the hypervolume each adds to the finalised front (:func:`_value`). ``ref``: the
+    search's (accuracy, size bytes) reference.
+    """
+    pool = scored_pool(study, device)
+    if not len(pool):
+        return []
+    mean, spread = predict_final(study, pool)
+    done = landed(study)
+    if len(done) < cover:
+        return _cover(pool, mean, cover)
+    front = [(acc, size) for _, acc, size, feasible in done if feasible]
+    optimistic = np.clip(mean + _OPTIMISM * spread, 0.0, 1.0)
+    picks: list[int] = []
+    free = list(range(len(pool)))
+    while free and len(picks) < batch:
+        value = [_value(front, optimistic[i], pool.size[i], ref) for i in free]
+        i = free.pop(int(np.argmax(value)))
+        picks.append(pool.numbers[i])
+        front.append((float(mean[i]), float(pool.size[i])))  # believed to land at its mean
+    return picks
+
+
+def _value(
+    front: list[tuple[float, float]], acc: float, size: float, ref: tuple[float, float]
+) -> float:
+    """The hypervolume a point at (``acc``, ``size``) adds; when none, how far it falls
+    short (negative: the accuracy it lacks to reach the front at its size), so that the
+    budget goes on to the nearest miss rather than ending early."""
+    gain = _hv_gain(front, acc, size, ref)
+    if gain > 0.0:
+        return gain
+    reach = max([ref[0], *(a for a, s in front if s <= size)])
+    return -(reach - acc) - 1e-9
+
+
+def _cover(pool: Pool, mean: np.ndarray, k: int) -> list[int]:
+    """The best predicted of each of ``k`` equal log-size bins, largest bin first (the
+    accurate end is what raw estimates miss), then the smallest, and so on inwards.
+    Empty bins are skipped."""
+    logs = np.log(np.maximum(pool.size, 1.0))
+    edges = np.linspace(logs.min(), logs.max(), k + 1)
+    bins = np.clip(np.searchsorted(edges, logs, side="right") - 1, 0, k - 1)
+    picks: list[int] = []
+    order = [b for pair in zip(range(k - 1, -1, -1), range(k), strict=True) for b in pair]
+    for b in dict.fromkeys(order):
+        members = np.flatnonzero(bins == b)
+        if len(members):
+            picks.append(pool.numbers[int(members[np.argmax(mean[members])])])
+    return picks
+
+
+def _hv_gain(
+    front: list[tuple[float, float]], acc: float, size: float, ref: tuple[float, float]
+) -> float:
+    """Hypervolume (accuracy above ``ref``, log10 size below it) that a point adds."""
+    return _hv([*front, (acc, size)], ref) - _hv(front, ref)
+
+
+def _hv(points: list[tuple[float, float]], ref: tuple[float, float]) -> float:
+    ref_acc, ref_x = ref[0], math.log10(ref[1])
+    pts = sorted((math.log10(max(s, 1.0)), a) for a, s in points if a > ref_acc and s < ref[1])
+    return _area(pts, ref_acc, ref_x)
+
+
+def _area(pts: list[tuple[float, float]], ref_acc: float, ref_x: float) -> float:
+    """The 2-D dominated area of (log10 size ascending, accuracy) points."""
+    front: list[tuple[float, float]] = []
+    for x, a in pts:  # ascending size: on the front if more accurate than all smaller
+        if not front or a > front[-1][1]:
+            front.append((x, a))
+    return sum(
+        ((front[i + 1][0] if i + 1 < len(front) else ref_x) - x) * (a - ref_acc)
+        for i, (x, a) in enumerate(front)
+    )
