@@ -211,17 +211,17 @@ class SupernetStrategy:
     ) -> float:
         """Seconds of ``seconds`` (the search's budget) kept for finalising: its
         ``finalise_share``, and at least the time to finalise ``finalists`` candidates,
-        each at most the largest network, for half its most fine-tuning epochs (they
-        stop once val accuracy does: ~4 of 10 measured) at a measured step time, with
-        export and evaluation. ``largest``: a stand-in for the trained one (the step
-        time is the same)."""
+        each at most the largest network, for ``finetune_patience`` + 1 epochs (the
+        fewest after which one stops on a plateau) at a measured step time, with export
+        and evaluation. ``largest``: a stand-in for the trained one (the step time is
+        the same)."""
         if self._reserve is None:
             batch = int(ctx.train_cfg.batch_size)
             x, y = ctx.splits.train.head(batch), ctx.splits.train.y[:batch]
             model = largest if largest is not None else self._largest(ctx)
             step = step_seconds(model, x, y, Placing(ctx.device, ctx.precision))
             steps = -(-len(ctx.splits.train) // len(x))
-            epochs = max(1.0, float(self.cfg.finetune_epochs) / 2)
+            epochs = min(int(self.cfg.finetune_patience) + 1, int(self.cfg.finetune_epochs))
             self._reserve = (epochs * steps * step * 1.5 + _EVAL_S) * int(self.cfg.finalists)
         share = 0.0 if seconds is None else float(self.cfg.finalise_share) * seconds
         return max(self._reserve, share)
