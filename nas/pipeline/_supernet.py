@@ -312,7 +312,7 @@ class SupernetStrategy:
 
         def on_epoch(_epoch: int, loss: float) -> None:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}")
+            bar.set_postfix(largest_loss=f"{loss:.3f}")
 
         with bar:
             stats = train_supernet(

@@ -99,7 +99,8 @@ def train_supernet(
     precision: str = "fp32",
 ) -> SupernetStats:
     """Train ``supernet``'s shared weights in place (see the module docstring), on
-    ``device`` at ``precision``; the supernet is back on the CPU when it returns."""
+    ``device`` at ``precision``; the supernet is back on the CPU when it returns.
+    ``on_epoch(epoch, loss)``: after each epoch, with the largest network's mean loss."""
     start = time.monotonic()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -117,7 +118,7 @@ def train_supernet(
             supernet.sort_channels()
             opt = _optimizer(supernet, recipe)
         shared = epoch >= recipe.warmup_epochs
-        running, largest, n = 0.0, 0.0, 0
+        largest, n = 0.0, 0
         for x, y in batches:
             x, y, _ = prepare_batch(x, y, device, augment_gen)
             for group in opt.param_groups:
@@ -131,11 +132,11 @@ def train_supernet(
             scaler.step(opt)
             scaler.update()
             step += 1
-            running, largest, n = running + loss_value, largest + own, n + 1
+            largest, n = largest + own, n + 1
             if deadline is not None and time.monotonic() > deadline:
                 raise TrialTimeout(f"supernet training ran past its deadline (epoch {epoch})")
-        if on_epoch is not None:
-            on_epoch(epoch, running / max(n, 1))
+        if on_epoch is not None:  # the largest network's loss: the sandwich's sum reads
+            on_epoch(epoch, largest / max(n, 1))  # as a jump when sub-networks join
         if epoch + 1 >= recipe.warmup_epochs:
             if step >= JUDGED_AFTER_STEPS:
                 _check_learning(largest / max(n, 1), epoch, recipe, splits.spec.num_classes)
