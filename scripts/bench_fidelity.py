@@ -1,16 +1,17 @@
 """How honest the supernet's estimates are, and where its children are weak (issue 23).
 
-Three measurements, each on a supernet trained with the default ``strategy=supernet``
+Four measurements, each on a supernet trained with the default ``strategy=supernet``
 recipe (seed 0, cached in ``--workdir``, so a rerun reuses it):
 
 1. **Uniform fidelity** (``uniform``), mnist5k, no ``+hw`` budget: ``--candidates``
    candidates drawn uniformly over the whole space and compression (every width,
    depth, kernel, expansion, bit-width and sparsity the ``joint`` group allows), none
-   left out. For each, the estimate a search chooses finalists by (its inherited-
-   weight val accuracy: there is no predictor yet, so none was fitted on these) and
-   its *finalised* test accuracy (fine-tuned from the inherited weights, exported and
+   left out. For each, its raw estimate (inherited-weight val accuracy) and its
+   *finalised* test accuracy (fine-tuned from the inherited weights, exported and
    scored from the artifact in a fresh process, as a search's finalist is). Kendall's
-   tau between them, with a bootstrap 95% interval (2,000 resamples).
+   tau between them, with a bootstrap 95% interval (2,000 resamples); and the same for
+   the search's predictor of finalised accuracy, fitted on the other candidates
+   (leave one out). Cached per finalising recipe, so a new recipe finalises anew.
 2. **Inherited accuracy by width** (``width``), mnist5k: for each ``width_mult`` of the
    space, the largest child at that width (deepest, widest kernel and expansion):
    its inherited val accuracy (BatchNorm re-estimated, as scoring does), against the
@@ -22,19 +23,25 @@ recipe (seed 0, cached in ``--workdir``, so a rerun reuses it):
    noisy backgrounds), searched with ``dataset.image_size=32 dataset.n_val=1000
    dataset.n_test=1000 dataset.augment=false``: the gap in points, standalone minus
    inherited (mean of the two seeds).
+4. **Levers** (``levers``, issue 24), mnist5k: the largest child's inherited val
+   accuracy by width when BatchNorm is re-estimated on 500, 1,000, 2,000 or all
+   training images, and on a supernet trained with ``strategy.lr=0.02`` (the default
+   is the space's 0.05).
 
     python scripts/bench_fidelity.py                 # ~1 h on 2 cores
     python scripts/bench_fidelity.py --quick         # ~5 min: a check that it runs
 
 Merges its keys into docs/bench/supernet.json (``kendall_tau``, ``kendall_tau_ci``,
 ``fidelity_set``, ``fidelity_set_size``, ``fidelity_uniform``, ``inherited_by_width``,
-``largest_child_gap_folder``, ``standalone_val_folder``), each section with the commit,
+``largest_child_gap_folder``, ``standalone_val_folder``, ``kendall_tau_predicted``,
+``inherited_by_width_levers``), each section with the commit,
 date and command it was measured at, and prints a table.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import subprocess
@@ -46,7 +53,11 @@ from typing import Any
 import numpy as np
 
 SCRIPTS = Path(__file__).resolve().parent
-SECTIONS = ("uniform", "width", "folder")
+SECTIONS = ("uniform", "width", "folder", "levers")
+# Issue 24's candidate levers for the inherited-by-width curve, each measured on the
+# seed-0 supernet: BatchNorm re-estimation on more images, and a lower supernet lr.
+CALIB_SIZES = (500, 1000, 2000, None)  # None: every training image
+LEVER_LRS = (0.02,)
 FOLDER = ["dataset.image_size=32", "dataset.n_val=1000", "dataset.n_test=1000",
           "dataset.augment=false"]  # fmt: skip
 
@@ -59,8 +70,11 @@ def main() -> int:
     p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_fidelity"))
     p.add_argument("--threads", type=int, default=2, help="train.threads")
     p.add_argument("--seeds", default="0,1", help="standalone trainings' seeds")
-    p.add_argument("--sections", default=",".join(SECTIONS),
-                   help="of uniform,width,folder; empty: plot and print the record only")
+    p.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help="of uniform,width,folder; empty: plot and print the record only",
+    )
     p.add_argument("--plot", type=Path, default=None,
                    help="the by-width curve (default: <out>_by_width.png)")  # fmt: skip
     args = p.parse_args()
@@ -89,6 +103,8 @@ def main() -> int:
         report.update(
             fidelity_set="uniform", fidelity_set_size=len(found["candidates"]),
             kendall_tau=found["kendall_tau"], kendall_tau_ci=found["kendall_tau_ci"],
+            kendall_tau_predicted=found["kendall_tau_predicted"],
+            kendall_tau_predicted_ci=found["kendall_tau_predicted_ci"],
             fidelity_uniform={**found, "measured": _took(measured, t0)},
         )  # fmt: skip
         _save(args.out, report)
@@ -98,6 +114,13 @@ def main() -> int:
         rows = _by_width(ctx, strategy, seeds, widths=None)
         report["inherited_by_width"] = rows
         report["inherited_by_width_measured"] = _took(measured, t0)
+        _save(args.out, report)
+    if "levers" in sections:
+        t0 = time.monotonic()
+        report["inherited_by_width_levers"] = {
+            **_levers(args.workdir, extra, q),
+            "measured": _took(measured, t0),
+        }
         _save(args.out, report)
     if "folder" in sections:
         t0 = time.monotonic()
@@ -132,8 +155,13 @@ def _plot(r: dict[str, Any], path: Path) -> None:
     ax.plot(widths, [row["inherited_val"] for row in rows], "s--", label="inherited (mnist5k)")
     if "folder" in r:
         f = r["folder"]
-        ax.plot([f["width_mult"]], [f["standalone_val"]], "o", color="C2",
-                label="trained alone (colour folder)")
+        ax.plot(
+            [f["width_mult"]],
+            [f["standalone_val"]],
+            "o",
+            color="C2",
+            label="trained alone (colour folder)",
+        )
         ax.plot([f["width_mult"]], [f["inherited_val"]], "s", color="C3",
                 label="inherited (colour folder)")  # fmt: skip
     ax.set_xlabel("width_mult (largest child at that width)")
@@ -177,7 +205,11 @@ def _uniform(ctx: Any, strategy: Any, n: int) -> dict[str, Any]:
     from nas.hw import RandomSuggest
     from nas.pipeline import propose
 
-    cache_file = ctx.artifact_dir.parent.parent / "uniform.json"
+    # Keyed by the finalists' recipe: a finalised figure of another recipe is not reused.
+    c = strategy.cfg
+    recipe = [c.finetune_epochs, c.get("finetune_patience"), c.finetune_lr, c.bn_calib_images]
+    tag = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:8]
+    cache_file = ctx.artifact_dir.parent.parent / f"uniform_{tag}.json"
     cache: dict[str, Any] = json.loads(cache_file.read_text()) if cache_file.exists() else {}
     suggest = RandomSuggest(np.random.default_rng(0))
     rows: list[dict[str, Any]] = []
@@ -199,10 +231,52 @@ def _uniform(ctx: Any, strategy: Any, n: int) -> dict[str, Any]:
         rows.append(row)
         print(f"candidate {number + 1}/{n}: estimate {row['estimate']:.3f}, finalised test "
               f"{row['final_test']:.3f}", file=sys.stderr)  # fmt: skip
-    tau, ci = _tau_ci([r["estimate"] for r in rows], [r["final_test"] for r in rows])
+    truth = [r["final_test"] for r in rows]
+    tau, ci = _tau_ci([r["estimate"] for r in rows], truth)
+    predicted = _loo_predicted(rows)
+    tau_p, ci_p = _tau_ci(predicted, truth)
+    for r, p in zip(rows, predicted, strict=True):
+        r["predicted"] = p
     return {"kendall_tau": tau, "kendall_tau_ci": ci, "candidates": rows,
+            "kendall_tau_predicted": tau_p, "kendall_tau_predicted_ci": ci_p,
             "estimate": "inherited val accuracy (no predictor)",
+            "predicted": "the search's predictor of finalised val accuracy, fitted on the "
+                         "other candidates (leave one out)",
+            "finalise": {"finetune_epochs": recipe[0], "finetune_patience": recipe[1],
+                         "finetune_lr": recipe[2]},
             "truth": "finalised test accuracy"}  # fmt: skip
+
+
+def _flat(row: dict[str, Any]) -> dict[str, Any]:
+    """A candidate's architecture and compression as scalar parameters, as the search's
+    Optuna trials hold them (lists element-wise)."""
+    out: dict[str, Any] = {}
+    for k, v in {**row["arch"], **row["compression"]}.items():
+        if isinstance(v, list):
+            out.update({f"{k}_{i}": x for i, x in enumerate(v)})
+        else:
+            out[k] = v
+    return out
+
+
+def _loo_predicted(rows: list[dict[str, Any]]) -> list[float]:
+    """Each candidate's finalised val accuracy as the search's predictor
+    (nas.pipeline._supernet_predict) predicts it from all the others; features from the
+    encoding, the estimate and the artifact's size (a search has the estimated size)."""
+    from nas.pipeline._supernet_predict import Encoder, FinalPredictor
+
+    params = [_flat(r) for r in rows]
+    inh = np.array([r["estimate"] for r in rows])
+    size = np.array([r["size_bytes"] for r in rows], dtype=float)
+    final = np.array([r["final_val"] for r in rows])
+    x = Encoder(params).raw(params, inh, size)
+    out = []
+    for i in range(len(rows)):
+        rest = np.arange(len(rows)) != i
+        fitted = FinalPredictor(x).fit(x[rest], final[rest] - inh[rest])
+        gain, _ = fitted.predict(x[i : i + 1])
+        out.append(float(inh[i] + gain[0]))
+    return out
 
 
 def _by_width(
@@ -243,6 +317,40 @@ def _by_width(
     return rows
 
 
+def _levers(work: Path, extra: list[str], quick: bool) -> dict[str, Any]:
+    """The largest child's inherited val accuracy by width, under each lever: BatchNorm
+    re-estimated on more images (the default supernet), and each lower supernet lr (a
+    supernet of its own, cached in ``work``)."""
+    from nas.pipeline import accuracy, recalibrate_bn
+
+    def by_width(ctx: Any, strategy: Any, calib: int | None) -> list[float]:
+        supernet = strategy.load(ctx)
+        images = ctx.splits.train.head(calib or len(ctx.splits.train))
+        row = []
+        for width in sorted(ctx.space.cfg.width_mults):
+            child = supernet.extract({**supernet.largest, "width_mult": float(width)})
+            recalibrate_bn(child, images)
+            row.append(accuracy(child, ctx.splits.val))
+        return row
+
+    ctx, strategy = _supernet(work / "mnist5k", extra, evaluator=False)
+    out: dict[str, Any] = {
+        "widths": sorted(float(w) for w in ctx.space.cfg.width_mults),
+        "default_lr": float(strategy.recipe(ctx).lr),
+        "bn_calib_images": {
+            str(n or len(ctx.splits.train)): by_width(ctx, strategy, n)
+            for n in (CALIB_SIZES[:2] if quick else CALIB_SIZES)
+        },
+        "lr": {},
+    }
+    for lr in LEVER_LRS:
+        ctx, strategy = _supernet(work / f"mnist5k-lr{lr:g}", [*extra, f"strategy.lr={lr}"],
+                                  evaluator=False)  # fmt: skip
+        out["lr"][f"{lr:g}"] = by_width(ctx, strategy, None if quick else 500)
+        print(f"lr {lr:g}: {out['lr'][f'{lr:g}']}", file=sys.stderr)
+    return out
+
+
 def _folder(work: Path, *, quick: bool) -> Path:
     n = 2500 if quick else 6000
     out = work / f"colour{n}"
@@ -259,6 +367,17 @@ def _print(r: dict[str, Any]) -> None:
         lo, hi = r["kendall_tau_ci"]
         print(f"uniform fidelity: tau {r['kendall_tau']:.2f} [{lo:.2f}, {hi:.2f}] on "
               f"{r['fidelity_set_size']} candidates (estimate vs finalised test)")  # fmt: skip
+    if "kendall_tau_predicted" in r:
+        lo, hi = r["kendall_tau_predicted_ci"]
+        print(f"predicted (leave one out): tau {r['kendall_tau_predicted']:.2f} [{lo:.2f}, "
+              f"{hi:.2f}]")  # fmt: skip
+    if "inherited_by_width_levers" in r:
+        lev = r["inherited_by_width_levers"]
+        print(f"\nlargest child inherited val by width {lev['widths']}:")
+        for n, row in lev["bn_calib_images"].items():
+            print(f"  BatchNorm on {n:>5} images: " + " ".join(f"{v:.3f}" for v in row))
+        for lr, row in lev["lr"].items():
+            print(f"  supernet lr {lr:>9}: " + " ".join(f"{v:.3f}" for v in row))
     if r.get("inherited_by_width"):
         print(f"\n{'width_mult':>10} {'inherited':>10} {'standalone':>10} {'gap (pts)':>10}")
         for row in r["inherited_by_width"]:
