@@ -202,39 +202,13 @@ def _finish(proc: subprocess.Popen[str], timeout: float) -> str:
     return out
 
 
-def test_multi_node_cluster_runs_trials_on_several_nodes(
-    tmp_path: Path, ray_cluster, mlflow_server, ray_fast, mlflow_runs
-) -> None:
-    """Head + 2 worker nodes (1 CPU each), runner.address=auto, MLflow over HTTP: trials
-    ran on at least 2 distinct nodes and MLflow holds every trial."""
-    experiment = f"ray-multinode-{tmp_path.name}"
-    proc = _cli(
-        ray_fast,
-        tmp_path,
-        ray_cluster.environ(),
-        "runner.address=auto",
-        "search.n_trials=4",
-        f"mlflow.tracking_uri={mlflow_server.uri}",
-        f"mlflow.experiment={experiment}",
-    )
-    _finish(proc, timeout=300)
-    study = _only_study(tmp_path)
-    assert len(study.trials) == 4
-    assert all(t.state == TrialState.COMPLETE for t in study.trials)
-    parents, children = _runs(mlflow_runs, mlflow_server.uri, experiment)
-    _check_records(study, parents, children)
-    nodes = {r.data.tags["ray.node_id"] for r in children if "ray.node_id" in r.data.tags}
-    assert len(nodes) >= 2, nodes
-
-
-def _running_children(mlflow_runs, uri: str) -> list[Any]:
-    # Not before the search has made its store and begun a trial (the journal follows
-    # the store): a client that opens a database being created races its migrations.
-    folder = Path(uri.removeprefix("sqlite:///")).parent
+def _running_children(mlflow_runs, uri: str, folder: Path, experiment: str) -> list[Any]:
+    # Not before the search (its output in ``folder``) has made its store and begun a
+    # trial: a client that opens a database being created races its migrations.
     if not any(b'"op_code":4' in j.read_bytes() for j in folder.glob("*.journal")):
         return []
     try:
-        _, children = _runs(mlflow_runs, uri)
+        _, children = _runs(mlflow_runs, uri, experiment)
     except Exception:  # the database is still being created
         return []
     return [r for r in children if r.info.status == "RUNNING" and "ray.node_id" in r.data.tags]
@@ -266,25 +240,27 @@ def _streamed(root: Path) -> list[str]:
             "train.batch_size=32", "search.min_accuracy=0"]  # fmt: skip
 
 
-def test_losing_a_worker_node_mid_search_loses_no_trial(
-    tmp_path: Path, ray_fast, mlflow_runs
+def test_a_multi_node_search_loses_no_trial_when_a_worker_node_dies(
+    tmp_path: Path, ray_fast, mlflow_server, mlflow_runs
 ) -> None:
-    """Two 1-CPU worker nodes and a head with no CPU, so the two concurrent trials run
-    one on each worker, streaming an image folder through loader workers; worker 1 is
-    SIGKILLed while they run. The search still finishes its 4 trials: the lost one is
-    retried on the surviving node (runner.max_failures=1) or recorded as failed,
-    counted once, and no finished trial is lost."""
+    """Two 1-CPU worker nodes and a head with no CPU, runner.address=auto, MLflow over
+    HTTP (as distributed trials log): the two concurrent trials run one on each worker,
+    streaming an image folder through loader workers; worker 1 is SIGKILLed while they
+    run. The search still finishes its 4 trials: the lost one is retried on the
+    surviving node (runner.max_failures=1) or recorded as failed, counted once, no
+    finished trial is lost, and the MLflow server holds every trial."""
     streamed = _streamed(tmp_path / "images")
+    experiment = f"ray-multinode-{tmp_path.name}"
     with cluster_fixtures.start_ray_cluster(workers=2, cpus_per_node=1, head_cpus=0) as cluster:
-        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        uri = mlflow_server.uri
         proc = _cli(
             [*ray_fast, *streamed], tmp_path, cluster.environ(), "runner.address=auto",
-            "search.n_trials=4",
+            "search.n_trials=4", f"mlflow.tracking_uri={uri}", f"mlflow.experiment={experiment}",
         )  # fmt: skip
         running = _wait_for(
             "two trials running on two nodes",
             lambda: (
-                (r := _running_children(mlflow_runs, uri))
+                (r := _running_children(mlflow_runs, uri, tmp_path, experiment))
                 and len({x.data.tags["ray.node_id"] for x in r}) >= 2
                 and r
             ),
@@ -293,13 +269,13 @@ def test_losing_a_worker_node_mid_search_loses_no_trial(
         )
         done_before = {
             int(r.data.tags["nas.trial"]): r.data.metrics.get("val_accuracy")
-            for r in _runs(mlflow_runs, uri)[1]
+            for r in _runs(mlflow_runs, uri, experiment)[1]
             if r.info.status == "FINISHED"
         }
         cluster_fixtures.kill_worker_node(cluster, 1)
         _finish(proc, timeout=240)
     study = _only_study(tmp_path)
-    parents, children = _runs(mlflow_runs, uri)
+    parents, children = _runs(mlflow_runs, uri, experiment)
     _check_records(study, parents, children)
     counted = [t for t in study.trials if not t.user_attrs.get(INTERRUPTED)]
     assert len(counted) == 4 and len(study.trials) == 4, [t.state for t in study.trials]
