@@ -344,8 +344,9 @@ def test_supernet_section_renders_the_uniform_fidelity_and_the_width_curve(
                 "inherited_val": 0.855, "standalone_vals": [0.9, 0.9]},
     )  # fmt: skip
     text = _prose(_supernet_section(tmp_path, record, None))
-    assert "Kendall tau **0.52 (95% CI 0.30 to 0.70)**" in text
+    assert "Kendall tau **0.52 (95% CI 0.30 to 0.70)** (target >= 0.6: missed)." in text
     assert "30 candidates drawn uniformly over the whole space" in text
+    assert "leave one out" not in text and "Levers" not in text  # older records: none
     # 4 of the 5 candidates are at or above 0.95: 6 pairs, 5 concordant, 1 discordant.
     assert "Among the 4 whose finalised test accuracy is at least 0.95" in text
     assert "the pairs agree by 0.67 (Kendall's tau-a)" in text
@@ -353,6 +354,48 @@ def test_supernet_section_renders_the_uniform_fidelity_and_the_width_curve(
     assert "a gap of **4.5 points**" in text and "`dataset.augment=false`" in text
     # The issue-14 table keeps its own tau, from its feasible set.
     assert "### Ranking fidelity on the feasible set (issue 14)" in text
+
+
+def test_supernet_section_renders_the_predictor_the_levers_and_the_proxy(
+    tmp_path: Path,
+) -> None:
+    measured = {"commit": "abc1234", "date": "2026-12-07", "quick": False}
+    record = _supernet_record(
+        fidelity_set="uniform", fidelity_set_size=30, kendall_tau=0.7, kendall_tau_ci=[0.5, 0.8],
+        kendall_tau_predicted=0.75, kendall_tau_predicted_ci=[0.6, 0.85],
+        fidelity_uniform={"measured": measured, "candidates": [],
+                          "finalise": {"finetune_epochs": 10, "finetune_patience": 2}},
+        inherited_by_width_levers={
+            "widths": [0.25, 1.0], "default_lr": 0.05, "measured": measured,
+            "bn_calib_images": {"500": [0.96, 0.98], "3500": [0.962, 0.984]},
+            "lr": {"0.02": [0.95, 0.982]},
+        },
+    )  # fmt: skip
+    bench = tmp_path / "bench"
+    shutil.copytree(_ROOT / "docs" / "bench", bench)
+    proxy = {
+        "commit": "def5678", "date": "2026-12-07", "budget_s": 600.0, "seeds": [0],
+        "note": "Checked before the full run.",
+        "strategies": {
+            "joint": {"hypervolume_per_seed": [0.13], "candidates_scored": [38]},
+            "supernet": {"hypervolume_per_seed": [0.11], "candidates_scored": [191]},
+        },
+    }  # fmt: skip
+    (bench / "search_supernet_proxy.json").write_text(json.dumps(proxy))
+    (bench / "supernet.json").write_text(json.dumps(record))
+    out = tmp_path / "results.md"
+    assert _run("--bench-dir", str(bench), "--out", str(out)).returncode == 0
+    text = _prose(out.read_text().split("\n## Supernet\n")[1].split("\n## ")[0])
+    assert "until its val accuracy stopped improving, at most 10 epochs, patience 2" in text
+    assert "(target >= 0.6: met)" in text
+    assert "(leave one out): tau 0.75 (95% CI 0.60 to 0.85)." in text
+    assert "| BatchNorm re-estimated on 500 images (default) | 0.960 | 0.980 |" in text
+    assert "| supernet lr 0.02 (default 0.05), 500 images | 0.950 | 0.982 |" in text
+    # Gains of +0.2 and +0.4 points at most, a loss of -1.0: below three val images.
+    assert "gain at most +0.4 points at any width and lose up to -1.0" in text
+    assert "so the defaults stay" in text
+    assert "**The tuning proxy**" in text and "commit def5678" in text
+    assert "`supernet` hypervolume 0.110, 191 candidates. Checked before the full run." in text
 
 
 def test_supernet_section_says_which_targets_are_missed(tmp_path: Path) -> None:
