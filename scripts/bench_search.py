@@ -269,6 +269,8 @@ def run_unit(
     done = out / "summary.json"
     if done.exists():  # finished before a crash or Ctrl-C
         run: dict[str, Any] = json.loads(done.read_text())
+        if "finalists" not in run and name.startswith("supernet"):  # an older summary
+            run["finalists"] = finalists(study_rows(out, "bench"))
     else:
         if out.exists():  # an interrupted run: its budget is spent, start it again
             shutil.rmtree(out)
@@ -278,6 +280,8 @@ def run_unit(
         else:
             rows = run_strategy(out, seed, b, [*OVERRIDES[name], *extra])
         run = summarize(rows, lenet)
+        run["finalists"] = finalists(rows)
+        run["commit"] = _commit()  # a resumed benchmark's runs may predate its commit
         run["wall_s"] = round(time.monotonic() - t0, 1)
         run["load_average"] = round(os.getloadavg()[0], 2)
         done.write_text(json.dumps(run, indent=2, default=float))
@@ -363,8 +367,26 @@ def study_rows(out: Path, study_name: str) -> list[dict[str, Any]]:
                     test_accuracy=float(t.user_attrs["test_accuracy"]),
                     params={k: v for k, v in t.params.items()},
                 )
+            metrics = t.user_attrs.get("metrics") or {}
+            if "finetune_epochs" in metrics:  # a supernet search's finalist
+                row["finetune"] = [metrics["finetune_epochs"], metrics["finetune_best_epoch"]]
         rows.append(row)
     return rows
+
+
+def finalists(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A supernet search's finalists: how long each trained (the epochs before its val
+    accuracy stopped improving, and the epoch kept) and their widths."""
+    done = [r for r in rows if "finetune" in r]
+    if not done:
+        return None
+    widths = [r["params"].get("width_mult") for r in done if "params" in r]
+    return {
+        "n": len(done),
+        "epochs": [r["finetune"][0] for r in done],
+        "best_epochs": [r["finetune"][1] for r in done],
+        "by_width": {str(w): widths.count(w) for w in sorted(set(widths))},
+    }
 
 
 def run_two_stage(out: Path, seed: int, budget: float, extra: list[str]) -> list[dict[str, Any]]:
