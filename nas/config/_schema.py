@@ -278,8 +278,9 @@ class SupernetStrategyConfig(StrategyConfig):
             split the rest.
         finetune_epochs: the most epochs a finalist trains (quantization-aware,
             distilled from the largest sub-network), from its inherited weights.
-        finetune_patience: it stops once this many epochs in a row fell below its best
-            val accuracy, and keeps the best epoch's weights.
+        finetune_patience: it trains in rounds of this many epochs, each a whole
+            one-cycle schedule, and stops at the first round that ends below its best
+            val accuracy, keeping the best round's weights.
         finetune_lr: its peak learning rate.
         checkpoint: a supernet file to use instead of the cache (null: the cache).
     """

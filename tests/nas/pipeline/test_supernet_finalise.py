@@ -1,4 +1,4 @@
-"""A finalist trains until its val accuracy stops improving and keeps its best epoch."""
+"""A finalist trains in rounds until its val accuracy stops improving and keeps its best."""
 
 from __future__ import annotations
 
@@ -23,42 +23,52 @@ def _splits() -> Any:
 
 def _run(
     monkeypatch: pytest.MonkeyPatch, vals: list[float], *, max_epochs: int, patience: int
-) -> tuple[finalise.Finetuned, list[torch.Tensor]]:
+) -> tuple[finalise.Finetuned, list[torch.Tensor], list[int]]:
+    """``vals``: val accuracy before training, then after each round."""
     model = nn.Linear(4, 3)
     snapshots: list[torch.Tensor] = []
+    rounds: list[int] = []
+    real_train = finalise.train
 
     def fake_accuracy(m: nn.Module, data: Any) -> float:
         snapshots.append(m.get_parameter("weight").detach().clone())
         return vals[len(snapshots) - 1]
 
+    def counting_train(*args: Any, **kwargs: Any) -> Any:
+        rounds.append(kwargs["epochs"])
+        return real_train(*args, **kwargs)
+
     monkeypatch.setattr(finalise, "accuracy", fake_accuracy)
+    monkeypatch.setattr(finalise, "train", counting_train)
     out = finalise.finetune_until_plateau(
         model, _splits(), max_epochs=max_epochs, patience=patience, lr=0.1, batch_size=8,
         loss_fn=None, seed=0, deadline=None, placing=Placing(),
     )  # fmt: skip
-    return out, snapshots
+    return out, snapshots, rounds
 
 
-def test_it_stops_after_patience_epochs_below_the_best_and_keeps_the_best(
+def test_it_stops_at_the_first_round_below_the_best_and_keeps_the_best(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # inherited 0.5; epochs 1-5: 0.6, 0.7, 0.65, 0.6 (two below the best: stop), -
-    out, snaps = _run(monkeypatch, [0.5, 0.6, 0.7, 0.65, 0.6, 0.9], max_epochs=10, patience=2)
-    assert (out.epochs, out.best_epoch, out.best_val) == (4, 2, 0.7)
-    assert len(snaps) == 5  # never the sixth value: training ended
+    # Inherited 0.5; rounds of 2 epochs: 0.6, 0.7, then 0.65 (below: stop).
+    out, snaps, rounds = _run(monkeypatch, [0.5, 0.6, 0.7, 0.65, 0.9], max_epochs=10, patience=2)
+    assert rounds == [2, 2, 2]  # each round a whole schedule of `patience` epochs
+    assert (out.epochs, out.best_epoch, out.best_val) == (6, 4, 0.7)
     torch.testing.assert_close(out.model.get_parameter("weight"), snaps[2])
     assert not out.model.training
 
 
-def test_a_tie_keeps_training_and_takes_the_later_weights(monkeypatch: pytest.MonkeyPatch) -> None:
-    out, snaps = _run(monkeypatch, [0.5, 0.7, 0.7, 0.6, 0.7], max_epochs=4, patience=2)
-    assert (out.epochs, out.best_epoch) == (4, 4)
-    torch.testing.assert_close(out.model.get_parameter("weight"), snaps[4])
+def test_a_tie_keeps_training_up_to_the_most_epochs(monkeypatch: pytest.MonkeyPatch) -> None:
+    out, snaps, rounds = _run(monkeypatch, [0.5, 0.7, 0.7, 0.7], max_epochs=5, patience=2)
+    assert rounds == [2, 2, 1]  # the last round is what is left of max_epochs
+    assert (out.epochs, out.best_epoch) == (5, 5)
+    torch.testing.assert_close(out.model.get_parameter("weight"), snaps[3])
 
 
-def test_no_epoch_better_than_the_inherited_weights_keeps_them(
+def test_no_round_better_than_the_inherited_weights_keeps_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    out, snaps = _run(monkeypatch, [0.9, 0.5, 0.4], max_epochs=5, patience=2)
+    out, snaps, rounds = _run(monkeypatch, [0.9, 0.5], max_epochs=10, patience=2)
+    assert rounds == [2]
     assert (out.epochs, out.best_epoch) == (2, 0)
     torch.testing.assert_close(out.model.get_parameter("weight"), snaps[0])
