@@ -35,7 +35,7 @@ from nas.pipeline._context import feasible_on
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["FinalPredictor", "Pool", "landed", "next_finalists", "scored_pool"]
+__all__ = ["Encoder", "FinalPredictor", "Pool", "landed", "next_finalists", "scored_pool"]
 
 # Keys of a trial's record (nas.study.keys), read by value as pipeline sits below study;
 # tests/nas/pipeline check that they agree.
@@ -112,8 +112,9 @@ def landed(study: optuna.Study) -> list[tuple[int, float, float, bool]]:
 
 
 class Encoder:
-    """Candidate encoding: numeric parameters as they are (lists element-wise), others
-    one-hot, with inherited accuracy and log size; standardised over the ``fit`` rows."""
+    """Candidate encoding: numeric parameters as they are, others one-hot (one column
+    per value seen in ``params``), then inherited accuracy and log size. A parameter a
+    candidate lacks (a conditional one) reads 0, or its own one-hot value."""
 
     def __init__(self, params: Sequence[dict[str, Any]]) -> None:
         self.columns: list[tuple[str, Any]] = []
