@@ -150,6 +150,7 @@ def main() -> int:
         "strategies": {},
         "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start",
         "commit": _commit(),
+        "jobs": args.jobs,
         "date": time.strftime("%Y-%m-%d"),
     }
     lenet = {
@@ -199,6 +200,9 @@ def main() -> int:
         ratios = [m["ratio"] for m in per_seed if m is not None]
         report["best_ratio_at_lenet5_accuracy"] = statistics.mean(ratios) if ratios else None
         report["best_ratio_at_lenet5_accuracy_per_seed"] = per_seed
+    commits = {r.get("commit") for r in results.values()}
+    if None not in commits:  # the runs' own: a resumed benchmark's may predate this one
+        report["commit"] = ",".join(sorted(str(c) for c in commits))
     loads = [r["load_average"] for r in results.values() if "load_average" in r]
     if loads:  # per run, so a resumed benchmark reports the runs' machine, not its own
         report["machine"] = (
@@ -222,6 +226,18 @@ def _commit() -> str:
     from _common import git_commit
 
     return git_commit()
+
+
+def _run_commit(out: Path) -> str | None:
+    """The commit a finished search ran at: its MLflow parent run's ``git.commit`` tag."""
+    from mlflow.tracking import MlflowClient
+
+    from nas.study import keys
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(ids, filter_string=f"tags.`{keys.TAG_ROLE}` = '{keys.ROLE_SEARCH}'")
+    return runs[0].data.tags.get("git.commit") if runs else None
 
 
 def _mean_ratio(runs: list[dict[str, Any]]) -> float | None:
@@ -271,6 +287,8 @@ def run_unit(
         run: dict[str, Any] = json.loads(done.read_text())
         if "finalists" not in run and name.startswith("supernet"):  # an older summary
             run["finalists"] = finalists(study_rows(out, "bench"))
+        if "commit" not in run:  # an older summary: the commit its search ran at
+            run["commit"] = _run_commit(out)
     else:
         if out.exists():  # an interrupted run: its budget is spent, start it again
             shutil.rmtree(out)

@@ -817,8 +817,8 @@ def _search_supernet_cmd(s: dict[str, Any] | None) -> str:
     if s is not None:
         names = ",".join(s["strategies"])
         extra = f" --budget-s {s['budget_s']:.0f} --seeds {len(s['seeds'])}"
-        if any("threads=1" in o for o in s.get("overrides", [])):
-            extra += " --jobs 2"
+        if s.get("jobs", 1) > 1:
+            extra += f" --jobs {s['jobs']}"
         if s.get("hw"):
             extra += f" --hw {s['hw']}"
     return (
