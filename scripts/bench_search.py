@@ -237,7 +237,10 @@ def _run_commit(out: Path) -> str | None:
     client = MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
     ids = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(ids, filter_string=f"tags.`{keys.TAG_ROLE}` = '{keys.ROLE_SEARCH}'")
-    return runs[0].data.tags.get("git.commit") if runs else None
+    tag = runs[0].data.tags.get("git.commit") if runs else None
+    if tag is None or tag == "unknown":
+        return tag
+    return tag[:7] + ("-dirty" if tag.endswith("-dirty") else "")  # as git_commit() writes it
 
 
 def _mean_ratio(runs: list[dict[str, Any]]) -> float | None:
