@@ -213,8 +213,8 @@ class SupernetStrategy:
         ``finalise_share``, and at least the time to finalise ``finalists`` candidates,
         each at most the largest network, for ``finetune_patience`` + 1 epochs (one
         round stops a finalist that does not improve; most run two or three) at a
-        measured step time, with export and evaluation. ``largest``: a stand-in for the trained one (the step time is
-        the same)."""
+        measured step time, with export and evaluation. ``largest``: a stand-in for the
+        trained one (the step time is the same)."""
         if self._reserve is None:
             batch = int(ctx.train_cfg.batch_size)
             x, y = ctx.splits.train.head(batch), ctx.splits.train.y[:batch]

@@ -29,11 +29,11 @@ from search_spaces import SlicedSupernet
 __all__ = ["MIN_EPOCHS", "SAFETY", "TRAIN_SHARE", "fit_epochs"]
 
 TRAIN_SHARE = 2 / 3
-"""Of what the finalists leave, the supernet's training gets this share and the scoring
-the rest. A choice, not yet a measurement: a third of the default 900 s still scores
-~750 candidates at ~0.4 s each (0.17 s to score, ~0.2 s for TPE to propose at 2,000
-trials: docs/results.md#supernet); the split that pays best is measured with the
-finalists' choice (make weight sharing pay)."""
+"""Of what finalising leaves (``strategy.finalise_share``, 0.35), the supernet's
+training gets this share and the scoring the rest. Chosen by arithmetic, not swept: at
+1,800 s it fits 17-20 epochs and leaves scoring ~600 s, over 1,000 candidates at
+~0.25-0.4 s each (docs/bench/search_supernet.json); the step times it plans with are
+pessimistic (SAFETY), and what training does not use goes to scoring."""
 SAFETY = 1.3
 """A whole epoch over its measured steps: batches loaded and augmented, Python between
 steps, and this machine's drift of 5-30% over minutes."""
@@ -88,7 +88,7 @@ def fit_epochs(
                 f"The supernet trains {fitted} of strategy.epochs={epochs} epochs "
                 f"(warm-up {fitted_warmup}) to fit search.timeout_s: ~{shared_s:.0f} s an "
                 f"epoch measured, {room:.0f} s for training, {reserve:.0f} s kept for "
-                f"{finalists} finalists; the rest scores candidates.",
+                f"finalising (at least {finalists} finalists); the rest scores candidates.",
                 file=sys.stderr,
             )
             return {"epochs": fitted, "warmup_epochs": fitted_warmup}
