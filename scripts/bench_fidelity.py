@@ -263,13 +263,13 @@ def _loo_predicted(rows: list[dict[str, Any]]) -> list[float]:
     """Each candidate's finalised val accuracy as the search's predictor
     (nas.pipeline._supernet_predict) predicts it from all the others; features from the
     encoding, the estimate and the artifact's size (a search has the estimated size)."""
-    from nas.pipeline._supernet_predict import Encoder, FinalPredictor
+    from nas.pipeline import CandidateEncoder, FinalPredictor
 
     params = [_flat(r) for r in rows]
     inh = np.array([r["estimate"] for r in rows])
     size = np.array([r["size_bytes"] for r in rows], dtype=float)
     final = np.array([r["final_val"] for r in rows])
-    x = Encoder(params).raw(params, inh, size)
+    x = CandidateEncoder(params).raw(params, inh, size)
     out = []
     for i in range(len(rows)):
         rest = np.arange(len(rows)) != i

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from nas.pipeline._supernet import SupernetStrategy, inherit, recalibrate_bn
     from nas.pipeline._supernet_cache import CheckpointError
     from nas.pipeline._supernet_front import estimated_front
+    from nas.pipeline._supernet_predict import CandidateEncoder, FinalPredictor
     from nas.pipeline._supernet_train import SupernetRecipe, SupernetStats, train_supernet
     from nas.pipeline._teacher import (
         TEACHERS,
@@ -118,6 +119,7 @@ _NAMES = {
     ),
     **dict.fromkeys(["SupernetStrategy", "inherit", "recalibrate_bn"], "nas.pipeline._supernet"),
     "estimated_front": "nas.pipeline._supernet_front",
+    **dict.fromkeys(["CandidateEncoder", "FinalPredictor"], "nas.pipeline._supernet_predict"),
     "CheckpointError": "nas.pipeline._supernet_cache",
     **dict.fromkeys(
         ["SupernetRecipe", "SupernetStats", "train_supernet"], "nas.pipeline._supernet_train"
@@ -137,6 +139,8 @@ _NAMES = {
 
 __all__ = [
     "AIMED_DEVICE",
+    "CandidateEncoder",
+    "FinalPredictor",
     "DataPart",
     "FolderPart",
     "Placement",

@@ -35,7 +35,7 @@ from nas.pipeline._context import feasible_on
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["Encoder", "FinalPredictor", "Pool", "landed", "next_finalists", "scored_pool"]
+__all__ = ["CandidateEncoder", "FinalPredictor", "Pool", "landed", "next_finalists", "scored_pool"]
 
 # Keys of a trial's record (nas.study.keys), read by value as pipeline sits below study;
 # tests/nas/pipeline check that they agree.
@@ -111,7 +111,7 @@ def landed(study: optuna.Study) -> list[tuple[int, float, float, bool]]:
     return out
 
 
-class Encoder:
+class CandidateEncoder:
     """Candidate encoding: numeric parameters as they are, others one-hot (one column
     per value seen in ``params``), then inherited accuracy and log size. A parameter a
     candidate lacks (a conditional one) reads 0, or its own one-hot value."""
@@ -189,7 +189,7 @@ def predict_final(study: optuna.Study, pool: Pool) -> tuple[np.ndarray, np.ndarr
     predictor fitted on every finalist that has landed."""
     done = landed(study)
     params = [*pool.params, *(dict(study.trials[n].params) for n, *_ in done)]
-    enc = Encoder(params)
+    enc = CandidateEncoder(params)
     x_pool = enc.raw(pool.params, pool.inherited, pool.size)
     predictor = FinalPredictor(x_pool)
     if done:
