@@ -3,6 +3,9 @@ small space and data, one epoch of supernet training, two finalists."""
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 
 def tiny_supernet(*, n_trials: int, warmup_epochs: int) -> tuple[str, ...]:
     return (
@@ -25,3 +28,19 @@ def tiny_supernet(*, n_trials: int, warmup_epochs: int) -> tuple[str, ...]:
         # the mechanics, so none is kept off the front by the accuracy floor.
         "search.min_accuracy=0",
     )
+
+
+def assert_finalists_cover_the_sizes(finals: list[Any], feasible: list[Any]) -> None:
+    """Two finalists cover the scored sizes: first the best estimate of the larger half
+    (in log size), then of the smaller (nas.pipeline._supernet_predict, none landed)."""
+    from nas.study import keys
+
+    assert len(finals) == 2
+    logs = {t.number: math.log(t.user_attrs[keys.METRICS]["size_bytes"]) for t in feasible}
+    middle = (min(logs.values()) + max(logs.values())) / 2
+    halves = [[t for t in feasible if (logs[t.number] >= middle) == large] for large in (1, 0)]
+    for final, half in zip(finals, halves, strict=True):
+        best = max(t.user_attrs[keys.METRICS]["val_accuracy"] for t in half)
+        assert final.user_attrs[keys.FINALIST_OF] in {
+            t.number for t in half if t.user_attrs[keys.METRICS]["val_accuracy"] == best
+        }

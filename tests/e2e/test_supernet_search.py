@@ -14,7 +14,7 @@ import optuna
 import pytest
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
-from supernet_configs import tiny_supernet
+from supernet_configs import assert_finalists_cover_the_sizes, tiny_supernet
 
 from nas import compose
 from nas.driver import run_search
@@ -91,17 +91,8 @@ def test_a_supernet_search_scores_in_the_study_and_finalises_the_front(
         m = t.user_attrs[keys.METRICS]
         assert 0.0 <= m["val_accuracy"] <= 1.0
         assert m["size_bytes"] == m["size_bytes_estimate"]
-    # The finalists cover the scored sizes: first the best estimate of the larger half
-    # (in log size), then of the smaller; each re-proposed and trained for real.
-    assert len(finals) == 2
-    logs = {t.number: math.log(t.user_attrs[keys.METRICS]["size_bytes"]) for t in feasible}
-    middle = (min(logs.values()) + max(logs.values())) / 2
-    halves = [[t for t in feasible if (logs[t.number] >= middle) == large] for large in (1, 0)]
-    for final, half in zip(finals, halves, strict=True):
-        best = max(t.user_attrs[keys.METRICS]["val_accuracy"] for t in half)
-        assert final.user_attrs[keys.FINALIST_OF] in {
-            t.number for t in half if t.user_attrs[keys.METRICS]["val_accuracy"] == best
-        }
+    # The finalists cover the scored sizes; each re-proposed and trained for real.
+    assert_finalists_cover_the_sizes(finals, feasible)
     for t in finals:
         assert t.state == TrialState.COMPLETE and keys.RUN_ID in t.user_attrs
         assert t.params == study.trials[t.user_attrs[keys.FINALIST_OF]].params
