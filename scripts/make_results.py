@@ -889,8 +889,8 @@ def _supernet_honest(b: Bench, d: dict[str, Any]) -> list[str]:
             f" differ by up to {spread:.1f} points: the inherited curve is"
             + (" not flat, and the wide children are no further behind than the narrow"
                " ones." if gaps[-1] <= gaps[0] else " further behind where it is wider.")
-            + " [Below](#supernet-search-against-scratch-at-equal-compute), why the search"
-            " still loses to scratch.",
+            + " [Below](#supernet-search-against-scratch-at-equal-compute), how the search"
+            " compares with scratch.",
             "",
         ]  # fmt: skip
     plot = b.dir / (Path(SUPERNET).stem + "_by_width.png")
