@@ -184,10 +184,13 @@ class FinalPredictor:
         return phi @ self.mean, np.sqrt(var)
 
 
-def predict_final(study: optuna.Study, pool: Pool) -> tuple[np.ndarray, np.ndarray]:
+def predict_final(
+    study: optuna.Study, pool: Pool, done: list[tuple[int, float, float, bool]] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Each pool member's predicted finalised val accuracy and its spread, from the
-    predictor fitted on every finalist that has landed."""
-    done = landed(study)
+    predictor fitted on every finalist that has landed (``done``: :func:`landed`'s, if
+    the caller has read it already)."""
+    done = landed(study) if done is None else done
     params = [*pool.params, *(dict(study.trials[n].params) for n, *_ in done)]
     enc = CandidateEncoder(params)
     x_pool = enc.raw(pool.params, pool.inherited, pool.size)
@@ -224,8 +227,8 @@ def next_finalists(
     pool = scored_pool(study, device)
     if not len(pool):
         return []
-    mean, spread = predict_final(study, pool)
     done = landed(study)
+    mean, spread = predict_final(study, pool, done)
     if len(done) < cover:
         return _cover(pool, mean, cover)
     front = [(acc, size) for _, acc, size, feasible in done if feasible]
