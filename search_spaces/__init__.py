@@ -33,6 +33,13 @@ from search_spaces._registry import (
 )
 
 if TYPE_CHECKING:
+    from search_spaces._adaptive import (
+        AdaptiveModel,
+        OperatingPoint,
+        arch_contains,
+        bn_stats,
+        save_adaptive,
+    )
     from search_spaces._fbnet import FBNet, build_fbnet_layer, fbnet_layer_shapes
     from search_spaces._supernet import SlicedSupernet, slice_to
 
@@ -41,8 +48,22 @@ _LAZY = {
     name: "search_spaces._fbnet" for name in ("FBNet", "build_fbnet_layer", "fbnet_layer_shapes")
 }
 _LAZY.update({name: "search_spaces._supernet" for name in ("SlicedSupernet", "slice_to")})
+# The adaptive runtime (one package, many operating points): torch and compress.
+_LAZY.update(
+    {
+        name: "search_spaces._adaptive"
+        for name in (
+            "AdaptiveModel",
+            "OperatingPoint",
+            "arch_contains",
+            "bn_stats",
+            "save_adaptive",
+        )
+    }
+)
 
 __all__ = [
+    "AdaptiveModel",
     "BUILTIN_MODULES",
     "NESTED_SPACES",
     "FBNET_NUM_LAYERS",
@@ -54,17 +75,21 @@ __all__ = [
     "LENET5",
     "LENET_300_100",
     "MBConvSpaceConfig",
+    "OperatingPoint",
     "SearchSpace",
     "SlicedSupernet",
     "Suggest",
     "TinySpaceConfig",
+    "arch_contains",
     "artifact_meta",
+    "bn_stats",
     "build_fbnet_layer",
     "build_from_meta",
     "fbnet_layer_shapes",
     "get_search_space",
     "list_search_spaces",
     "register_search_space",
+    "save_adaptive",
     "search_space_config",
     "slice_to",
 ]

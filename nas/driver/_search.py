@@ -227,6 +227,11 @@ def _drive(
         )  # fmt: skip
         runner.prepare(loop)  # before the trials' progress bar: a supernet has its own
         raise_if_preempted()
+        # A strategy that trains shared weights says where they are: nas.export
+        # --adaptive derives its operating points from that file.
+        weights = getattr(strategy, "weights_file", lambda _ctx: None)(ctx)
+        if weights is not None:
+            tracker.set_tags(tracker.parent_id, {keys.TAG_SUPERNET: str(weights)})
         if deadline is not None:  # the finalists' share of search.timeout_s
             loop.deadline = deadline - strategy.reserve_s(ctx, float(cfg.search.timeout_s))
         bar = loop.bar = tqdm(

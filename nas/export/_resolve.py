@@ -32,6 +32,7 @@ __all__ = [
     "connect",
     "default_tracking_uri",
     "resolve_trial",
+    "search_record",
 ]
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
@@ -194,7 +195,7 @@ def resolve_trial(
     parent_id = tags.get(keys.TAG_PARENT)
     if not parent_id:
         raise ConfigError(f"run {run.info.run_id} has no parent search run (tag {keys.TAG_PARENT})")
-    record = _search_record(client, parent_id, uri)
+    record = search_record(client, parent_id, uri)
     device = _device_of(record, run, number, device, say)
     if device is not None:
         profile = ((record.config or {}).get("devices") or {}).get(device)
@@ -316,7 +317,7 @@ def _trial_of_search(client: Any, search: Any, trial: int | None, device: str | 
 # -- the search's record ------------------------------------------------------------------
 
 
-def _search_record(client: Any, parent_id: str, uri: str) -> SearchRecord:
+def search_record(client: Any, parent_id: str, uri: str) -> SearchRecord:
     parent = _get_run(client, parent_id, uri)
     cfg, source = _search_config(client, parent)
     comp, hw = cfg.get("compress"), cfg.get("hw")

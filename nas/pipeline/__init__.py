@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from nas.pipeline._scratch import ScratchStrategy, export_and_evaluate, train_proposal
     from nas.pipeline._strategy import STRATEGIES, evaluate_proposal, run_trial
     from nas.pipeline._stream import FolderPart, augment_batch
-    from nas.pipeline._supernet import SupernetStrategy, inherit, recalibrate_bn
+    from nas.pipeline._supernet import SupernetStrategy, inherit, load_supernet, recalibrate_bn
     from nas.pipeline._supernet_cache import CheckpointError
     from nas.pipeline._supernet_front import estimated_front
     from nas.pipeline._supernet_predict import CandidateEncoder, FinalPredictor
@@ -117,7 +117,9 @@ _NAMES = {
     **dict.fromkeys(
         ["ScratchStrategy", "export_and_evaluate", "train_proposal"], "nas.pipeline._scratch"
     ),
-    **dict.fromkeys(["SupernetStrategy", "inherit", "recalibrate_bn"], "nas.pipeline._supernet"),
+    **dict.fromkeys(
+        ["SupernetStrategy", "inherit", "load_supernet", "recalibrate_bn"], "nas.pipeline._supernet"
+    ),
     "estimated_front": "nas.pipeline._supernet_front",
     **dict.fromkeys(["CandidateEncoder", "FinalPredictor"], "nas.pipeline._supernet_predict"),
     "CheckpointError": "nas.pipeline._supernet_cache",
@@ -193,6 +195,7 @@ __all__ = [
     "hw_constraints",
     "infeasible_result",
     "inherit",
+    "load_supernet",
     "list_datasets",
     "load_artifact",
     "load_splits",

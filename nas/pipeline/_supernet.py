@@ -54,12 +54,12 @@ from nas.pipeline._supernet_plan import fit_epochs
 from nas.pipeline._supernet_predict import next_finalists
 from nas.pipeline._supernet_train import SupernetRecipe, train_supernet
 from nas.pipeline._train import Placing, accuracy, model_device, step_seconds
-from search_spaces import SlicedSupernet, get_search_space, search_space_config
+from search_spaces import InputSpec, SlicedSupernet, get_search_space, search_space_config
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["SupernetStrategy", "inherit", "recalibrate_bn"]
+__all__ = ["SupernetStrategy", "inherit", "load_supernet", "recalibrate_bn"]
 
 # Weight of the distillation term while a finalist fine-tunes (the rest: the labels).
 _FINETUNE_ALPHA = 0.5
@@ -259,6 +259,17 @@ class SupernetStrategy:
         result.metrics.update(finetune_epochs=tuned.epochs, finetune_best_epoch=tuned.best_epoch)
         return result
 
+    def weights_file(self, ctx: TrialContext) -> Path | None:
+        """The file of the shared weights this search uses (the checkpoint, or the cached
+        supernet that covers it); None before one is trained."""
+        if self.cfg.checkpoint:
+            return Path(str(self.cfg.checkpoint)).expanduser().resolve()
+        try:
+            found = find_cached(self.cache_dir(ctx), self.key(ctx))
+        except CheckpointError:
+            return None
+        return None if found is None else found[0].resolve()
+
     # -- the supernet, loaded once per process -----------------------------------------
 
     def load(self, ctx: TrialContext, *, train: bool = False) -> SlicedSupernet:
@@ -355,6 +366,16 @@ def _load_file(path: Path, have: dict[str, Any], ctx: TrialContext) -> SlicedSup
     supernet = SlicedSupernet(space, ctx.splits.spec)
     load_into(supernet, path)
     return supernet
+
+
+def load_supernet(path: Path, spec: InputSpec) -> tuple[SlicedSupernet, dict[str, Any]]:
+    """A supernet file (a search's cache or checkpoint) and its key, in the space it was
+    trained for. Raises ``CheckpointError`` (one line) for a file that is not one."""
+    have = read_key(path)
+    space = get_search_space(have["space"], search_space_config(have["space"])(**have["space_cfg"]))
+    supernet = SlicedSupernet(space, spec)
+    load_into(supernet, path)
+    return supernet, have
 
 
 def inherit(

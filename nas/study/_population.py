@@ -67,6 +67,15 @@ def population_rows(study: optuna.Study) -> list[dict[str, Any]]:
             "macs": m.get("macs"),
             "score_seconds": m.get("score_seconds"),
         }
+        # A multi-device search's figures per device (latency_ms_estimate.<device>):
+        # what an adaptive package stores per point.
+        row.update(
+            {
+                k: v
+                for k, v in m.items()
+                if k.startswith(("latency_ms_estimate.", "peak_memory_bytes."))
+            }
+        )
         row.update(t.params)
         row["arch"] = json.dumps(t.user_attrs.get(keys.ARCH, {}))
         rows.append(row)

@@ -42,6 +42,7 @@ __all__ = [
     "TAG_STATE",
     "TAG_STOPPED",
     "TAG_STUDY",
+    "TAG_SUPERNET",
     "TAG_TRIAL",
     "TEST_ACCURACY",
     "WORKER",
@@ -106,6 +107,9 @@ TAG_FRONT_EMPTY = "front_empty"
 """Parent run, per device (``front_empty.<device>``): why that device's front is empty."""
 TAG_OFF_FRONT = "off_front"
 """Why a trained, feasible trial is kept off every front (below ``search.min_accuracy``)."""
+TAG_SUPERNET = "nas.supernet"
+"""Parent run of a weight-sharing search: the file of its shared weights
+(``nas.export --adaptive`` derives its operating points from them)."""
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 """MLflow 3's UI opens an experiment on its GenAI overview unless this says otherwise."""
 EXPERIMENT_KIND = "custom_model_development"
