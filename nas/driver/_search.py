@@ -233,7 +233,7 @@ def _drive(
         if weights is not None:
             tracker.set_tags(tracker.parent_id, {keys.TAG_SUPERNET: str(weights)})
         if deadline is not None:  # the finalists' share of search.timeout_s
-            loop.deadline = deadline - strategy.reserve_s(ctx, float(cfg.search.timeout_s))
+            loop.deadline = _scoring_deadline(cfg, strategy, ctx, deadline)
         bar = loop.bar = tqdm(
             total=remaining, desc="trials", unit="trial", disable=not cfg.search.progress,
             file=sys.stderr,
@@ -271,6 +271,31 @@ def _drive(
                 impossible=opened.impossible, records_scores=strategy.records_scores,
                 status=status,
             )  # fmt: skip
+
+
+# When a strategy's one-off work (a supernet's training on a loaded machine) overran its
+# plan, candidates are still scored for this share of search.timeout_s: a search that
+# scored nothing would leave nothing to finalise, its whole budget spent for no front.
+_MIN_SCORING_SHARE = 0.05
+
+
+def _scoring_deadline(cfg: DictConfig, strategy: Any, ctx: TrialContext, deadline: float) -> float:
+    """When scoring stops: the finalists' reserve before ``deadline``; for a strategy
+    that finalises, never less than a floor from now (said, as the search then ends
+    past its budget)."""
+    timeout = float(cfg.search.timeout_s)
+    scoring = deadline - strategy.reserve_s(ctx, timeout)
+    floor = _MIN_SCORING_SHARE * timeout
+    now = time.monotonic()
+    if strategy.records_scores or scoring >= now + floor:
+        return scoring
+    print(
+        f"The strategy's preparation left {max(scoring - now, 0.0):.0f} s of "
+        f"search.timeout_s={timeout:g} for scoring (it ran past its plan); scoring for "
+        f"{floor:.0f} s anyway, then finalising: the search will end past its budget.",
+        file=sys.stderr,
+    )
+    return now + floor
 
 
 def _sweep(recorder: TrialRecorder) -> None:

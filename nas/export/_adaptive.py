@@ -5,9 +5,10 @@ From a ``strategy=supernet`` search's parent run: its population table (every sc
 candidate's estimates) and its supernet file (tag ``nas.supernet``, or ``--supernet``).
 
 1. **Points** (``_adaptive_points``): by default the nested chain of 3-6 scored
-   candidates whose estimated front has the largest hypervolume; ``--points`` names
-   trials instead (their union is then the shared copy, and the package says whether
-   they nest).
+   candidates whose estimated front has the largest hypervolume (when no 3 nest, the
+   estimated front's members spread over its sizes); ``--points`` names trials instead.
+   Points that do not nest are held as their union (the shared copy is the smallest
+   architecture and compression containing them all), and the package says so.
 2. Each point is derived as the search scored it: extracted from the supernet,
    compressed, BatchNorm re-estimated on the same training images. Its own artifact
    goes to ``points/<name>.dsz``: the bytes shipping it alone costs.
@@ -34,6 +35,7 @@ from typing import Any
 from nas.config import ConfigError, one_line
 from nas.export._adaptive_points import (
     Candidate,
+    front_spread,
     nested_chain,
     nests,
     read_population,
@@ -86,7 +88,7 @@ def export_adaptive(
     weights = _weights_file(client, run_id, record, supernet)
     prepare_out_dir(out_dir)
     cands = _population(client, run_id, record)
-    chosen = _choose(cands, points, record, max_points)
+    chosen = _choose(cands, points, record, max_points, say)
     is_nested = nests(chosen)
     how = "nested" if is_nested else "not nested: the package holds their union"
     say(f"{len(chosen)} points ({how}): trials {', '.join(str(c.trial) for c in chosen)}")
@@ -137,16 +139,29 @@ def _population(client: Any, run_id: str, record: SearchRecord) -> list[Candidat
 
 
 def _choose(
-    cands: list[Candidate], points: Sequence[int] | None, record: SearchRecord, max_points: int
+    cands: list[Candidate],
+    points: Sequence[int] | None,
+    record: SearchRecord,
+    max_points: int,
+    say: Callable[[str], None],
 ) -> list[Candidate]:
     if points is None:
         ref = _hv_ref(record)
-        chosen = nested_chain(
-            cands,
-            ref_accuracy=ref["accuracy"],
-            ref_size_bytes=ref["size_bytes"],
-            max_points=max_points,
-        )
+        try:
+            chosen = nested_chain(
+                cands,
+                ref_accuracy=ref["accuracy"],
+                ref_size_bytes=ref["size_bytes"],
+                max_points=max_points,
+            )
+        except ConfigError as e:
+            if "nest" not in str(e):
+                raise
+            # Still one file: the union of the estimated front's spread, said so.
+            chosen = front_spread(cands, max_points)
+            if len(chosen) < 3:
+                raise
+            say(f"{e}; taking {len(chosen)} points of the estimated front instead")
     else:
         by_trial = {c.trial: c for c in cands}
         missing = [n for n in points if n not in by_trial]

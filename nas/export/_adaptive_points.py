@@ -2,7 +2,8 @@
 estimated front.
 
 A chain nests when each point contains the next smaller: at least its width, depth,
-kernel and expansion in every stage (so it is a slice), its bit-width and its density.
+kernel and expansion in every stage (so it is a slice), its bit-width and its density,
+with masks of the same scope.
 Then one shared copy, the largest point's, derives them all. Of all nested chains of
 ``min_points`` to ``max_points`` scored candidates, the one whose estimates (inherited
 val accuracy, size) have the largest hypervolume, by the search's own definition and
@@ -24,7 +25,7 @@ import numpy as np
 
 from nas.config import ConfigError
 
-__all__ = ["Candidate", "nested_chain", "read_population", "union_of"]
+__all__ = ["Candidate", "front_spread", "nested_chain", "nests", "read_population", "union_of"]
 
 # Bit-widths in the order one derives the next from: fp32 and fp16 hold any integer
 # width, and a b-bit code holds every narrower one (its top bits).
@@ -53,6 +54,11 @@ class Candidate:
     @property
     def sparsity(self) -> float:
         return float(self.params.get("sparsity", 0.0))
+
+    @property
+    def scope(self) -> str | None:
+        """How its mask ranks weights ("global", "layer"); None when it prunes nothing."""
+        return str(self.params.get("prune_scope", "global")) if self.sparsity > 0 else None
 
     def vector(self) -> list[float]:
         """Every number of the architecture, then the bit-width's rank and the density:
@@ -156,7 +162,7 @@ def nested_chain(
     room = math.log10(ref_size_bytes) - np.log10([c.size_bytes for c in pool])
     # contains[i, j]: j contains i (i may come just before j in the chain), and is more
     # accurate (a less accurate larger point adds nothing to the front).
-    contains = np.all(vec[:, None, :] <= vec[None, :, :], axis=2)
+    contains = np.all(vec[:, None, :] <= vec[None, :, :], axis=2) & _same_ranking(pool)
     contains &= acc[None, :] > acc[:, None]
     contains &= np.triu(np.ones_like(contains), k=1)  # larger comes later: sizes ascend
     np.fill_diagonal(contains, False)
@@ -183,12 +189,21 @@ def nested_chain(
     return [pool[i] for i in reversed(chain)]
 
 
+def _same_ranking(pool: Sequence[Candidate]) -> np.ndarray:
+    """``[i, j]``: j's mask can contain i's. A global mask's per-layer densities differ
+    from a layer mask's, so a sparser point nests only in a mask of its own scope (or
+    in a dense point)."""
+    scopes = [c.scope for c in pool]
+    return np.array([[big is None or big == small for big in scopes] for small in scopes])
+
+
 def nests(points: Sequence[Candidate]) -> bool:
     """Whether ``points`` (in any order) form a chain, each containing the next smaller."""
-    vecs = sorted((c.vector() for c in points), key=lambda v: sum(v))
+    ordered = sorted(points, key=lambda c: sum(c.vector()))
     return all(
-        all(a <= b for a, b in zip(small, big, strict=True))
-        for small, big in zip(vecs, vecs[1:], strict=False)
+        all(a <= b for a, b in zip(small.vector(), big.vector(), strict=True))
+        and (big.scope is None or big.scope == small.scope)
+        for small, big in zip(ordered, ordered[1:], strict=False)
     )
 
 
@@ -212,3 +227,20 @@ def _max_tree(values: Sequence[Any]) -> Any:
     if isinstance(first, int | float):
         return max(values)
     return first
+
+
+def front_spread(cands: Sequence[Candidate], k: int) -> list[Candidate]:
+    """Up to ``k`` members of the estimated front (most accurate for their size), evenly
+    spread along its log-size axis, smallest first: the points when none nest."""
+    front: list[Candidate] = []
+    for c in sorted(cands, key=lambda c: (c.size_bytes, -c.val_accuracy)):
+        if not front or c.val_accuracy > front[-1].val_accuracy:
+            front.append(c)
+    if len(front) <= k:
+        return front
+    logs = np.log10([c.size_bytes for c in front])
+    picked: list[int] = []
+    for target in np.linspace(logs[0], logs[-1], k):
+        free = [i for i in range(len(front)) if i not in picked]
+        picked.append(min(free, key=lambda i: abs(logs[i] - target)))
+    return [front[i] for i in sorted(picked)]

@@ -195,3 +195,56 @@ def test_a_multi_device_search_finalises_candidates_of_each_device(
     for d in devices:
         if on[d]:
             assert any(t.user_attrs[keys.FINALIST_OF] in on[d] for t in finals), d
+
+
+def test_an_adaptive_package_of_the_search_switches_its_points_in_a_fresh_process(
+    first: Any, tmp_path: Path
+) -> None:
+    """``nas.export --adaptive``: a nested chain of the scored candidates in one file,
+    each point's own artifact and ONNX file beside it; a fresh process that loads the
+    package runs each point as the export derived and scored it."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from nas.export import export_adaptive
+
+    out = tmp_path / "adaptive"
+    r = export_adaptive(first.parent_run_id, out, tracking_uri=first.tracking_uri, log=print)
+    # 25 random candidates may hold no nested chain: then the front's spread, said so.
+    assert 3 <= len(r["points"]) <= 6
+    assert r["package_bytes"] == (out / "adaptive.dsza").stat().st_size
+    own = [p["size_bytes"] for p in r["points"]]
+    assert own == [(out / "points" / f"{p['name']}.dsz").stat().st_size for p in r["points"]]
+    assert r["package_bytes_ratio"] == pytest.approx(r["package_bytes"] / max(own))
+    assert r["sum_separate_bytes"] == sum(own)
+    assert all((out / "onnx" / f"{p['name']}.onnx").is_file() for p in r["points"])
+    assert json.loads((out / "adaptive.json").read_text())["points_accuracy_match"] in (True, False)
+    trials = [p["info"]["trial"] for p in r["points"]]
+    assert r["points"][-1]["latency_ms"].keys() == {"mobile"}
+
+    x = np.random.default_rng(0).standard_normal((4, 1, 28, 28)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    code = (
+        "import sys, numpy as np, torch; from search_spaces import AdaptiveModel\n"
+        f"m = AdaptiveModel.load({str(out / 'adaptive.dsza')!r}); x = torch.from_numpy("
+        f"np.load({str(tmp_path / 'x.npy')!r}))\n"
+        "outs = []\n"
+        "for p in m.points:\n"
+        "    m.switch(p); outs.append(m(x).detach().numpy())\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, np.stack(outs))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    fresh = np.load(tmp_path / "y.npy")
+    from search_spaces import AdaptiveModel
+
+    model = AdaptiveModel.load(out / "adaptive.dsza")
+    import torch
+
+    for i, p in enumerate(model.points):
+        assert p.info["trial"] == trials[i]
+        with torch.no_grad():
+            np.testing.assert_allclose(fresh[i], model.derive(p)(torch.from_numpy(x)).numpy(),
+                                       rtol=0, atol=1e-5)  # fmt: skip

@@ -164,3 +164,20 @@ def test_an_unregistered_space_suggests_the_plugin_on_the_command_line(
         capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=120,
     )  # fmt: skip
     _assert_one_line(done.returncode, done.stderr, "a user search space needs --plugin MODULE")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trial", "1"], "--adaptive takes a search's run id, without"),
+        (["--points", "1,x"], "--points '1,x': give trial numbers separated by commas"),
+        ([], "is not a weight-sharing search (strategy=?)"),
+    ],
+)
+def test_an_adaptive_export_of_what_cannot_make_one_is_refused(
+    db: TinyDb, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    _refused([db.search, "--adaptive", "--out", str(out), "--tracking-uri", db.uri, *args],
+             capsys, message)  # fmt: skip
+    assert not out.exists()
