@@ -289,7 +289,7 @@ class AdaptiveModel(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)  # type: ignore[no-any-return]
+        return self.net(x)
 
     def __iter__(self) -> Iterator[OperatingPoint]:
         return iter(self.points)

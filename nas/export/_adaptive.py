@@ -23,12 +23,10 @@ candidate's estimates) and its supernet file (tag ``nas.supernet``, or ``--super
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -188,13 +186,3 @@ def _hv_ref(record: SearchRecord) -> dict[str, float]:
 def _front_hv(client: Any, run_id: str) -> float | None:
     value = client.get_run(run_id).data.metrics.get("hypervolume")
     return None if value is None else float(value)
-
-
-def write_json(path: Path, record: dict[str, Any]) -> None:
-    path.write_text(json.dumps(record, indent=2, default=_jsonable) + "\n")
-
-
-def _jsonable(o: Any) -> Any:
-    if hasattr(o, "__dataclass_fields__"):
-        return asdict(o)
-    return str(o)

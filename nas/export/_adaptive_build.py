@@ -4,6 +4,7 @@ point from it. Imports torch; the module that chooses does not."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -102,10 +103,9 @@ def build_package(
     size = save_adaptive(path, **args)  # type: ignore[arg-type]
     onnx = _write_onnx(path, shape)
     out = _record(points, size, keep, nested, provenance, len(splits.val), onnx)
-    out["dataset"] = {"name": record.dataset.name, "seed": record.seed, **splits.sizes()}
-    from nas.export._adaptive import write_json
-
-    write_json(path.parent / "adaptive.json", out)
+    # What re-creates the search's splits (scripts/adaptive_demo.py serves its test part).
+    out.update(dataset=asdict(record.dataset), seed=record.seed, splits=splits.sizes())
+    (path.parent / "adaptive.json").write_text(json.dumps(out, indent=2) + "\n")
     say(
         f"wrote {path} ({size:,} bytes, {size / out['largest_point_bytes']:.2f}x its largest "
         f"point's own artifact; the points' own artifacts sum to {out['sum_separate_bytes']:,})"
