@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from compress._bits import BITS
 
 if TYPE_CHECKING:
+    from compress._bake import bake
     from compress._distill import distillation_loss
     from compress._format import export, load, read_meta, size_bytes
     from compress._lowrank import LowRankConfig
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 # Public name -> private module. Loaded on first access (PEP 562), so that importing
 # `compress` for BITS does not import torch; the command line validates in ~1 s.
 _LAZY = {
+    "bake": "compress._bake",
     "distillation_loss": "compress._distill",
     "export": "compress._format",
     "load": "compress._format",
@@ -85,6 +87,7 @@ __all__ = [
     "PruneSchedule",
     "QuantConfig",
     "apply",
+    "bake",
     "distillation_loss",
     "estimate_size_bytes",
     "export",

@@ -195,7 +195,18 @@ def _keep(magnitude: torch.Tensor, k: int) -> torch.Tensor:
     that are already zero) are pruned deterministically, first index first.
     """
     keep = torch.ones_like(magnitude, dtype=torch.bool)
-    keep[torch.argsort(magnitude, stable=True)[:k]] = False
+    if k <= 0:
+        return keep
+    if k >= magnitude.numel():
+        return ~keep
+    # The k-th smallest value in O(n), not a full sort (a global mask ranks every weight
+    # of the model, on each switch of an adaptive model): everything below it goes, then
+    # of the values equal to it the first by position, as a stable sort would order them.
+    threshold = torch.kthvalue(magnitude, k).values
+    below = magnitude < threshold
+    keep[below] = False
+    ties = torch.nonzero(magnitude == threshold).flatten()
+    keep[ties[: k - int(below.sum())]] = False
     return keep
 
 

@@ -44,7 +44,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 import compress
 from search_spaces._adaptive_format import read_package, write_package
@@ -144,14 +143,6 @@ def _set_bn_stats(model: nn.Module, flat: torch.Tensor) -> None:
         raise ValueError("the stored BatchNorm statistics do not fit the point's model")
 
 
-def _freeze(model: nn.Module) -> nn.Module:
-    """Bake masks and quantization into plain weights: inference runs no parametrization."""
-    for module in list(model.modules()):
-        if parametrize.is_parametrized(module, "weight"):
-            parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
-    return model
-
-
 class AdaptiveModel(nn.Module):
     """A module that runs one operating point of an adaptive package at a time.
 
@@ -226,8 +217,7 @@ class AdaptiveModel(nn.Module):
             t.copy_(slice_to(self._shared[name], t.shape))
         if point.name in self._bn:
             _set_bn_stats(model, self._bn[point.name])
-        model = compress.apply(model, point.configs()) or model
-        return _freeze(model).eval()
+        return compress.bake(model, point.configs()).eval()
 
     def switch(self, which: OperatingPoint | str | int) -> OperatingPoint:
         """Run ``which`` from now on (in place: the same module object)."""
