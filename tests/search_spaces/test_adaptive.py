@@ -190,3 +190,20 @@ def test_the_format_round_trips_and_deflates_only_what_shrinks(tmp_path: Path) -
     table = {b["name"]: b for b in header["blobs"]}
     assert table["zeros"]["deflate"] and not table["noise"]["deflate"]
     assert json.loads(json.dumps(header))["format"] == "downsize-adaptive"
+
+
+def test_the_runtime_needs_no_search_stack(package: Any) -> None:
+    """Loading and switching imports torch, compress and search_spaces only: no nas,
+    optuna, mlflow, hydra or ray (a device ships the runtime, not the search)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from search_spaces import AdaptiveModel; "
+        f"m = AdaptiveModel.load({str(package[0])!r}); m.switch('p0'); "
+        "print(sorted({n.split('.')[0] for n in sys.modules} & "
+        "{'nas', 'optuna', 'mlflow', 'hydra', 'omegaconf', 'ray'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
