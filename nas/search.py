@@ -326,7 +326,7 @@ def _report(outcome: SearchOutcome) -> None:
     if outcome.devices:
         _report_devices(outcome)
     elif outcome.front:
-        print("Pareto front (val_accuracy up, size_bytes down):")
+        print(f"Pareto front (val_accuracy up, {outcome.cost} down):")
         print(format_front(outcome))
     elif outcome.exit_code == EXIT_NO_FEASIBLE and outcome.n_below_floor:
         print(

@@ -10,6 +10,8 @@ from nas.config._compose import compose, conf_dir, expand_device_list, register_
 from nas.config._hash import search_hash
 from nas.config._registry import Registry
 from nas.config._schema import (
+    COSTS,
+    DEFAULT_ENERGY_TABLE,
     DEVICE_CHOICES,
     DEVICE_SPEC,
     GROUP_SCHEMAS,
@@ -41,6 +43,8 @@ from nas.config._schema import (
 from nas.config._validate import GROUP_CHECKS, validate
 
 __all__ = [
+    "COSTS",
+    "DEFAULT_ENERGY_TABLE",
     "DEVICE_CHOICES",
     "DEVICE_SPEC",
     "GROUP_CHECKS",

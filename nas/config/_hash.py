@@ -8,6 +8,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from nas.config._schema import DEFAULT_ENERGY_TABLE
+
 __all__ = ["search_hash"]
 
 
@@ -34,16 +36,29 @@ def search_hash(cfg: DictConfig) -> str:
             _drop_neutral({"hw": profile})
         relevant["devices"] = devices
         relevant["device_constraint"] = cfg.search.get("device_constraint", "round_robin")
+    cost = cfg.search.get("cost", "size_bytes")
+    if cost != "size_bytes":
+        # Only when set, like devices: the default axis keeps the names studies had.
+        relevant["cost"] = cost
     blob = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
 
+_ANY = object()
+"""A neutral value that matches every value: the key never counts."""
+
 # Keys added after studies existed, dropped from the hash at values that compute what
-# the studies before them computed (so those resume): where a trial runs never counts.
+# the studies before them computed (so those resume): where a trial runs never counts,
+# nor a hypervolume's reference (it scores a front, it changes no trial).
 _NEUTRAL: dict[str, dict[str, Any]] = {
-    "train": {"device": None, "precision": "auto"},
-    "dataset": {"num_workers": None, "augment": False},
-    "hw": {"batch_size": 1, "device": "cpu"},
+    "train": {"device": _ANY, "precision": "auto"},
+    "dataset": {"num_workers": _ANY, "augment": False, "hv_ref_energy_uj": _ANY},
+    "hw": {
+        "batch_size": 1,
+        "device": "cpu",
+        "energy_table": DEFAULT_ENERGY_TABLE,
+        "energy_budget_uj": None,
+    },
 }
 
 
@@ -53,5 +68,5 @@ def _drop_neutral(relevant: dict[str, Any]) -> None:
         if not isinstance(node, dict):
             continue
         for key, neutral in keys.items():
-            if key in node and (neutral is None or node[key] == neutral):
+            if key in node and (neutral is _ANY or node[key] == neutral):
                 del node[key]

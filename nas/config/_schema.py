@@ -21,8 +21,10 @@ __all__ = [
     "MEASURE_DEVICE_SPEC",
     "check_device_spec",
     "PRECISIONS",
+    "COSTS",
     "CompressSearchConfig",
     "Config",
+    "DEFAULT_ENERGY_TABLE",
     "ConfigError",
     "DatasetConfig",
     "GROUP_SCHEMAS",
@@ -76,6 +78,9 @@ def check_device_spec(spec: object) -> str | None:
 
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+COSTS = ("size_bytes", "energy_uj")
+"""``search.cost``: the front's cost axis, against val accuracy."""
+DEFAULT_ENERGY_TABLE = "pkg://nas.hw/data/energy_horowitz45.json"
 
 
 @dataclass
@@ -99,6 +104,8 @@ class DatasetConfig:
     # Hypervolume reference point (worst accuracy, largest size) for this data set.
     hv_ref_accuracy: float = 0.5
     hv_ref_size_bytes: int = 4_000_000
+    # Its energy with search.cost=energy_uj (uJ per inference, nas.hw's model).
+    hv_ref_energy_uj: float = 1000.0
 
 
 @dataclass
@@ -233,6 +240,10 @@ class HwConfig:
     # profile here): zeros cost as much as any weight, so only structured pruning, which
     # makes the model itself smaller, lowers latency.
     sparse_speedup: bool = False
+    # Energy per inference is modelled from this per-operation table (nas/hw/_energy.py;
+    # default Horowitz, ISSCC 2014, 45 nm); a budget in uJ is checked before training.
+    energy_table: str = DEFAULT_ENERGY_TABLE
+    energy_budget_uj: float | None = None
 
 
 @dataclass
@@ -329,6 +340,8 @@ class SearchConfig:
     # round_robin: in scripts/bench_devices.py (3 seeds) "any" starved the device with the
     # fewest kernels (raspi4: 0.48x a dedicated search's hypervolume, against 0.86x).
     device_constraint: str = "round_robin"
+    # The front's cost axis (COSTS): the artifact's bytes, or the modelled energy.
+    cost: str = "size_bytes"
 
 
 @dataclass

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from compress import BITS
 from nas.config._schema import (
+    COSTS,
     DEVICE_CONSTRAINTS,
     MEASURE_DEVICE_SPEC,
     PRECISIONS,
@@ -65,6 +66,31 @@ def _check_search(cfg: DictConfig) -> None:
     )
     m = s.get("min_accuracy")
     _require(m is None or 0.0 <= m < 1.0, f"search.min_accuracy={m} is outside [0, 1) or null")
+    _check_cost(cfg)
+
+
+def _check_cost(cfg: DictConfig) -> None:
+    cost = cfg.search.get("cost", "size_bytes")
+    _require(cost in COSTS, f"search.cost={cost!r}; allowed {', '.join(COSTS)}")
+    if cost == "size_bytes":
+        return
+    # The energy model is a device's (its table, activation bytes, sparse kernels), and
+    # one front needs one figure per candidate.
+    _require(
+        not cfg.get("devices"),
+        f"search.cost={cost} takes one device; +hw=[{','.join(cfg.get('devices') or [])}] "
+        "has several (search each with its own +hw=NAME)",
+    )
+    _require(
+        cfg.get("hw") is not None,
+        f"search.cost={cost} needs a device to model energy on; add +hw=NAME (e.g. +hw=mobile)",
+    )
+    strategy = cfg.get("strategy")
+    _require(
+        strategy is None or strategy.name == "scratch",
+        f"search.cost={cost}: strategy={strategy.name if strategy else ''} chooses its "
+        "finalists by size; use strategy=scratch",
+    )
 
 
 def _check_train(cfg: DictConfig) -> None:
@@ -270,8 +296,9 @@ def _check_devices(cfg: DictConfig) -> None:
 def _check_profile(h: DictConfig, at: str) -> None:
     for b in h.bits:
         _require(b in BITS, f"{at}.bits contains {b}, which is not one of {BITS}")
-    for name in ("latency_budget_ms", "size_budget_bytes", "peak_memory_budget_bytes"):
-        v = h[name]
+    budgets = ("latency_budget_ms", "size_budget_bytes", "peak_memory_budget_bytes")
+    for name in (*budgets, "energy_budget_uj"):
+        v = h.get(name)
         _require(v is None or v > 0, f"{at}.{name}={v} must be > 0 or null")
     _require(
         h.activation_bytes in (1, 2, 4),
@@ -299,6 +326,12 @@ def _check_profile(h: DictConfig, at: str) -> None:
             f"{at}.profile={h.profile!r}: no such file ({path}); write one with "
             "python -m nas.calibrate_hw or python -m nas.profile_hw",
         )
+    table = h.get("energy_table")
+    _require(
+        table is not None and hw_profile_path(str(table)).is_file(),
+        f"{at}.energy_table={table!r}: no such file; give a JSON energy table "
+        "(nas/hw/data/energy_horowitz45.json shows the fields)",
+    )
 
 
 def _check_bits_overlap(cfg: DictConfig) -> None:

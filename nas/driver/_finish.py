@@ -129,8 +129,9 @@ def _finish(
         f"{outcome.study_name}: {len(front_state.front)} on the front of "
         f"{len(front_state.points)} trained"
     )
-    write_png(png_path, front_state.points, front_state.front, title=title)
-    write_html(html_path, front_state.points, front_state.front, title=title)
+    cost = front_state.cost
+    write_png(png_path, front_state.points, front_state.front, title=title, cost=cost)
+    write_html(html_path, front_state.points, front_state.front, title=title, cost=cost)
     tracker.log_parent(
         metrics={"final_hypervolume": front_state.hv, **metrics},
         artifacts=[csv_path, png_path, html_path],

@@ -124,6 +124,7 @@ def run_search(cfg: DictConfig, *, plugins: Sequence[str] = ()) -> SearchOutcome
         parent_run_id=opened.tracker.parent_id,
         tracking_uri=tracking_uri,
         experiment_id=str(opened.tracker.experiment_id),
+        cost=_cost(cfg),
     )
     deadline = None if cfg.search.timeout_s is None else start + float(cfg.search.timeout_s)
     _drive(cfg, opened, ctx, runner, outcome, deadline, tuple(plugins), out_dir)
@@ -183,11 +184,11 @@ def _open(
     params.update(
         {
             "hv.ref_accuracy": float(cfg.dataset.hv_ref_accuracy),
-            "hv.ref_size_bytes": float(cfg.dataset.hv_ref_size_bytes),
+            f"hv.ref_{_cost(cfg)}": _cost_ref(cfg),
             "study_name": name,
         }
     )
-    tags = {keys.TAG_CONFIG_HASH: config_hash}
+    tags = {keys.TAG_CONFIG_HASH: config_hash, keys.TAG_COST: _cost(cfg)}
     if ctx.devices:
         tags[keys.TAG_DEVICES] = ",".join(d.name for d in ctx.devices)
         tags.update({keys.device_tag(keys.TAG_FRONT_EMPTY, d): w for d, w in impossible.items()})
@@ -212,7 +213,7 @@ def _drive(
     strategy = ctx.strategy
     assert strategy is not None
     front_state = _front_state(cfg, ctx, tracker)
-    recorder = TrialRecorder(study, tracker, name, records_runs=strategy.records_scores)
+    recorder = TrialRecorder(study, tracker, name, strategy.records_scores, cost=_cost(cfg))
     status = "FAILED"  # unless the loop ends normally or by Ctrl-C
     bar: tqdm[Any] | None = None
     try:
@@ -311,10 +312,21 @@ def _front_state(cfg: DictConfig, ctx: TrialContext, tracker: Tracker) -> FrontS
     return FrontState(
         tracker,
         float(cfg.dataset.hv_ref_accuracy),
-        float(cfg.dataset.hv_ref_size_bytes),
+        _cost_ref(cfg),
         min_accuracy=min_accuracy(cfg, ctx.splits.spec.num_classes),
         devices=[d.name for d in ctx.devices],
+        cost=_cost(cfg),
     )
+
+
+def _cost(cfg: DictConfig) -> str:
+    """The front's cost axis, ``search.cost``."""
+    return str(cfg.search.get("cost", "size_bytes"))
+
+
+def _cost_ref(cfg: DictConfig) -> float:
+    """The hypervolume's reference on the cost axis (``dataset.hv_ref_<cost>``)."""
+    return float(cfg.dataset.get(f"hv_ref_{_cost(cfg)}"))
 
 
 def _remaining(cfg: DictConfig, study: optuna.Study, *, resumed: bool) -> int:

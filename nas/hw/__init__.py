@@ -1,4 +1,5 @@
-"""Hardware modelling: layer features, MACs, latency (measured or predicted), peak memory.
+"""Hardware modelling: layer features, MACs, latency (measured or predicted), peak memory,
+energy per inference (modelled from a published per-operation table).
 
 ``measure_latency_ms`` times a PyTorch model here: wall clock on the CPU, CUDA event
 pairs on a GPU (``hw.device``), median per batch after warm-up. ``HardwareModel``
@@ -39,6 +40,12 @@ if TYPE_CHECKING:
     from nas.hw._device_profile import (
         read_device_profile,
         write_device_profile,
+    )
+    from nas.hw._energy import (
+        EnergyBreakdown,
+        EnergyTable,
+        energy_breakdown,
+        read_energy_table,
     )
     from nas.hw._fbnet_data import (
         FBNetLatencies,
@@ -104,6 +111,8 @@ if TYPE_CHECKING:
 _NAMES = {
     "Bits": "nas.hw._deploy",
     "COMPRESSIONS": "nas.hw._host_profile",
+    "EnergyBreakdown": "nas.hw._energy",
+    "EnergyTable": "nas.hw._energy",
     "FBNetLatencies": "nas.hw._fbnet_data",
     "FEATURE_NAMES": "nas.hw._predictor",
     "HOST_FEATURES": "nas.hw._host_profile",
@@ -130,6 +139,7 @@ _NAMES = {
     "cuda_event_timer": "nas.hw._measure",
     "deployed_latency_ms": "nas.hw._profile",
     "deploys_int8": "nas.hw._deploy",
+    "energy_breakdown": "nas.hw._energy",
     "export_deployed": "nas.hw._deploy",
     "fbnet_feature_matrix": "nas.hw._fbnet_eval",
     "fbnet_network_features": "nas.hw._fbnet_data",
@@ -149,6 +159,7 @@ _NAMES = {
     "peak_activation_bytes": "nas.hw._memory",
     "random_archs": "nas.hw._random_arch",
     "read_device_profile": "nas.hw._device_profile",
+    "read_energy_table": "nas.hw._energy",
     "read_latency_models": "nas.hw._predictor",
     "read_measurements": "nas.hw._calibrate",
     "register_latency_method": "nas.hw._profile",
@@ -161,6 +172,8 @@ _NAMES = {
 __all__ = [
     "Bits",
     "COMPRESSIONS",
+    "EnergyBreakdown",
+    "EnergyTable",
     "FBNetLatencies",
     "FEATURE_NAMES",
     "HOST_FEATURES",
@@ -187,6 +200,7 @@ __all__ = [
     "cuda_event_timer",
     "deployed_latency_ms",
     "deploys_int8",
+    "energy_breakdown",
     "export_deployed",
     "fbnet_feature_matrix",
     "fbnet_network_features",
@@ -206,6 +220,7 @@ __all__ = [
     "peak_activation_bytes",
     "random_archs",
     "read_device_profile",
+    "read_energy_table",
     "read_latency_models",
     "read_measurements",
     "register_latency_method",

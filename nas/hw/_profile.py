@@ -25,9 +25,10 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from nas.config import MEASURE_DEVICE_SPEC
+from nas.config import DEFAULT_ENERGY_TABLE, MEASURE_DEVICE_SPEC, hw_profile_path
 from nas.hw._deploy import HOST_KERNEL_BITS, Bits, bake, measure_deployed_ms
 from nas.hw._device_profile import read_device_profile
+from nas.hw._energy import EnergyBreakdown, energy_breakdown, read_energy_table
 from nas.hw._measure import measure_latency_ms
 from nas.hw._memory import peak_activation_bytes
 from nas.hw._methods import LATENCY_METHODS
@@ -114,10 +115,12 @@ class HardwareModel:
         )
         """Where a measured latency is taken; the CPU unless ``latency: measure``."""
         self.predictor: LatencyPredictor | None = None
+        table = str(getattr(profile, "energy_table", None) or DEFAULT_ENERGY_TABLE)
+        self.energy_table = read_energy_table(hw_profile_path(table))
+        """The per-operation energy table of ``hw.energy_table`` (read here: a bad one
+        is refused at start-up)."""
         profile_file = getattr(profile, "profile", None)
         if profile.latency == "predict" and profile_file:
-            from nas.config import hw_profile_path
-
             self.predictor = read_device_profile(hw_profile_path(profile_file))
         elif profile.latency == "predict":
             if not profile.predictor:
@@ -176,6 +179,34 @@ class HardwareModel:
         """Peak activation memory at the profile's bytes per activation element."""
         return peak_activation_bytes(
             model, input_shape, bytes_per_element=self.profile.activation_bytes
+        )
+
+    def energy(
+        self,
+        model: nn.Module,
+        input_shape: Sequence[int],
+        *,
+        bits: int = 32,
+        sparsity: float = 0.0,
+        peak_memory_bytes: float | None = None,
+    ) -> EnergyBreakdown:
+        """Modelled energy of one inference (``.total_uj``), from the profile's energy
+        table, bytes per activation and ``sparse_speedup`` (``nas.hw._energy`` says what
+        it counts). A model, not a measurement; known before training, since it depends
+        only on shapes, bits and sparsity.
+
+        Args:
+            peak_memory_bytes: :meth:`peak_memory_bytes` of ``model``, if already known.
+        """
+        return energy_breakdown(
+            model,
+            input_shape,
+            table=self.energy_table,
+            bits=int(bits),
+            sparsity=float(sparsity),
+            activation_bytes=int(self.profile.activation_bytes),
+            sparse_speedup=self.sparse_speedup,
+            peak_memory_bytes=peak_memory_bytes,
         )
 
 

@@ -2,16 +2,16 @@
 
 :func:`propose` draws an architecture and its compression from the Optuna trial (or
 any :class:`~search_spaces.Suggest`), then computes what the budgets constrain (size,
-latency, peak memory) on the untrained model, so an infeasible candidate is refused in
-milliseconds. What happens to a feasible one is the search strategy's business
-(``nas.pipeline.Strategy``).
+latency, peak memory, modelled energy per inference) on the untrained model, so an
+infeasible candidate is refused in milliseconds. What happens to a feasible one is the
+search strategy's business (``nas.pipeline.Strategy``).
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -21,6 +21,9 @@ from nas.config import CompressSearchConfig, HwConfig
 from nas.hw import count_macs
 from nas.pipeline._context import Proposal, TrialContext, TrialResult
 from search_spaces import Arch, SearchSpace, Suggest, artifact_meta
+
+if TYPE_CHECKING:
+    from nas.hw import HardwareModel
 
 __all__ = [
     "AIMED_DEVICE",
@@ -126,19 +129,25 @@ def structural_copy(model: nn.Module, cfgs: list[Any]) -> nn.Module:
 
 
 def hw_constraints(
-    hw: HwConfig, *, size_bytes: float, latency_ms: float, peak_memory_bytes: float
+    hw: HwConfig,
+    *,
+    size_bytes: float,
+    latency_ms: float,
+    peak_memory_bytes: float,
+    energy_uj: float | None = None,
 ) -> dict[str, float]:
     """Optuna-style constraint values (feasible when <= 0), relative to each budget.
 
-    Relative values keep the three constraints on one scale for the samplers.
+    Relative values keep the constraints on one scale for the samplers.
     """
     out: dict[str, float] = {}
     for key, value, budget in (
         ("size_bytes", size_bytes, hw.size_budget_bytes),
         ("latency_ms", latency_ms, hw.latency_budget_ms),
         ("peak_memory_bytes", peak_memory_bytes, hw.peak_memory_budget_bytes),
+        ("energy_uj", energy_uj, getattr(hw, "energy_budget_uj", None)),
     ):
-        if budget is not None:
+        if budget is not None and value is not None:
             out[key] = float(value) / float(budget) - 1.0
     return out
 
@@ -197,15 +206,8 @@ def propose(suggest: Suggest, ctx: TrialContext, *, number: int) -> Proposal:
             for key, value in constraints.items():
                 set_constraint(key, value)
     elif ctx.hw is not None and ctx.hw_cfg is not None:
-        latency = ctx.hw.latency_ms(
-            shaped, ctx.input_shape, bits=comp["bits"], sparsity=comp.get("sparsity", 0.0)
-        )
-        peak = ctx.hw.peak_memory_bytes(shaped, ctx.input_shape)
-        metrics["latency_ms_estimate"] = latency
-        metrics["peak_memory_bytes"] = float(peak)
-        constraints = hw_constraints(
-            ctx.hw_cfg, size_bytes=est_size, latency_ms=latency, peak_memory_bytes=peak
-        )
+        figures, constraints = _figures(ctx.hw, ctx.hw_cfg, shaped, comp, est_size, ctx)
+        metrics.update(figures)
         set_constraint = getattr(suggest, "set_constraint", None)
         if set_constraint is not None:
             for key, value in constraints.items():
@@ -240,23 +242,43 @@ def _device_figures(
     size_bytes: float,
     metrics: dict[str, float],
 ) -> dict[str, dict[str, float]]:
-    """Each device's latency, peak memory and constraints (into ``metrics``, suffixed
-    ``.<device>``). A device whose kernels lack the sampled bit-width gets a ``bits``
+    """Each device's latency, peak memory, energy and constraints (into ``metrics``,
+    suffixed ``.<device>``). A device whose kernels lack the sampled bit-width gets a ``bits``
     constraint of 1 (infeasible): the search samples the union of the devices' sets."""
     out: dict[str, dict[str, float]] = {}
     for dev in ctx.devices:
-        latency = dev.model.latency_ms(
-            shaped, ctx.input_shape, bits=comp["bits"], sparsity=comp.get("sparsity", 0.0)
-        )
-        peak = dev.model.peak_memory_bytes(shaped, ctx.input_shape)
-        metrics[f"latency_ms_estimate.{dev.name}"] = latency
-        metrics[f"peak_memory_bytes.{dev.name}"] = float(peak)
-        cons = hw_constraints(
-            dev.cfg, size_bytes=size_bytes, latency_ms=latency, peak_memory_bytes=peak
-        )
+        figures, cons = _figures(dev.model, dev.cfg, shaped, comp, size_bytes, ctx)
+        metrics.update({f"{key}.{dev.name}": value for key, value in figures.items()})
         cons["bits"] = 0.0 if comp["bits"] in dev.cfg.bits else 1.0
         out[dev.name] = cons
     return out
+
+
+def _figures(
+    hw: HardwareModel,
+    hw_cfg: HwConfig,
+    shaped: nn.Module,
+    comp: dict[str, Any],
+    size_bytes: float,
+    ctx: TrialContext,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """One device's figures of a candidate (latency, peak memory, modelled energy per
+    inference) and its constraints against the device's budgets."""
+    bits, sparsity = comp["bits"], comp.get("sparsity", 0.0)
+    latency = hw.latency_ms(shaped, ctx.input_shape, bits=bits, sparsity=sparsity)
+    peak = hw.peak_memory_bytes(shaped, ctx.input_shape)
+    energy = hw.energy(
+        shaped, ctx.input_shape, bits=bits, sparsity=sparsity, peak_memory_bytes=peak
+    ).total_uj
+    constraints = hw_constraints(
+        hw_cfg, size_bytes=size_bytes, latency_ms=latency, peak_memory_bytes=peak, energy_uj=energy
+    )
+    figures = {
+        "latency_ms_estimate": latency,
+        "peak_memory_bytes": float(peak),
+        "energy_uj": energy,
+    }
+    return figures, constraints
 
 
 def infeasible_result(p: Proposal) -> TrialResult:

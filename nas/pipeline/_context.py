@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from search_spaces import SearchSpace
 
 __all__ = [
+    "COST_ESTIMATES",
     "Device",
     "EpochJudge",
     "Proposal",
@@ -86,8 +87,18 @@ class TrialResult:
 
     @property
     def values(self) -> tuple[float, float]:
-        """The objectives: (val_accuracy to maximize, size_bytes to minimize)."""
-        return self.metrics["val_accuracy"], self.metrics["size_bytes"]
+        """The objectives on the default cost axis: (val_accuracy, size_bytes)."""
+        return self.objectives("size_bytes")
+
+    def objectives(self, cost: str) -> tuple[float, float]:
+        """The objectives: (val_accuracy to maximize, ``cost`` to minimize), where
+        ``cost`` is ``search.cost`` (``size_bytes`` or ``energy_uj``)."""
+        return self.metrics["val_accuracy"], self.metrics[cost]
+
+
+COST_ESTIMATES = {"size_bytes": "size_bytes_estimate", "energy_uj": "energy_uj"}
+"""Each ``search.cost``'s figure known before training (a proposal's metric): the
+size's upper bound, and the energy itself (it depends only on shapes, bits, sparsity)."""
 
 
 class EpochJudge(Protocol):
@@ -198,6 +209,8 @@ class TrialContext:
     # The front's hypervolume reference (dataset.hv_ref_accuracy, hv_ref_size_bytes):
     # what a strategy choosing finalists by the hypervolume they add measures against.
     front_ref: tuple[float, float] | None = None
+    # The front's cost axis (search.cost): what early stopping ranks against accuracy.
+    cost: str = "size_bytes"
 
     @property
     def device(self) -> str:

@@ -21,7 +21,7 @@ from nas.pipeline._candidate import (
     candidate_meta,
     compression_configs,
 )
-from nas.pipeline._context import TrialContext
+from nas.pipeline._context import COST_ESTIMATES, TrialContext
 from nas.pipeline._errors import TrialStopped
 from nas.pipeline._recipe import Recipe, distiller, train_compressed
 from nas.pipeline._train import LossFn, accuracy
@@ -168,7 +168,7 @@ def _early_stop_hook(
     """After each epoch but the last, ask ``ctx.early_stop`` whether the trial goes on."""
     if ctx.early_stop is None:
         return None
-    judge, est = ctx.early_stop, p.metrics["size_bytes_estimate"]
+    judge, est = ctx.early_stop, p.metrics[COST_ESTIMATES[ctx.cost]]
 
     def on_epoch(epoch: int, _loss: float) -> None:
         acc = accuracy(model, ctx.splits.val)

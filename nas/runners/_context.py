@@ -61,15 +61,7 @@ def make_context(
     seed = int(cfg.search.seed)
     torch.set_num_threads(int(cfg.train.threads))
     space, space_cfg = space_from_cfg(cfg.search_space)
-    try:
-        hw = HardwareModel(cfg.hw) if cfg.hw is not None else None
-        devices = [
-            Device(name, h, HardwareModel(h))
-            for name, h in device_profiles(cfg).items()
-            if is_multi_device(cfg)
-        ]
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    hw, devices = _hardware(cfg)
     # Where trials train: resolved where they run. A Ray driver trains nothing, and its
     # machine may have no GPU while the workers do; each worker resolves its own.
     placement = _placement(cfg) if (evaluator if place is None else place) else None
@@ -108,7 +100,23 @@ def make_context(
         device_constraint=str(cfg.search.get("device_constraint", "round_robin")),
         placement=placement,
         front_ref=(float(cfg.dataset.hv_ref_accuracy), float(cfg.dataset.hv_ref_size_bytes)),
+        cost=str(cfg.search.get("cost", "size_bytes")),
     )
+
+
+def _hardware(cfg: DictConfig) -> tuple[HardwareModel | None, list[Device]]:
+    """The search's one device (``+hw=NAME``) or its several (``+hw=[a,b]``); a profile
+    whose predictor, GPU or energy table cannot be had is refused in one line."""
+    try:
+        hw = HardwareModel(cfg.hw) if cfg.hw is not None else None
+        devices = [
+            Device(name, h, HardwareModel(h))
+            for name, h in device_profiles(cfg).items()
+            if is_multi_device(cfg)
+        ]
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return hw, devices
 
 
 def _placement(cfg: DictConfig) -> Placement:

@@ -141,10 +141,10 @@ def worker_setup(loop: SearchLoop) -> WorkerSetup:
     cfg["compress"]["teacher_checkpoint"] = absolute(cfg["compress"].get("teacher_checkpoint"))
     if cfg.get("strategy") is not None and cfg["strategy"].get("checkpoint"):
         cfg["strategy"]["checkpoint"] = absolute(cfg["strategy"]["checkpoint"])  # supernet's
-    if cfg.get("hw") is not None:
-        cfg["hw"]["profile"] = absolute(cfg["hw"].get("profile"))
-    for profile in (cfg.get("devices") or {}).values():
-        profile["profile"] = absolute(profile.get("profile"))
+    profiles = [cfg["hw"]] if cfg.get("hw") is not None else []
+    for profile in [*profiles, *(cfg.get("devices") or {}).values()]:
+        for key in ("profile", "energy_table"):  # files a hw profile names
+            profile[key] = absolute(profile.get(key))
     # Plugins (user search spaces) import from the driver's PYTHONPATH and working dir.
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     sys_path = tuple(dict.fromkeys(str(Path(p).resolve()) for p in [*paths, os.getcwd()]))

@@ -35,8 +35,8 @@ def smallest_achievable(
     Each of the space's small corners (``space.small_corners()``: its smallest
     architecture, or each family's where it has several) with the smallest allowed
     bit-width and the largest allowed sparsity. Each figure is the best over the
-    corners, so no candidate of the search does better on size, latency or peak
-    memory. ``arch`` and ``arch_for`` name the corner behind each figure.
+    corners, so no candidate of the search does better on size, latency, peak
+    memory or modelled energy. ``arch`` and ``arch_for`` name the corner behind each figure.
     """
     space, space_cfg = space_from_cfg(cfg.search_space)
     hw_cfg = cfg.hw if hw_cfg is None else hw_cfg
@@ -95,15 +95,21 @@ def _corner_figures(
     if hw is not None:
         # The fastest any bit-width deploys at (int8 kernels can beat fp32, or not).
         sparsity = float(c.sparsity_max) if "unstructured" in c.prune_kinds else 0.0
+        models = list({id(model): model, id(shaped): shaped}.values())
         out["latency_ms"] = float(
             min(
                 hw.latency_ms(m, input_shape, bits=b, sparsity=sparsity)
-                for m in {id(model): model, id(shaped): shaped}.values()
+                for m in models
                 for b in bits
             )
         )
-        out["peak_memory_bytes"] = float(
-            min(hw.peak_memory_bytes(m, input_shape) for m in (model, shaped))
+        peaks = [hw.peak_memory_bytes(m, input_shape) for m in models]
+        out["peak_memory_bytes"] = float(min(peaks))
+        # The least energy: at the bit-width, shapes and sparsity that spend the least.
+        out["energy_uj"] = min(
+            hw.energy(m, input_shape, bits=b, sparsity=sparsity, peak_memory_bytes=p).total_uj
+            for m, p in zip(models, peaks, strict=True)
+            for b in bits
         )
     return out
 
@@ -141,8 +147,9 @@ def unreachable_budget(cfg: DictConfig, spec: InputSpec, h: DictConfig, *, at: s
         ("size_bytes", "size_budget_bytes", "B"),
         ("latency_ms", "latency_budget_ms", "ms"),
         ("peak_memory_bytes", "peak_memory_budget_bytes", "B"),
+        ("energy_uj", "energy_budget_uj", "uJ"),
     ):
-        budget, value = h[budget_key], best.get(key)
+        budget, value = h.get(budget_key), best.get(key)
         if budget is None or value is None or not math.isfinite(value):
             continue
         measured = key == "latency_ms" and h.latency == "measure"
@@ -187,11 +194,11 @@ def nearest_candidates(
             continue
         m = dict(t.user_attrs.get(keys.METRICS, {}))
         if device is not None:
-            for key in ("latency_ms_estimate", "peak_memory_bytes"):
+            for key in ("latency_ms_estimate", "peak_memory_bytes", "energy_uj"):
                 if keys.device_tag(key, device) in m:
                     m[key] = m[keys.device_tag(key, device)]
         row: dict[str, Any] = {"trial": t.number, "violation": max(violations.values())}
-        for key in ("size_bytes", "latency_ms_estimate", "peak_memory_bytes"):
+        for key in ("size_bytes", "latency_ms_estimate", "peak_memory_bytes", "energy_uj"):
             if key in m:
                 row[key.replace("_estimate", "")] = m[key]
         row.update({f"over.{key}": v for key, v in violations.items()})

@@ -37,6 +37,8 @@ class FrontState:
             front, adds no hypervolume, and its run is tagged ``off_front`` with why.
         devices: the devices of a multi-device search, each with its own front, tag
             ``pareto.<device>`` and metric ``hypervolume.<device>``; empty for one front.
+        cost: the front's cost axis (``search.cost``): the study's second objective, so
+            a :class:`Point`'s ``size_bytes`` holds it; ``ref_size`` is its reference.
     """
 
     def __init__(
@@ -47,8 +49,10 @@ class FrontState:
         *,
         min_accuracy: float = 0.0,
         devices: Sequence[str] = (),
+        cost: str = "size_bytes",
     ) -> None:
         self.tracker, self.ref_acc, self.ref_size = tracker, ref_acc, ref_size
+        self.cost = cost
         self.min_accuracy = float(min_accuracy)
         self.devices = list(devices)
         self.by_device: dict[str, Front] = {d: Front() for d in self.devices}
@@ -146,12 +150,15 @@ def _feasible_on(t: FrozenTrial) -> list[str]:
 
 
 def _point(t: FrozenTrial) -> Point:
+    """A trial on the front's axes: val accuracy and the study's second objective (the
+    cost, ``search.cost``), with the figures a plot's hover shows."""
     m = t.user_attrs.get(keys.METRICS, {})
     extra: dict[str, Any] = {
         k: t.params[k] for k in ("bits", "sparsity", "width_mult") if k in t.params
     }
-    if "latency_ms" in m:
-        extra["latency_ms"] = round(m["latency_ms"], 4)
+    for key, digits in (("latency_ms", 4), ("size_bytes", 0), ("energy_uj", 3)):
+        if key in m:
+            extra[key] = round(m[key], digits)
     return Point(t.number, float(t.values[0]), float(t.values[1]), extra)
 
 
@@ -159,13 +166,13 @@ def front_rows(
     study: optuna.Study, front: list[Point], device: str | None = None
 ) -> list[dict[str, Any]]:
     """The front as table rows; ``device``: that device's figures (latency, peak
-    memory) of a multi-device search, under the plain column names."""
+    memory, energy) of a multi-device search, under the plain column names."""
     rows = []
     for p in front:
         t = study.trials[p.number]
         m = dict(t.user_attrs.get(keys.METRICS, {}))
         if device is not None:
-            for k in ("latency_ms", "peak_memory_bytes"):
+            for k in ("latency_ms", "peak_memory_bytes", "energy_uj"):
                 if keys.device_tag(k, device) in m:
                     m[k] = m[keys.device_tag(k, device)]
         row: dict[str, Any] = {
@@ -173,9 +180,11 @@ def front_rows(
             "run_id": t.user_attrs.get(keys.RUN_ID, ""),
             "val_accuracy": p.accuracy,
             "test_accuracy": t.user_attrs.get(keys.TEST_ACCURACY),
-            "size_bytes": int(p.size_bytes),
+            # The bytes written, whichever axis the front is on (p.size_bytes is its cost).
+            "size_bytes": int(m.get("size_bytes", p.size_bytes)),
         }
         for k in (
+            "energy_uj",
             "latency_ms",
             "peak_memory_bytes",
             "params",

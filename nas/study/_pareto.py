@@ -1,4 +1,5 @@
-"""Pareto front of (accuracy up, size down), its hypervolume, and its plots."""
+"""Pareto front of (accuracy up, cost down), its hypervolume, and its plots; the cost is
+the artifact's size, or the modelled energy per inference (``search.cost``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "COST_AXES",
     "Point",
     "hypervolume",
     "pareto_front",
@@ -23,9 +25,20 @@ __all__ = [
 _DEVICE_COLOURS = ["#0072b2", "#d55e00", "#009e73", "#cc79a7", "#e69f00", "#56b4e9", "#000000"]
 
 
+COST_AXES: dict[str, tuple[str, str]] = {
+    "size_bytes": ("size_bytes (artifact written, log scale)", "size {:,.0f} B"),
+    "energy_uj": ("energy_uj (modelled per inference, log scale)", "energy {:.3f} uJ"),
+}
+"""Each ``search.cost``: the plots' axis label and how a point's cost reads."""
+
+
 @dataclass(frozen=True)
 class Point:
-    """One trained, feasible trial as the front sees it."""
+    """One trained, feasible trial as the front sees it.
+
+    ``size_bytes`` is the front's cost axis: the artifact's bytes by default, the
+    modelled energy in uJ under ``search.cost=energy_uj`` (the name predates the choice).
+    """
 
     number: int
     accuracy: float
@@ -80,7 +93,12 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def write_png(
-    path: Path, all_points: Sequence[Point], front: Sequence[Point], *, title: str
+    path: Path,
+    all_points: Sequence[Point],
+    front: Sequence[Point],
+    *,
+    title: str,
+    cost: str = "size_bytes",
 ) -> None:
     import matplotlib
 
@@ -118,7 +136,7 @@ def write_png(
             xytext=(3, -9),
             textcoords="offset points",
         )
-    save_plot(fig, ax, path, title=title, empty=not all_points)
+    save_plot(fig, ax, path, title=title, empty=not all_points, xlabel=COST_AXES[cost][0])
 
 
 def save_plot(
@@ -200,15 +218,22 @@ def write_devices_png(
 
 
 def write_html(
-    path: Path, all_points: Sequence[Point], front: Sequence[Point], *, title: str
+    path: Path,
+    all_points: Sequence[Point],
+    front: Sequence[Point],
+    *,
+    title: str,
+    cost: str = "size_bytes",
 ) -> None:
     """An interactive plot with plotly.js inlined, so it works offline."""
     import plotly.graph_objects as go
 
+    label, reads = COST_AXES[cost]
+
     def hover(p: Point) -> str:
         items = [f"trial {p.number}", f"val_accuracy {p.accuracy:.4f}"]
-        items.append(f"size {p.size_bytes:.0f} B")
-        items += [f"{k} {v}" for k, v in p.extra.items()]
+        items.append(reads.format(p.size_bytes))
+        items += [f"{k} {v}" for k, v in p.extra.items() if k != cost]
         return "<br>".join(items)
 
     fig = go.Figure()
@@ -236,7 +261,7 @@ def write_html(
     )
     fig.update_layout(
         title=title,
-        xaxis_title="size_bytes (log)",
+        xaxis_title=label,
         yaxis_title="val_accuracy",
         xaxis_type="log",
         template="plotly_white",

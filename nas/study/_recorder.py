@@ -114,6 +114,7 @@ class TrialRecorder:
         records_runs: whether trials get an MLflow child run (a strategy's scoring
             phase may keep its many cheap trials in the study only).
         callbacks: called with each recorded trial but an interrupted one.
+        cost: the metric minimized against val accuracy (``search.cost``).
     """
 
     study: optuna.Study
@@ -121,6 +122,8 @@ class TrialRecorder:
     study_name: str
     records_runs: bool = True
     callbacks: list[Callable[[FrozenTrial], None]] = field(default_factory=list)
+    cost: str = "size_bytes"
+    """The second objective told to the study (``search.cost``), against val accuracy."""
 
     def begin(self, *, user_attrs: dict[str, Any] | None = None) -> Started:
         trial = self.study.ask()
@@ -147,7 +150,7 @@ class TrialRecorder:
         if outcome.result is not None:
             with sigint_deferred():
                 _record_result(trial, outcome.result)
-                self.study.tell(trial, list(outcome.result.values))
+                self.study.tell(trial, list(outcome.result.objectives(self.cost)))
                 if started.run_id is not None:
                     end_finished_run(self.tracker, started.run_id, trial.params, outcome.result)
         else:

@@ -43,6 +43,8 @@ class SearchOutcome:
     # A multi-device search: each device's front (then `front` is their union and
     # `hypervolume` the mean of theirs).
     devices: dict[str, DeviceFront] = field(default_factory=dict)
+    # The front's cost axis (search.cost), against val accuracy.
+    cost: str = "size_bytes"
 
 
 @dataclass
@@ -59,9 +61,13 @@ class DeviceFront:
 
 def format_front(outcome: SearchOutcome, front: list[dict[str, Any]] | None = None) -> str:
     """The front (``front``: default the outcome's) as a plain-text table."""
-    head = ["trial", "val_acc", "test_acc", "size_bytes", "latency_ms", "bits", "sparsity"]
+    members = outcome.front if front is None else front
+    # The modelled energy when the search has a device (every trial then carries it).
+    energy = any("energy_uj" in r for r in members)
+    head = ["trial", "val_acc", "test_acc", "size_bytes", *(["energy_uj"] if energy else [])]
+    head += ["latency_ms", "bits", "sparsity"]
     rows = []
-    for r in outcome.front if front is None else front:
+    for r in members:
         lat = r.get("latency_ms")
         rows.append(
             [
@@ -69,6 +75,7 @@ def format_front(outcome: SearchOutcome, front: list[dict[str, Any]] | None = No
                 f"{r['val_accuracy']:.4f}",
                 "-" if r.get("test_accuracy") is None else f"{r['test_accuracy']:.4f}",
                 f"{r['size_bytes']:,}",
+                *([f"{r['energy_uj']:.3f}" if "energy_uj" in r else "-"] if energy else []),
                 "-" if lat is None or not math.isfinite(lat) else f"{lat:.3f}",
                 str(r.get("bits", "")),
                 f"{r.get('sparsity', 0):.2f}",
@@ -97,6 +104,8 @@ def format_nearest(outcome: SearchOutcome, nearest: list[dict[str, Any]] | None 
             figures.append(f"latency {r['latency_ms']:.3f} ms")
         if "peak_memory_bytes" in r:
             figures.append(f"peak {r['peak_memory_bytes']:,.0f} B")
+        if "energy_uj" in r:
+            figures.append(f"energy {r['energy_uj']:.3f} uJ")
         lines.append(
             f"  trial {r['trial']}: {', '.join(figures)} (vs budget: {over}); "
             f"bits={r.get('bits', '')}, sparsity={r.get('sparsity', 0):.2f}"

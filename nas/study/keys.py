@@ -30,6 +30,7 @@ __all__ = [
     "STRATEGY_PLAN",
     "TAG_ARCH",
     "TAG_CONFIG_HASH",
+    "TAG_COST",
     "TAG_ERROR",
     "TAG_DEVICES",
     "TAG_EXPERIMENT_KIND",
@@ -101,6 +102,9 @@ TAG_ARCH = "arch"
 TAG_ERROR = "error"
 TAG_STOPPED = "stopped"
 TAG_STATE = "state"
+TAG_COST = "nas.cost"
+"""Parent run: the front's cost axis (``search.cost``: ``size_bytes`` or ``energy_uj``),
+which the ``pareto`` tags, the hypervolume and the plots follow."""
 TAG_DEVICES = "nas.devices"
 """Parent run of a multi-device search: its devices, comma-separated, in order."""
 TAG_FRONT_EMPTY = "front_empty"

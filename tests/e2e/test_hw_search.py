@@ -135,3 +135,31 @@ def test_custom_profile_predicted_latency_budget(tmp_path: Path, search) -> None
         assert m["latency_ms_estimate"] == pytest.approx(0.01 + 1e-6 * m["macs"])
     for t in infeasible:
         assert t.user_attrs["metrics"]["latency_ms_estimate"] > budget
+
+
+def test_energy_budget_and_energy_front(tmp_path: Path, search, mlflow_runs) -> None:
+    # Budget: the median modelled energy of random tiny candidates at random bit-widths
+    # (the budget must split the seeded candidates); the front is on energy.
+    hw = HardwareModel(compose(["+hw=mobile"]).hw)
+    space, spec, shape = get_search_space("tiny"), InputSpec(1, 8, 10), (1, 1, 8, 8)
+    rng = np.random.default_rng(0)
+    energies = [
+        hw.energy(space.build(a, spec), shape, bits=int(rng.choice([2, 4, 8, 16, 32]))).total_uj
+        for a in random_archs("tiny", 21, seed=0)
+    ]
+    budget = float(np.median(energies))
+    trials, _ = search(
+        tmp_path, "+hw=mobile", "hw.size_budget_bytes=null", "hw.latency_budget_ms=null",
+        "hw.peak_memory_budget_bytes=null", f"hw.energy_budget_uj={budget}",
+        "search.cost=energy_uj",
+    )  # fmt: skip
+    feasible, infeasible = _check(trials, {"energy_uj"})
+    for t in trials:  # the study's second objective is the energy, trained or not
+        assert t.values[1] == t.user_attrs["metrics"]["energy_uj"]
+    assert all(t.values[1] <= budget < u.values[1] for t in feasible for u in infeasible)
+    (parent,) = mlflow_runs(tmp_path, "search")
+    assert parent.data.tags["nas.cost"] == "energy_uj"
+    assert parent.data.params["hv.ref_energy_uj"] == "1000.0"
+    (pareto,) = (tmp_path / "outputs").glob("*/pareto.csv")
+    header = pareto.read_text().splitlines()[0].split(",")
+    assert {"size_bytes", "energy_uj"} <= set(header)

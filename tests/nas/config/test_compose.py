@@ -75,6 +75,14 @@ def test_defaults() -> None:
             ["compress.teacher=timm:resnet18", "compress.distill=[true]"],
             "compress.teacher_checkpoint=None",
         ),
+        (["search.cost=latency"], "search.cost='latency'; allowed size_bytes, energy_uj"),
+        (["search.cost=energy_uj"], "search.cost=energy_uj needs a device"),
+        (["+hw=[mobile,mcu]", "search.cost=energy_uj"], "takes one device; +hw=[mobile,mcu]"),
+        (["+hw=mobile", "search.cost=energy_uj", "strategy=supernet"],
+         "strategy=supernet chooses its finalists by size"),
+        (["+hw=mobile", "hw.energy_budget_uj=0"], "hw.energy_budget_uj=0.0 must be > 0 or null"),
+        (["+hw=mobile", "hw.energy_table=/no/such.json"],
+         "hw.energy_table='/no/such.json': no such file"),
     ],
 )  # fmt: skip
 def test_bad_input_is_one_clear_line(overrides: list[str], needle: str) -> None:

@@ -52,6 +52,8 @@ CASES = [
      False),
     ("budget", ["+hw=mcu", "hw.size_budget_bytes=100"],
      ["hw.size_budget_bytes=100", "cannot be met", "740 B"], False),
+    ("energy_budget", ["+hw=mobile", "hw.energy_budget_uj=0.001"],
+     ["hw.energy_budget_uj=0.001 cannot be met", "smallest candidate", "uJ"], False),
 ]  # fmt: skip
 # A late refusal (data, tracking server, budgets) imports torch and loads the data
 # first: 10-16 s each on 2 cores, so those are slow.

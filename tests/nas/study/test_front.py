@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-from nas.study import FrontState, keys
+from nas.study import FrontState, front_rows, keys
 
 
 class Recorded:
@@ -114,3 +114,18 @@ def test_a_single_device_search_keeps_its_one_front_and_tags() -> None:
     assert state.by_device == {} and [p.number for p in state.front] == [0]
     assert tracker.tags["r0"] == {"pareto": "true"}
     assert set(tracker.parent[-1]) == {"hypervolume", "front_size"}
+
+
+def test_an_energy_front_ranks_by_energy_and_its_rows_keep_the_bytes() -> None:
+    # The study's second objective is the energy (search.cost=energy_uj): the smaller
+    # model (r1) spends more energy, so the front is the other way round from sizes.
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for i, (acc, energy, size) in enumerate([(0.9, 2.0, 9_000.0), (0.8, 5.0, 1_000.0)]):
+        metrics = {"size_bytes": size, "energy_uj": energy}
+        attrs = {keys.RUN_ID: f"r{i}", keys.FEASIBLE: True, keys.METRICS: metrics}
+        study.add_trial(optuna.trial.create_trial(values=[acc, energy], user_attrs=attrs))
+    state = FrontState(Recorded(), 0.5, 1000.0, cost="energy_uj")  # type: ignore[arg-type]
+    state.refresh(study, step=None)
+    assert [p.number for p in state.front] == [0]
+    (row,) = front_rows(study, state.front)
+    assert (row["size_bytes"], row["energy_uj"]) == (9_000, 2.0)

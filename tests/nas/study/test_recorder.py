@@ -155,3 +155,10 @@ def test_the_sweep_ends_every_trial_a_crash_cut_short(
     assert run.info.status == "FINISHED" and run.data.metrics["val_accuracy"] == 0.9
     assert run.data.params["bits"] == "8"  # the derived compression params, as a normal end
     assert len(mlflow_runs(tmp_path, "trial")) == 3
+
+
+def test_the_cost_axis_is_the_studys_second_objective(recorder: TrialRecorder) -> None:
+    recorder.cost = "energy_uj"  # search.cost=energy_uj
+    result = _result()
+    result.metrics["energy_uj"] = 2.5
+    assert run_and_record(recorder, lambda trial: result).values == [0.9, 2.5]
