@@ -42,14 +42,14 @@ def bake(model: nn.Module, cfgs: Sequence[Any]) -> nn.Module:
             if parametrize.is_parametrized(module, "weight"):
                 parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
         return model
-    layers = [m for m in model.modules() if is_target(m)]
+    weights = [m.weight for m in model.modules() if is_target(m)]
+    tensors = [w for w in weights if isinstance(w, torch.Tensor)]
     for cfg in cfgs:
         if isinstance(cfg, PruneConfig):
-            _prune(layers, cfg)
+            _prune(tensors, cfg)
     bits = [c.bits for c in cfgs if isinstance(c, QuantConfig)]
     if bits and bits[-1] != 32:  # quantizing again replaces the bit-width, as apply does
-        for m in layers:
-            w = m.weight
+        for w in tensors:
             q = (
                 w.to(torch.float16).to(w.dtype)
                 if bits[-1] == 16
@@ -59,8 +59,8 @@ def bake(model: nn.Module, cfgs: Sequence[Any]) -> nn.Module:
     return model
 
 
-def _prune(layers: list[nn.Module], cfg: PruneConfig) -> None:
-    magnitudes = [m.weight.abs().flatten() for m in layers]
+def _prune(weights: list[torch.Tensor], cfg: PruneConfig) -> None:
+    magnitudes = [w.abs().flatten() for w in weights]
     if cfg.scope == "layer":
         keeps = [_keep(mag, pruned_count(cfg.sparsity, mag.numel())) for mag in magnitudes]
     else:
@@ -70,5 +70,5 @@ def _prune(layers: list[nn.Module], cfg: PruneConfig) -> None:
                 [mag.numel() for mag in magnitudes]
             )
         )
-    for m, keep in zip(layers, keeps, strict=True):
-        m.weight.mul_(keep.view_as(m.weight).to(m.weight.dtype))
+    for w, keep in zip(weights, keeps, strict=True):
+        w.mul_(keep.view_as(w).to(w.dtype))

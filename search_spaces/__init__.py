@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         bn_stats,
         save_adaptive,
     )
+    from search_spaces._adaptive_masks import decode_masks, encode_masks, target_shapes
     from search_spaces._fbnet import FBNet, build_fbnet_layer, fbnet_layer_shapes
     from search_spaces._supernet import SlicedSupernet, slice_to
 
@@ -49,6 +50,12 @@ _LAZY = {
 }
 _LAZY.update({name: "search_spaces._supernet" for name in ("SlicedSupernet", "slice_to")})
 # The adaptive runtime (one package, many operating points): torch and compress.
+_LAZY.update(
+    {
+        name: "search_spaces._adaptive_masks"
+        for name in ("decode_masks", "encode_masks", "target_shapes")
+    }
+)
 _LAZY.update(
     {
         name: "search_spaces._adaptive"
@@ -83,6 +90,8 @@ __all__ = [
     "arch_contains",
     "artifact_meta",
     "bn_stats",
+    "decode_masks",
+    "encode_masks",
     "build_fbnet_layer",
     "build_from_meta",
     "fbnet_layer_shapes",
@@ -92,6 +101,7 @@ __all__ = [
     "save_adaptive",
     "search_space_config",
     "slice_to",
+    "target_shapes",
 ]
 
 

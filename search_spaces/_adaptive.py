@@ -47,6 +47,7 @@ from torch import nn
 
 import compress
 from search_spaces._adaptive_format import read_package, write_package
+from search_spaces._adaptive_masks import Masks, decode_masks, target_shapes
 from search_spaces._header import build_from_meta
 from search_spaces._registry import Arch, InputSpec, get_search_space, search_space_config
 from search_spaces._supernet import slice_to
@@ -159,6 +160,7 @@ class AdaptiveModel(nn.Module):
         shared: dict[str, torch.Tensor],
         bn: dict[str, torch.Tensor],
         *,
+        masks: bytes | None = None,
         cache: int = 0,
     ) -> None:
         super().__init__()
@@ -169,6 +171,15 @@ class AdaptiveModel(nn.Module):
         self._space = get_search_space(name, search_space_config(name)(**header["space_cfg"]))
         self._spec = InputSpec(**header["spec"])
         self._shared, self._bn, self._cache_size = shared, bn, int(cache)
+        self._masks: dict[str, Masks] = {}
+        if masks is not None:
+            base = {
+                n: shared[n] != 0
+                for n in target_shapes(self._space.build(header["shared_arch"], self._spec))
+            }
+            shapes = [target_shapes(self._space.build(p.arch, self._spec)) for p in self.points]
+            decoded = decode_masks(base, shapes, masks)
+            self._masks = {p.name: m for p, m in zip(self.points, decoded, strict=True)}
         self._cache: OrderedDict[str, nn.Module] = OrderedDict()
         self.current = self.points[-1]
         self.net = self.derive(self.current)
@@ -195,7 +206,7 @@ class AdaptiveModel(nn.Module):
             for name, data in blobs.items()
             if name.startswith("bn.")
         }
-        return cls(header, state, bn, cache=cache)
+        return cls(header, state, bn, masks=blobs.get("masks"), cache=cache)
 
     def point(self, which: OperatingPoint | str | int) -> OperatingPoint:
         """A point by itself, its name, or its index (0: the smallest)."""
@@ -217,7 +228,14 @@ class AdaptiveModel(nn.Module):
             t.copy_(slice_to(self._shared[name], t.shape))
         if point.name in self._bn:
             _set_bn_stats(model, self._bn[point.name])
-        return compress.bake(model, point.configs()).eval()
+        cfgs = point.configs()
+        if point.name in self._masks:  # the stored nested masks replace a ranking
+            masks = self._masks[point.name]
+            for name, m in model.named_modules():
+                if f"{name}.weight" in masks:
+                    m.weight.mul_(masks[f"{name}.weight"].to(m.weight.dtype))
+            cfgs = [c for c in cfgs if not isinstance(c, compress.PruneConfig)]
+        return compress.bake(model, cfgs).eval()
 
     def switch(self, which: OperatingPoint | str | int) -> OperatingPoint:
         """Run ``which`` from now on (in place: the same module object)."""
@@ -307,6 +325,7 @@ def save_adaptive(
     points: Sequence[OperatingPoint],
     bn: Mapping[str, torch.Tensor],
     nested: bool,
+    masks: bytes | None = None,
 ) -> int:
     """Write an adaptive package; returns its bytes.
 
@@ -317,6 +336,8 @@ def save_adaptive(
         bn: per point name, its BatchNorm statistics (:func:`bn_stats`); a point left
             out uses the shared copy's.
         nested: whether each point contains the next smaller (recorded, for users).
+        masks: the points' nested pruning masks (``_adaptive_masks.encode_masks``);
+            without them a point's mask is ranked from the shared copy's weights.
     """
     fd, tmp = tempfile.mkstemp(suffix=".dsz")
     os.close(fd)
@@ -326,6 +347,8 @@ def save_adaptive(
             blobs = {"shared": f.read()}
     finally:
         os.unlink(tmp)
+    if masks is not None:
+        blobs["masks"] = masks
     for name, stats in bn.items():
         blobs[f"bn.{name}"] = stats.detach().cpu().numpy().astype("<f2").tobytes()
     header = {

@@ -1,7 +1,7 @@
 """The adaptive package's file: one file, no pickle, every byte counted.
 
-Layout: ``MAGIC`` (8 bytes), the JSON length as a little-endian ``u32``, a compact
-ASCII JSON header, then the blobs it lists, back to back::
+Layout: ``MAGIC`` (8 bytes), the header's length as a little-endian ``u32``, a compact
+ASCII JSON header (raw-deflated), then the blobs it lists, back to back::
 
     {"format": "downsize-adaptive", "version": 1,
      "space": ..., "space_cfg": {...}, "spec": {...},   # what rebuilds any point
@@ -13,7 +13,8 @@ The ``shared`` blob is a complete ``.dsz`` artifact of ``shared_arch`` (the comp
 weights every point is derived from; ``compress.load`` reads it). A ``bn.<point>``
 blob holds one point's BatchNorm statistics: each BatchNorm's ``running_mean`` then
 ``running_var``, in the point's module order, as fp16, raw-deflated when smaller. A
-point whose statistics are the shared copy's has no blob.
+point whose statistics are the shared copy's has no blob. A ``masks`` blob holds the
+points' nested pruning masks (``_adaptive_masks``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def write_package(
         table.append({"name": name, "length": len(chunk), "deflate": deflate})
         payload.append(chunk)
     full = {"format": FORMAT, "version": VERSION, **header, "blobs": table}
-    raw = json.dumps(full, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    # The header (the points' figures, their architectures) is text: deflated.
+    raw = _deflate(json.dumps(full, separators=(",", ":"), ensure_ascii=True).encode("ascii"))
     data = MAGIC + struct.pack("<I", len(raw)) + raw + b"".join(payload)
     tmp = f"{os.fspath(path)}.tmp"
     with open(tmp, "wb") as f:
@@ -68,8 +70,8 @@ def read_package(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str
     if hlen > len(data) - _PREFIX:
         raise ValueError(f"{path}: header length {hlen} exceeds the file size {len(data)}")
     try:
-        header = json.loads(data[_PREFIX : _PREFIX + hlen].decode("ascii"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        header = json.loads(_inflate(data[_PREFIX : _PREFIX + hlen]).decode("ascii"))
+    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: the header is not valid JSON ({err})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ValueError(f"{path}: not a {FORMAT} header")

@@ -32,7 +32,9 @@ from search_spaces import (
     SlicedSupernet,
     artifact_meta,
     bn_stats,
+    encode_masks,
     save_adaptive,
+    target_shapes,
 )
 
 __all__ = ["build_package"]
@@ -93,8 +95,18 @@ def build_package(
             )
         )  # fmt: skip
     shared, bn = _shared(supernet, union, keep, chosen, models, inherited, points)
+    masks = _masks(supernet, shared, chosen, shape)
     args = dict(shared=shared, meta=meta(*union if keep == "point" else (union[0], {})),
-                points=points, bn=bn, nested=nested)  # fmt: skip
+                points=points, bn=bn, nested=nested, masks=masks)  # fmt: skip
+    save_adaptive(path, **args)  # type: ignore[arg-type]
+    # Each point's BatchNorm statistics re-estimated on the point as the package derives
+    # it (its weights are the shared copy's, not the supernet's): measured to recover
+    # most of what deriving from a coarser shared copy loses.
+    package = AdaptiveModel.load(path)
+    for name in bn:
+        net = package.derive(name)
+        recalibrate_bn(net, calib)
+        bn[name] = bn_stats(net)
     save_adaptive(path, **args)  # type: ignore[arg-type]
     scores = _score_package(path, splits)
     for p in points:
@@ -135,6 +147,34 @@ def _shared(
         shared, owner = supernet.extract(arch), None
     bn = {p.name: bn_stats(m) for p, m in zip(points, models, strict=True) if p.name != owner}
     return shared, bn
+
+
+@torch.no_grad()
+def _masks(
+    supernet: SlicedSupernet, shared: nn.Module, chosen: list[Candidate], shape: tuple[int, ...]
+) -> bytes:
+    """The points' own pruning masks (the search's: magnitude masks of the fp32 weights),
+    nested and packed (``search_spaces._adaptive_masks``)."""
+    own = []
+    for c in chosen:
+        cfgs = [
+            x for x in compression_configs(c.params, shape) if isinstance(x, compress.PruneConfig)
+        ]
+        model = compress.bake(supernet.extract(c.arch), cfgs)
+        own.append({n: t != 0 for n, t in model.state_dict().items() if n in target_shapes(model)})
+    base = {n: t.detach() != 0 for n, t in _evaluated(shared).items()}
+    shapes = [{n: tuple(m.shape) for n, m in o.items()} for o in own]
+    data, _ = encode_masks(base, own, shapes)
+    return data
+
+
+def _evaluated(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Each pruned/quantized weight as the forward pass sees it."""
+    return {
+        f"{name}.weight": m.weight.detach()
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d | nn.Linear)
+    }
 
 
 def _score_package(path: Path, splits: Any) -> dict[str, dict[str, float]]:

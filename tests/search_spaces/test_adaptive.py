@@ -26,6 +26,7 @@ from search_spaces import (
     bn_stats,
     get_search_space,
     save_adaptive,
+    slice_to,
 )
 from search_spaces._adaptive_format import read_package, write_package
 
@@ -207,3 +208,29 @@ def test_the_runtime_needs_no_search_stack(package: Any) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_stored_masks_nest_and_decode_to_what_was_encoded() -> None:
+    """Each point's own mask, intersected with the next larger one's, packed as one bit
+    per weight the larger keeps in the smaller's slice; decoding gives them back."""
+    from search_spaces import decode_masks, encode_masks, target_shapes
+
+    torch.manual_seed(1)
+    supernet = SlicedSupernet(SPACE, SPEC)
+    own = []
+    for arch, sparsity in ((SMALL, 0.7), (MID, 0.5), (LARGE, 0.2)):
+        model = compress.bake(supernet.extract(arch), [compress.PruneConfig(sparsity=sparsity)])
+        own.append({n: t != 0 for n, t in model.state_dict().items() if n in target_shapes(model)})
+    shapes = [{n: tuple(m.shape) for n, m in o.items()} for o in own]
+    data, masks = encode_masks(own[-1], own, shapes)
+    decoded = decode_masks(own[-1], shapes, data)
+    assert all(torch.equal(a[n], b[n]) for a, b in zip(decoded, masks, strict=True) for n in a)
+    for i, (small, big) in enumerate(zip(masks, masks[1:], strict=False)):
+        for name, m in small.items():
+            assert not torch.any(m & ~slice_to(big[name], m.shape)), name  # nested
+            assert torch.equal(m, own[i][name] & slice_to(big[name], m.shape))
+    assert len(data) * 8 >= sum(
+        int(slice_to(big[n], m.shape).sum())
+        for small, big in zip(masks, masks[1:], strict=False)
+        for n, m in small.items()
+    )
