@@ -37,19 +37,22 @@ def _phases(
     model: AdaptiveModel, host: dict[int, dict[str, float]]
 ) -> list[tuple[str, float, int]]:
     """(label, latency target in ms, threads): targets halfway between the measured
-    latencies of neighbouring points at 2 threads, stepped down and back up; then the
-    same target with 1 thread and 2 again."""
+    latencies (2 threads) of neighbouring points at least 10% apart, stepped down and
+    back up; then a target the largest point just meets with 2 threads, served with 1
+    thread and then 2 again."""
     lat = sorted(host[2].values())
-    mids = [(a + b) / 2 for a, b in zip(lat, lat[1:], strict=False)] or [lat[0] * 2]
-    down = sorted(mids, reverse=True)
+    distinct = [lat[0]]
+    for x in lat[1:]:
+        if x > distinct[-1] * 1.1:
+            distinct.append(x)
+    down = sorted(((a + b) / 2 for a, b in zip(distinct, distinct[1:], strict=False)), reverse=True)
     steps = [("no limit", float("inf"), 2)]
     steps += [(f"target {t:.2f} ms", t, 2) for t in down]
     steps += [(f"target {t:.2f} ms", t, 2) for t in reversed(down[:-1])]
-    top = down[0]
-    steps += [
-        (f"target {top:.2f} ms, 1 thread", top, 1),
-        (f"target {top:.2f} ms, 2 threads", top, 2),
-    ]
+    top = max(host[2].values()) * 1.05
+    steps += [(f"target {top:.2f} ms, 2 threads", top, 2),
+              (f"target {top:.2f} ms, 1 thread", top, 1),
+              (f"target {top:.2f} ms, 2 threads", top, 2)]  # fmt: skip
     return steps
 
 

@@ -128,6 +128,7 @@ def _finished(workdir: Path) -> dict[str, Any] | None:
     return {
         "parent_run_id": run.info.run_id,
         "command": shlex.join(["python", "-m", "nas.search", *SEARCH]),
+        "commit": (run.data.tags.get("git.commit") or "unknown")[:7],  # the search's own
         "seconds": ((run.info.end_time or 0) - run.info.start_time) / 1e3,
         "n_scored": m.get("n_scored"),
         "n_finalised": m.get("n_finalised"),
