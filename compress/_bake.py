@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from compress._params import is_target
-from compress._prune import PruneConfig, _keep, pruned_count
+from compress._prune import PruneConfig, keep_masks
 from compress._quant import QuantConfig, dequantize, quantize_weight
 from compress._registry import apply
 
@@ -60,15 +60,5 @@ def bake(model: nn.Module, cfgs: Sequence[Any]) -> nn.Module:
 
 
 def _prune(weights: list[torch.Tensor], cfg: PruneConfig) -> None:
-    magnitudes = [w.abs().flatten() for w in weights]
-    if cfg.scope == "layer":
-        keeps = [_keep(mag, pruned_count(cfg.sparsity, mag.numel())) for mag in magnitudes]
-    else:
-        flat = torch.cat(magnitudes)
-        keeps = list(
-            _keep(flat, pruned_count(cfg.sparsity, flat.numel())).split(
-                [mag.numel() for mag in magnitudes]
-            )
-        )
-    for w, keep in zip(weights, keeps, strict=True):
+    for w, keep in zip(weights, keep_masks(weights, cfg), strict=True):
         w.mul_(keep.view_as(w).to(w.dtype))

@@ -28,6 +28,7 @@ __all__ = [
     "PruneConfig",
     "PruneSchedule",
     "WeightMask",
+    "keep_masks",
     "magnitude_mask",
     "prune",
     "pruned_count",
@@ -91,19 +92,24 @@ def prune(model: nn.Module, cfg: PruneConfig) -> nn.Module:
     if not layers:
         return model
     with torch.no_grad():
-        magnitudes = [_masked_original(m).abs().flatten() for m in layers]
-        if cfg.scope == "layer":
-            keeps = [_keep(mag, pruned_count(cfg.sparsity, mag.numel())) for mag in magnitudes]
-        else:
-            flat = torch.cat(magnitudes)
-            keeps = list(
-                _keep(flat, pruned_count(cfg.sparsity, flat.numel())).split(
-                    [mag.numel() for mag in magnitudes]
-                )
-            )
+        keeps = keep_masks([_masked_original(m) for m in layers], cfg)
     for module, keep in zip(layers, keeps, strict=True):
         _set_mask(module, keep.view_as(weight(module)))
     return model
+
+
+def keep_masks(weights: list[torch.Tensor], cfg: PruneConfig) -> list[torch.Tensor]:
+    """Which entries of each of ``weights`` survive ``cfg`` (flat booleans, per tensor):
+    its sparsity of the smallest magnitudes, ranked over all of them or per tensor."""
+    magnitudes = [w.detach().abs().flatten() for w in weights]
+    if cfg.scope == "layer":
+        return [_keep(mag, pruned_count(cfg.sparsity, mag.numel())) for mag in magnitudes]
+    flat = torch.cat(magnitudes)
+    return list(
+        _keep(flat, pruned_count(cfg.sparsity, flat.numel())).split(
+            [mag.numel() for mag in magnitudes]
+        )
+    )
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from nas.config import ConfigError
+from nas.export._resolve import param_value
 
 __all__ = ["Candidate", "front_spread", "nested_chain", "nests", "read_population", "union_of"]
 
@@ -94,7 +95,7 @@ def read_population(path: Path, device: str | None) -> list[Candidate]:
             if row.get("feasible") != "True" or not row.get("val_accuracy_estimate"):
                 continue
             params = {
-                k: _value(v)
+                k: param_value(v)
                 for k, v in row.items()
                 if k not in {"trial", "arch"} and "estimate" not in k and v != ""
             }
@@ -118,15 +119,6 @@ def read_population(path: Path, device: str | None) -> list[Candidate]:
                         into[key[len(prefix) + 1 :]] = float(value)
             out.append(c)
     return out
-
-
-def _value(s: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(s)
-        except ValueError:
-            pass
-    return s
 
 
 def nested_chain(

@@ -32,6 +32,7 @@ __all__ = [
     "connect",
     "default_tracking_uri",
     "resolve_trial",
+    "param_value",
     "search_record",
 ]
 
@@ -374,7 +375,7 @@ def _config_from_params(params: dict[str, str]) -> dict[str, Any]:
         ("hw", ["name", "description", "latency", "threads"]),
     ):
         found = {
-            n: _param_value(params[f"{section}.{n}"]) for n in names if f"{section}.{n}" in params
+            n: param_value(params[f"{section}.{n}"]) for n in names if f"{section}.{n}" in params
         }
         cfg[section] = found or None
     if "dataset.name" not in params:
@@ -382,7 +383,8 @@ def _config_from_params(params: dict[str, str]) -> dict[str, Any]:
     return cfg
 
 
-def _param_value(s: str) -> Any:
+def param_value(s: str) -> Any:
+    """A logged parameter's text as the value it was (None, bool, int, float, or text)."""
     if s in ("null", "None"):
         return None
     if s in ("True", "False"):
