@@ -228,11 +228,7 @@ def _drive(
         )  # fmt: skip
         runner.prepare(loop)  # before the trials' progress bar: a supernet has its own
         raise_if_preempted()
-        # A strategy that trains shared weights says where they are: nas.export
-        # --adaptive derives its operating points from that file.
-        weights = getattr(strategy, "weights_file", lambda _ctx: None)(ctx)
-        if weights is not None:
-            tracker.set_tags(tracker.parent_id, {keys.TAG_SUPERNET: str(weights)})
+        _tag_weights(strategy, ctx, tracker)
         if deadline is not None:  # the finalists' share of search.timeout_s
             loop.deadline = _scoring_deadline(cfg, strategy, ctx, deadline)
         bar = loop.bar = tqdm(
@@ -272,6 +268,14 @@ def _drive(
                 impossible=opened.impossible, records_scores=strategy.records_scores,
                 status=status,
             )  # fmt: skip
+
+
+def _tag_weights(strategy: Any, ctx: TrialContext, tracker: Tracker) -> None:
+    """A strategy that trains shared weights says where they are (its optional
+    ``weights_file``): nas.export --adaptive derives its operating points from them."""
+    weights = getattr(strategy, "weights_file", lambda _ctx: None)(ctx)
+    if weights is not None:
+        tracker.set_tags(tracker.parent_id, {keys.TAG_SUPERNET: str(weights)})
 
 
 # When a strategy's one-off work (a supernet's training on a loaded machine) overran its
