@@ -178,7 +178,7 @@ class AdaptiveModel(nn.Module):
                 for n in target_shapes(self._space.build(header["shared_arch"], self._spec))
             }
             shapes = [target_shapes(self._space.build(p.arch, self._spec)) for p in self.points]
-            decoded = decode_masks(base, shapes, masks)
+            decoded = decode_masks(base, shapes, masks, nested=self.nested)
             self._masks = {p.name: m for p, m in zip(self.points, decoded, strict=True)}
         self._cache: OrderedDict[str, nn.Module] = OrderedDict()
         self.current = self.points[-1]

@@ -7,7 +7,8 @@ by position, and at 2-bit, 80% sparse points that was measured to lose most of t
 accuracy (``scripts/bench_adaptive.py``); so the masks are stored, cheaply: the largest
 point's mask is the shared copy's nonzeros, and for each smaller point, from the
 largest down, one bit per weight that the next larger point keeps inside the smaller
-one's slice.
+one's slice. Points that do not nest are each stored within the shared copy (their
+union) instead.
 """
 
 from __future__ import annotations
@@ -34,16 +35,26 @@ def target_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
     }
 
 
-def _chain(base: Masks, own: Sequence[Masks | None], shapes: Sequence[dict[str, tuple[int, ...]]],
-           bits: np.ndarray | None) -> tuple[list[Masks], list[bool]]:  # fmt: skip
-    """The nested masks, largest first; from ``own`` masks (encoding, with the bits it
-    writes) or from ``bits`` (decoding)."""
+def _chain(
+    base: Masks,
+    own: Sequence[Masks | None],
+    shapes: Sequence[dict[str, tuple[int, ...]]],
+    bits: np.ndarray | None,
+    nested: bool,
+) -> tuple[list[Masks], list[bool]]:
+    """The masks, smallest point first; from ``own`` masks (encoding, with the bits it
+    writes) or from ``bits`` (decoding). Nested points: the largest's is ``base``, each
+    other's is stored within the next larger one's. Points that do not nest: each is
+    stored within ``base`` (the union's)."""
     k = len(shapes)
-    out: list[Masks] = [dict(base)]
+    out: list[Masks | None] = [None] * k
+    if nested:
+        out[k - 1] = dict(base)
     written: list[bool] = []
     pos = 0
-    for i in range(k - 2, -1, -1):
-        larger = out[-1]
+    for i in range(k - 2 if nested else k - 1, -1, -1):
+        larger = out[i + 1] if nested else base
+        assert larger is not None
         masks: Masks = {}
         for name, shape in shapes[i].items():
             sel = slice_to(larger[name], shape)
@@ -58,21 +69,25 @@ def _chain(base: Masks, own: Sequence[Masks | None], shapes: Sequence[dict[str, 
                 mine[sel] = torch.from_numpy(bits[pos : pos + n].astype(bool))
                 pos += n
             masks[name] = mine
-        out.append(masks)
-    return out[::-1], written
+        out[i] = masks
+    return [m for m in out if m is not None], written
 
 
 def encode_masks(
-    base: Masks, own: Sequence[Masks], shapes: Sequence[dict[str, tuple[int, ...]]]
+    base: Masks,
+    own: Sequence[Masks],
+    shapes: Sequence[dict[str, tuple[int, ...]]],
+    *,
+    nested: bool = True,
 ) -> tuple[bytes, list[Masks]]:
-    """The packed bits, and the nested masks they decode to (smallest point first)."""
-    masks, written = _chain(base, own, shapes, None)
+    """The packed bits, and the masks they decode to (smallest point first)."""
+    masks, written = _chain(base, own, shapes, None, nested)
     return np.packbits(np.array(written, dtype=bool)).tobytes(), masks
 
 
 def decode_masks(
-    base: Masks, shapes: Sequence[dict[str, tuple[int, ...]]], data: bytes
+    base: Masks, shapes: Sequence[dict[str, tuple[int, ...]]], data: bytes, *, nested: bool = True
 ) -> list[Masks]:
     bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-    masks, _ = _chain(base, [None] * len(shapes), shapes, bits)
+    masks, _ = _chain(base, [None] * len(shapes), shapes, bits, nested)
     return masks

@@ -80,7 +80,7 @@ def build_package(
 
     models, points = _own_points(chosen, inherited, meta, shape, path.parent / "points")
     shared, bn = _shared(supernet, union, keep, chosen, models, inherited, points)
-    masks = _masks(supernet, shared, chosen, shape)
+    masks = _masks(supernet, shared, chosen, shape, nested)
     args = dict(shared=shared, meta=meta(*union if keep == "point" else (union[0], {})),
                 points=points, bn=bn, nested=nested, masks=masks)  # fmt: skip
     save_adaptive(path, **args)  # type: ignore[arg-type]
@@ -166,7 +166,11 @@ def _shared(
 
 @torch.no_grad()
 def _masks(
-    supernet: SlicedSupernet, shared: nn.Module, chosen: list[Candidate], shape: tuple[int, ...]
+    supernet: SlicedSupernet,
+    shared: nn.Module,
+    chosen: list[Candidate],
+    shape: tuple[int, ...],
+    nested: bool,
 ) -> bytes:
     """The points' own pruning masks (the search's: magnitude masks of the fp32 weights),
     nested and packed (``search_spaces._adaptive_masks``)."""
@@ -179,7 +183,7 @@ def _masks(
         own.append({n: t != 0 for n, t in model.state_dict().items() if n in target_shapes(model)})
     base = {n: t.detach() != 0 for n, t in _evaluated(shared).items()}
     shapes = [{n: tuple(m.shape) for n, m in o.items()} for o in own]
-    data, _ = encode_masks(base, own, shapes)
+    data, _ = encode_masks(base, own, shapes, nested=nested)
     return data
 
 

@@ -234,3 +234,25 @@ def test_stored_masks_nest_and_decode_to_what_was_encoded() -> None:
         for small, big in zip(masks, masks[1:], strict=False)
         for n, m in small.items()
     )
+
+
+def test_masks_of_points_that_do_not_nest_are_stored_within_their_union() -> None:
+    from search_spaces import decode_masks, encode_masks, target_shapes
+
+    torch.manual_seed(2)
+    supernet = SlicedSupernet(SPACE, SPEC)
+    deep = {**SMALL, "depths": [2, 2, 2]}  # deeper than WIDE, narrower than it
+    wide = {**SMALL, "width_mult": 1.0}
+    union = compress.bake(supernet.extract(LARGE), [compress.PruneConfig(sparsity=0.1)])
+    base = {n: t != 0 for n, t in union.state_dict().items() if n in target_shapes(union)}
+    own = []
+    for arch in (deep, wide):
+        model = compress.bake(supernet.extract(arch), [compress.PruneConfig(sparsity=0.5)])
+        own.append({n: t != 0 for n, t in model.state_dict().items() if n in target_shapes(model)})
+    shapes = [{n: tuple(m.shape) for n, m in o.items()} for o in own]
+    data, masks = encode_masks(base, own, shapes, nested=False)
+    decoded = decode_masks(base, shapes, data, nested=False)
+    for i, m in enumerate(decoded):
+        for name, mask in m.items():
+            assert torch.equal(mask, masks[i][name])
+            assert torch.equal(mask, own[i][name] & slice_to(base[name], mask.shape))
