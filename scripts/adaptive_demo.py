@@ -86,7 +86,7 @@ def run(package_dir: Path, *, batch: int, batches: int) -> dict[str, Any]:
         torch.set_num_threads(threads)
         host[threads] = model.measure_latency(images[:batch], device=f"host{threads}t")
     phases = []
-    for label, target, threads in _phases(model, host):
+    for label, target, threads in _phases(host):
         torch.set_num_threads(threads)
         device = f"host{threads}t"
         point = model.select(latency_ms=target, device=device) or model.points[0]

@@ -37,7 +37,7 @@ import os
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -93,14 +93,6 @@ class OperatingPoint:
             kw = {k: v for k, v in entry.items() if k != "technique"}
             out.append(compress.get_technique_config(entry["technique"])(**kw))
         return out
-
-    @property
-    def bits(self) -> int:
-        return next((int(c["bits"]) for c in self.compression if "bits" in c), 32)
-
-    @property
-    def density(self) -> float:
-        return 1.0 - sum(float(c.get("sparsity", 0.0)) for c in self.compression)
 
 
 def arch_contains(big: Any, small: Any) -> bool:
@@ -298,9 +290,6 @@ class AdaptiveModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-    def __iter__(self) -> Iterator[OperatingPoint]:
-        return iter(self.points)
 
 
 def _figure(per_device: dict[str, float], device: str | None, what: str) -> float:

@@ -25,6 +25,7 @@ import numpy as np
 
 from nas.config import ConfigError
 from nas.export._resolve import param_value
+from nas.pipeline import spread_by_size
 
 __all__ = ["Candidate", "front_spread", "nested_chain", "nests", "read_population", "union_of"]
 
@@ -228,11 +229,5 @@ def front_spread(cands: Sequence[Candidate], k: int) -> list[Candidate]:
     for c in sorted(cands, key=lambda c: (c.size_bytes, -c.val_accuracy)):
         if not front or c.val_accuracy > front[-1].val_accuracy:
             front.append(c)
-    if len(front) <= k:
-        return front
-    logs = np.log10([c.size_bytes for c in front])
-    picked: list[int] = []
-    for target in np.linspace(logs[0], logs[-1], k):
-        free = [i for i in range(len(front)) if i not in picked]
-        picked.append(min(free, key=lambda i: abs(logs[i] - target)))
-    return [front[i] for i in sorted(picked)]
+    picked = spread_by_size([(c.val_accuracy, c.size_bytes, i) for i, c in enumerate(front)], k)
+    return [front[i] for i in picked]

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from nas.pipeline._stream import FolderPart, augment_batch
     from nas.pipeline._supernet import SupernetStrategy, inherit, load_supernet, recalibrate_bn
     from nas.pipeline._supernet_cache import CheckpointError
-    from nas.pipeline._supernet_front import estimated_front
+    from nas.pipeline._supernet_front import estimated_front, spread_by_size
     from nas.pipeline._supernet_predict import CandidateEncoder, FinalPredictor
     from nas.pipeline._supernet_train import SupernetRecipe, SupernetStats, train_supernet
     from nas.pipeline._teacher import (
@@ -121,6 +121,7 @@ _NAMES = {
         ["SupernetStrategy", "inherit", "load_supernet", "recalibrate_bn"], "nas.pipeline._supernet"
     ),
     "estimated_front": "nas.pipeline._supernet_front",
+    "spread_by_size": "nas.pipeline._supernet_front",
     **dict.fromkeys(["CandidateEncoder", "FinalPredictor"], "nas.pipeline._supernet_predict"),
     "CheckpointError": "nas.pipeline._supernet_cache",
     **dict.fromkeys(
@@ -214,6 +215,7 @@ __all__ = [
     "train_compressed",
     "train_proposal",
     "train_supernet",
+    "spread_by_size",
 ]
 
 __getattr__ = lazy_getattr(__name__, _NAMES)

@@ -15,7 +15,7 @@ from nas.pipeline._context import feasible_on
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["estimated_front"]
+__all__ = ["estimated_front", "spread_by_size"]
 
 # Keys of a trial's record (nas.study.keys): pipeline sits below study, so it
 # reads them by value; tests/nas/pipeline check that they agree.
@@ -28,10 +28,12 @@ def estimated_front(study: optuna.Study, k: int, device: str | None = None) -> l
     spread evenly along its log-size axis (a front crowds where small models are
     cheap to sample); one trial per distinct candidate, by size ascending. ``device``:
     that device's front, of a multi-device search."""
-    return _spread(_front(study, device), k)
+    return spread_by_size(_front(study, device), k)
 
 
-def _spread(front: list[tuple[float, float, int]], k: int) -> list[int]:
+def spread_by_size(front: list[tuple[float, float, int]], k: int) -> list[int]:
+    """Up to ``k`` of ``front`` ((accuracy, size, id), by size ascending), evenly spread
+    along its log-size axis; their ids, by size ascending."""
     if len(front) <= k:
         return [n for _, _, n in front]
     logs = [math.log(max(size, 1.0)) for _, size, _ in front]

@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 import torch
+from test_sliced_supernet import CFG, SPEC  # the supernet tests' small space
 from torch import nn
 
 import compress
 from search_spaces import (
     AdaptiveModel,
-    InputSpec,
-    MBConvSpaceConfig,
     OperatingPoint,
     SlicedSupernet,
     arch_contains,
@@ -30,11 +29,6 @@ from search_spaces import (
 )
 from search_spaces._adaptive_format import read_package, write_package
 
-SPEC = InputSpec(in_chans=1, image_size=16, num_classes=10)
-CFG = MBConvSpaceConfig(
-    width_mults=[0.5, 1.0], depth_min=1, depth_max=2, kernels=[3, 5], expansions=[2, 4],
-    stage_channels=[16, 24, 32], stem_size=16, num_features=32,
-)  # fmt: skip
 SPACE = get_search_space("mbconv", CFG)
 SMALL = {"width_mult": 0.5, "depths": [1, 1, 1], "kernels": [3, 3, 3], "expansions": [1, 2, 2]}
 MID = {"width_mult": 0.5, "depths": [1, 2, 2], "kernels": [3, 5, 3], "expansions": [1, 2, 4]}
