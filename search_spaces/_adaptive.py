@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 import compress
+from search_spaces._adaptive_bn import decode_bn, encode_bn
 from search_spaces._adaptive_format import read_package, write_package
 from search_spaces._adaptive_masks import Masks, decode_masks, target_shapes
 from search_spaces._header import build_from_meta
@@ -122,6 +123,10 @@ def bn_stats(model: nn.Module) -> torch.Tensor:
     return torch.cat(parts).float() if parts else torch.zeros(0)
 
 
+def _bn_sizes(model: nn.Module) -> list[int]:
+    return [bn.num_features for bn in _batchnorms(model)]
+
+
 def _set_bn_stats(model: nn.Module, flat: torch.Tensor) -> None:
     offset = 0
     for bn in _batchnorms(model):
@@ -141,7 +146,8 @@ class AdaptiveModel(nn.Module):
 
     Args:
         header: the package's header; ``shared``: the shared weights (a state dict);
-        bn: per point name, its BatchNorm statistics (absent: the shared copy's).
+        bn: per point name, its stored BatchNorm statistics (``_adaptive_bn``; absent:
+            the shared copy's); each is decoded on the point's first derivation.
         cache: derived points kept in memory (least recently used dropped); a switch
             to a cached point costs nothing, to another one a derivation.
     """
@@ -150,7 +156,7 @@ class AdaptiveModel(nn.Module):
         self,
         header: dict[str, Any],
         shared: dict[str, torch.Tensor],
-        bn: dict[str, torch.Tensor],
+        bn: dict[str, bytes],
         *,
         masks: bytes | None = None,
         cache: int = 0,
@@ -163,6 +169,8 @@ class AdaptiveModel(nn.Module):
         self._space = get_search_space(name, search_space_config(name)(**header["space_cfg"]))
         self._spec = InputSpec(**header["spec"])
         self._shared, self._bn, self._cache_size = shared, bn, int(cache)
+        self._bn_refs: dict[str, str | None] = dict(header.get("bn_refs", {}))
+        self._bn_decoded: dict[str, torch.Tensor] = {}
         self._masks: dict[str, Masks] = {}
         if masks is not None:
             base = {
@@ -191,13 +199,7 @@ class AdaptiveModel(nn.Module):
         finally:
             os.unlink(tmp)
         state = {k: v.detach().clone() for k, v in shared.state_dict().items()}
-        bn = {
-            name[len("bn.") :]: torch.from_numpy(
-                np.frombuffer(data, dtype="<f2").astype(np.float32)
-            )
-            for name, data in blobs.items()
-            if name.startswith("bn.")
-        }
+        bn = {name[len("bn.") :]: data for name, data in blobs.items() if name.startswith("bn.")}
         return cls(header, state, bn, masks=blobs.get("masks"), cache=cache)
 
     def point(self, which: OperatingPoint | str | int) -> OperatingPoint:
@@ -219,7 +221,7 @@ class AdaptiveModel(nn.Module):
         for name, t in model.state_dict().items():
             t.copy_(slice_to(self._shared[name], t.shape))
         if point.name in self._bn:
-            _set_bn_stats(model, self._bn[point.name])
+            _set_bn_stats(model, self._bn_stats(point.name, _bn_sizes(model)))
         cfgs = point.configs()
         if point.name in self._masks:  # the stored nested masks replace a ranking
             masks = self._masks[point.name]
@@ -228,6 +230,14 @@ class AdaptiveModel(nn.Module):
                     m.weight.mul_(masks[f"{name}.weight"].to(m.weight.dtype))
             cfgs = [c for c in cfgs if not isinstance(c, compress.PruneConfig)]
         return compress.bake(model, cfgs).eval()
+
+    def _bn_stats(self, name: str, sizes: list[int]) -> torch.Tensor:
+        """A point's stored statistics, decoded (against its reference's, decoded first)."""
+        if name not in self._bn_decoded:
+            ref_name = self._bn_refs.get(name)
+            ref = None if ref_name is None else self._bn_stats(ref_name, sizes)
+            self._bn_decoded[name] = decode_bn(self._bn[name], sizes, ref)
+        return self._bn_decoded[name]
 
     def switch(self, which: OperatingPoint | str | int) -> OperatingPoint:
         """Run ``which`` from now on (in place: the same module object)."""
@@ -338,8 +348,7 @@ def save_adaptive(
         os.unlink(tmp)
     if masks is not None:
         blobs["masks"] = masks
-    for name, stats in bn.items():
-        blobs[f"bn.{name}"] = stats.detach().cpu().numpy().astype("<f2").tobytes()
+    refs = _encode_bns(meta, points, bn, blobs)
     header = {
         "space": meta["space"],
         "space_cfg": meta["space_cfg"],
@@ -348,5 +357,30 @@ def save_adaptive(
         "shared_compression": meta.get("compression", {}),
         "nested": bool(nested),
         "points": [asdict(p) for p in points],
+        "bn_refs": refs,
     }
     return write_package(path, header, blobs)
+
+
+def _encode_bns(
+    meta: dict[str, Any],
+    points: Sequence[OperatingPoint],
+    bn: Mapping[str, torch.Tensor],
+    blobs: dict[str, bytes],
+) -> dict[str, str | None]:
+    """Each point's statistics in 8 bits (``_adaptive_bn``) into ``blobs``, against the
+    largest stored point of the same BatchNorm layout (its last in ``points``, itself
+    stored against none, so no chain forms); returns each point's reference."""
+    space = get_search_space(meta["space"], search_space_config(meta["space"])(**meta["space_cfg"]))
+    spec = InputSpec(**meta["spec"])
+    sizes = {p.name: _bn_sizes(space.build(p.arch, spec)) for p in points if p.name in bn}
+    last = {tuple(s): name for name, s in sizes.items()}  # points are smallest first
+    refs: dict[str, str | None] = {}
+    decoded: dict[str, torch.Tensor] = {}
+    for name in sorted(sizes, key=lambda n: n != last[tuple(sizes[n])]):  # references first
+        ref = last[tuple(sizes[name])]
+        refs[name] = None if ref == name else ref
+        against = None if refs[name] is None else decoded[ref]
+        blobs[f"bn.{name}"] = encode_bn(bn[name], sizes[name], against)
+        decoded[name] = decode_bn(blobs[f"bn.{name}"], sizes[name], against)
+    return refs

@@ -7,13 +7,14 @@ ASCII JSON header (raw-deflated), then the blobs it lists, back to back::
      "space": ..., "space_cfg": {...}, "spec": {...},   # what rebuilds any point
      "shared_arch": {...}, "nested": true,              # the arch the shared copy is of
      "points": [{"name": "p0", "arch": {...}, "compression": [...], ...}, ...],
+     "bn_refs": {"p0": "p3", "p3": null, ...},
      "blobs": [{"name": "shared", "length": N, "deflate": false}, ...]}
 
 The ``shared`` blob is a complete ``.dsz`` artifact of ``shared_arch`` (the compressed
 weights every point is derived from; ``compress.load`` reads it). A ``bn.<point>``
-blob holds one point's BatchNorm statistics: each BatchNorm's ``running_mean`` then
-``running_var``, in the point's module order, as fp16, raw-deflated when smaller. A
-point whose statistics are the shared copy's has no blob. A ``masks`` blob holds the
+blob holds one point's BatchNorm statistics in 8 bits (``_adaptive_bn``), against the
+point the header's ``bn_refs`` names (or none), raw-deflated when smaller. A point
+whose statistics are the shared copy's has no blob. A ``masks`` blob holds the
 points' nested pruning masks (``_adaptive_masks``).
 """
 
@@ -29,7 +30,7 @@ __all__ = ["FORMAT", "MAGIC", "VERSION", "read_package", "write_package"]
 
 MAGIC = b"DWNSZA\x00\x01"
 FORMAT = "downsize-adaptive"
-VERSION = 1
+VERSION = 2  # 2: BatchNorm statistics in 8 bits against a reference (1: fp16)
 _PREFIX = len(MAGIC) + 4
 
 

@@ -128,7 +128,18 @@ def test_points_keep_their_own_batchnorm_statistics(package: Any) -> None:
     path, models = package
     model = AdaptiveModel.load(path)
     small = model.derive("p0")
-    torch.testing.assert_close(bn_stats(small), bn_stats(models["p0"]), rtol=1e-3, atol=1e-3)
+
+    # Stored in 8 bits (search_spaces._adaptive_bn): close in what BatchNorm computes,
+    # the mean in units of sqrt(var + eps) and var + eps relatively.
+    def batchnorms(m: nn.Module) -> list[nn.BatchNorm2d]:
+        return [b for b in m.modules() if isinstance(b, nn.BatchNorm2d)]
+
+    bns = list(zip(batchnorms(small), batchnorms(models["p0"]), strict=True))
+    assert bns
+    for a, b in bns:
+        sd = (b.running_var + 1e-5).sqrt()
+        assert ((a.running_mean - b.running_mean).abs() / sd).max() < 0.05
+        assert ((a.running_var + 1e-5) / (b.running_var + 1e-5)).log().abs().max() < 0.05
 
 
 def test_select_takes_the_most_accurate_point_within_every_limit(package: Any) -> None:
