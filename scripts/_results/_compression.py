@@ -12,6 +12,7 @@ from ._format import (
     _sig,
     _span,
     _table,
+    _template,
 )
 from ._records import Bench
 from ._targets import TARGETS
@@ -80,27 +81,7 @@ def section(b: Bench) -> list[str]:
 def _compression_latency(d: dict[str, Any]) -> list[str]:
     meta = d["meta"]
     lat = {(r["model"], r["variant"]): r for r in d["latency"]}
-    variant = {
-        "dense-fp32": "fp32",
-        "dense-int8": "int8",
-        "pruned-fp32": "pruned fp32",
-        "pruned-int8": "pruned int8",
-    }
-    rows = []
-    for r in d["latency"]:
-        lo, hi = r["speedup_p10_p90"]
-        int8 = "int8" in r["variant"]
-        rows.append(
-            [
-                r["model"],
-                variant.get(r["variant"], r["variant"]),
-                f"{_sig(r['ms'])} ({_sig(r['p10_ms'])}-{_sig(r['p90_ms'])})",
-                f"{r['speedup']:.2f}x" + ("" if r["speedup"] == 1.0 else f" ({lo:.2f}-{hi:.2f})"),
-                f"{_sig(r['macs'] / 1e6)}M",
-                _pct(r["int8_mac_share"]),
-                f"{r['top1_agreement']:.2f}" if int8 and "top1_agreement" in r else "-",
-            ]
-        )
+    rows = _latency_rows(d)
     r18_pruned, mb_pruned = (
         lat["resnet18", "pruned-fp32"],
         lat["mobilenetv3_small_050", "pruned-fp32"],
@@ -154,30 +135,30 @@ def _compression_latency(d: dict[str, Any]) -> list[str]:
         f" {mb_int8['speedup']:.2f}x (target {t_mb:.1f}x, {mb_verdict}), with"
         f" {_pct(mb_int8['int8_mac_share'])} of its MACs in int8 kernels.",
         "",
-        "### Why int8 MobileNetV3 is slower",
-        "",
-        "ONNX Runtime has no int8 hard-swish. In fp32 the hard-swish is fused into the"
-        " convolution for free; in int8 each one costs extra element-wise passes"
-        " (`QLinearAdd`, `QLinearMul`), on top of those for the squeeze-excite scale and the"
-        " residual adds. And on this AVX-512 VNNI machine MLAS's int8 depthwise convolutions"
-        " are slower than its blocked fp32 ones, while its int8 pointwise convolutions are"
-        " only somewhat faster. resnet18, made of dense convolutions with ReLU, has"
-        " neither problem.",
-        "",
-        "`OnnxInt8Config(rewrite=True)` (the default) already removes what can be removed in"
-        " the graph, with float outputs unchanged (tested): channels are padded with zero"
-        " weights to the multiples MLAS's fast int8 kernels need (otherwise the depthwise"
-        " convolutions and the RGB stem fall back to a generic kernel several times slower"
-        " than fp32), hard-sigmoid becomes one int8 add with the clip and multiply folded"
-        " into the quantization parameters, and the squeeze-excite mean becomes"
-        " `GlobalAveragePool`. What else was tried did not help: keeping the squeeze-excite"
-        " branch or the depthwise convolutions in float (each float island costs a"
-        " dequantize, a quantize and layout changes), leaving the squeeze-excite `Mul` out of"
-        " quantization (ORT fuses it back at load), two threads, symmetric activations, the"
-        " QOperator format, and other runtimes on the same CPU (OpenVINO, torchao's PT2E with"
-        " `torch.compile`). The same network with ReLU instead of hard-swish does run faster"
-        " in int8. `scripts/bench_int8.py` measures these variants; their figures are not"
-        " recorded in a JSON (the README at commit ec2f3f5 gives them). So"
-        " int8 is used only where it is measured to be faster: `nas.export` keeps the faster"
-        " of fp32 and int8 as `model.onnx`.",
+        *_template("compression_why_int8"),
     ]
+
+
+def _latency_rows(d: dict[str, Any]) -> list[list[str]]:
+    variant = {
+        "dense-fp32": "fp32",
+        "dense-int8": "int8",
+        "pruned-fp32": "pruned fp32",
+        "pruned-int8": "pruned int8",
+    }
+    rows = []
+    for r in d["latency"]:
+        lo, hi = r["speedup_p10_p90"]
+        int8 = "int8" in r["variant"]
+        rows.append(
+            [
+                r["model"],
+                variant.get(r["variant"], r["variant"]),
+                f"{_sig(r['ms'])} ({_sig(r['p10_ms'])}-{_sig(r['p90_ms'])})",
+                f"{r['speedup']:.2f}x" + ("" if r["speedup"] == 1.0 else f" ({lo:.2f}-{hi:.2f})"),
+                f"{_sig(r['macs'] / 1e6)}M",
+                _pct(r["int8_mac_share"]),
+                f"{r['top1_agreement']:.2f}" if int8 and "top1_agreement" in r else "-",
+            ]
+        )
+    return rows

@@ -5,11 +5,38 @@ from __future__ import annotations
 import math
 import os
 import re
+import string
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._records import Bench
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+# Lines that are whole elements of the page: a template never joins them to the next.
+_BLOCK_START = ("|", "    ", "- ", "#", "![")
+
+
+def _template(name: str, **fields: object) -> list[str]:
+    """The lines of ``templates/<name>.md``, its ``$field`` placeholders filled in.
+
+    A template is Markdown as a person writes it, paragraphs wrapped anywhere. A
+    paragraph (or list item) becomes one line, which ``_wrap`` wraps again for the page,
+    so a template's own line breaks never show in the page. Tables, indented code and
+    headings keep their lines. A missing field raises: it is a bug of the section.
+    """
+    text = string.Template((TEMPLATES / f"{name}.md").read_text()).substitute(fields)
+    out: list[str] = []
+    for block in text.strip("\n").split("\n\n"):
+        if out:
+            out.append("")
+        for line in block.split("\n"):
+            joins = out and out[-1] and not out[-1].startswith(_BLOCK_START[:2] + ("#",))
+            if joins and not line.startswith(_BLOCK_START):
+                out[-1] += " " + line.strip()
+            else:
+                out.append(line)
+    return out
 
 
 def _not_recorded(name: str, command: str) -> list[str]:
