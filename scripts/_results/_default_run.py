@@ -50,20 +50,7 @@ def section(b: Bench) -> list[str]:
         ]
         for r in d["front"]
     ]
-    versus = ""
-    if compare:
-        header += ["smaller than fp32 LeNet-5", "test vs LeNet-5 (points)"]
-        for row, r in zip(rows, d["front"], strict=True):
-            row.append(f"{base['size_bytes'] / r['size_bytes']:.0f}x")
-            row.append(
-                _opt(r.get("test_accuracy"), lambda t: f"{100 * (t - base['test_accuracy']):+.1f}")
-            )
-        versus = (
-            " The last two columns set each member against the fp32 LeNet-5 of [fp32"
-            f" baselines](#fp32-baselines) ({_int(base['size_bytes'])} bytes, test"
-            f" {base['test_accuracy']:.3f}, trained with the search's own loop for"
-            f" {_n(base['epochs'], 'epoch')} on the same split)."
-        )
+    versus = _versus_lenet5(d, base, header, rows) if compare else ""
     ref = d.get("hv_reference")
     ref_text = (
         f" (reference: accuracy {ref['accuracy']}, {_int(ref['size_bytes'])} bytes)" if ref else ""
@@ -89,6 +76,24 @@ def section(b: Bench) -> list[str]:
         " scripts/record_default_run.py DIR --command '...'` and `python"
         " scripts/make_results.py`.",
     ]
+
+
+def _versus_lenet5(
+    d: dict[str, Any], base: dict[str, Any], header: list[str], rows: list[list[str]]
+) -> str:
+    """Adds the columns that set each front member against fp32 LeNet-5; their note."""
+    header += ["smaller than fp32 LeNet-5", "test vs LeNet-5 (points)"]
+    for row, r in zip(rows, d["front"], strict=True):
+        row.append(f"{base['size_bytes'] / r['size_bytes']:.0f}x")
+        row.append(
+            _opt(r.get("test_accuracy"), lambda t: f"{100 * (t - base['test_accuracy']):+.1f}")
+        )
+    return (
+        " The last two columns set each member against the fp32 LeNet-5 of [fp32"
+        f" baselines](#fp32-baselines) ({_int(base['size_bytes'])} bytes, test"
+        f" {base['test_accuracy']:.3f}, trained with the search's own loop for"
+        f" {_n(base['epochs'], 'epoch')} on the same split)."
+    )
 
 
 def _lenet5_baseline(b: Bench) -> dict[str, Any]:

@@ -11,82 +11,22 @@ from ._format import (
     _seq,
     _span,
     _table,
+    _template,
 )
 from ._records import Bench
 from ._targets import TARGETS
 
+# Each student's label on the page and its record, in the order they are shown.
+_STUDENTS = [("smallest", "distill.json"), ("mid", "distill_mid.json")]
+
 
 def section(b: Bench) -> list[str]:
-    students = [("smallest", "distill.json"), ("mid", "distill_mid.json")]
-    data = {name: b.load(name) for _, name in students}
+    data = {name: b.load(name) for _, name in _STUDENTS}
     small, mid = data["distill.json"], data["distill_mid.json"]
-    grid = [g for g in small["selection"]["grid"] if g["temperature"] > 0]
-    temps = sorted({g["temperature"] for g in grid})
-    alphas = sorted({g["alpha"] for g in grid})
     teacher = small["teacher"]
-    alpha_sig = TARGETS["significance"]
-    rows = []
-    for label, name in students:
-        d = data[name]
-        p = d["paired_t_p_one_sided"]
-        sig = p < alpha_sig
-
-        def bold(text: str, sig: bool = sig) -> str:
-            return f"**{text}**" if sig else text
-
-        ties = sum(abs(g) < 1e-9 for g in d["gain_per_seed"])
-        rows.append(
-            [
-                f"{label} ({_arch(d['student'])})",
-                str(len(d["seeds"])),
-                f"{d['temperature']:g}, {d['alpha']:g}",
-                _pm(d["plain"]["mean"], d["plain"]["std"], 4),
-                bold(_pm(d["distilled"]["mean"], d["distilled"]["std"], 4)),
-                bold(f"{100 * d['gain_mean']:+.2f} ± {100 * d['gain_std']:.2f} pts"),
-                f"{d['wins']}" + (f" ({ties} tie{'s' if ties > 1 else ''})" if ties else ""),
-                bold(f"{p:.3f}"),
-            ]
-        )
-    paragraphs = []
-    for label, name in students:
-        d = data[name]
-        sig = d["paired_t_p_one_sided"] < alpha_sig
-        plain_val = next(g for g in d["selection"]["grid"] if g["temperature"] == 0)
-        pairs = [g for g in d["selection"]["grid"] if g["temperature"] > 0]
-        better = sum(g["val_accuracy"] > plain_val["val_accuracy"] for g in pairs)
-        better_txt = f"All {better}" if better == len(pairs) else f"{better} of the {len(pairs)}"
-        paragraphs += [
-            f"The {label} student ({b.link(name)}; {d['seconds'] / 60:.0f} minutes): distilled"
-            f" beats plain on {d['wins']} of {len(d['seeds'])} seeds,"
-            f" {100 * d['gain_mean']:+.2f} points on test, one-sided paired p ="
-            f" {d['paired_t_p_one_sided']:.3f}, so the gain"
-            f" {'**is established**' if sig else 'is not established'} at the"
-            f" {_pct(alpha_sig)} level (val: {d['val']['distilled']['mean']:.4f} against"
-            f" {d['val']['plain']['mean']:.4f}). {better_txt} of its (T, alpha) pairs beat plain"
-            " training on val"
-            f" ({_span([g['val_accuracy'] for g in pairs], '{:.3f}'.format)} against"
-            f" {plain_val['val_accuracy']:.3f}).",
-            "",
-        ]
     small_val_gain = 100 * (small["val"]["distilled"]["mean"] - small["val"]["plain"]["mean"])
-    rows_c = b.load("compress.json")["rows"]
-    dist_gain = {
-        r["model"]: (
-            r,
-            next(
-                q for q in rows_c if q["model"] == r["model"] and q["method"] == "pruned+quantized"
-            ),
-        )
-        for r in rows_c
-        if r["method"] == "pruned+quantized+distilled"
-    }
-    gains = [100 * (r["test_accuracy"] - q["test_accuracy"]) for r, q in dist_gain.values()]
-    within = all(
-        abs(r["test_accuracy"] - q["test_accuracy"])
-        <= max(r["test_accuracy_std"], q["test_accuracy_std"])
-        for r, q in dist_gain.values()
-    )
-    finetune = b.load("compress.json")["meta"]["finetune_epochs"]
+    header = ["student", "seeds", "T, alpha (chosen on val)", "plain test", "distilled test",
+              "gain (paired)", "wins", "one-sided p"]  # fmt: skip
     return [
         "## Distillation",
         "",
@@ -95,6 +35,29 @@ def section(b: Bench) -> list[str]:
         f"        --student '{json.dumps(mid['student']['arch'])}' \\",
         "        --out docs/bench/distill_mid.json",
         "",
+        _setup(small),
+        "",
+        *_table(header, [_row(label, data[name]) for label, name in _STUDENTS]),
+        "",
+        *(x for label, name in _STUDENTS for x in (_verdict(b, label, name, data[name]), "")),
+        *_template(
+            "distillation_probe",
+            small_val_gain=f"{small_val_gain:+.2f}",
+            n_seeds=len(small["seeds"]),
+            teacher_ratio=f"{teacher['epochs'] / small['epochs']:.0f}",
+        ),
+        "",
+        _in_compression(b.load("compress.json")),
+    ]
+
+
+def _setup(small: dict[str, Any]) -> str:
+    """How the students, the teacher and (T, alpha) are chosen."""
+    grid = [g for g in small["selection"]["grid"] if g["temperature"] > 0]
+    temps = sorted({g["temperature"] for g in grid})
+    alphas = sorted({g["alpha"] for g in grid})
+    teacher = small["teacher"]
+    return (
         f"A student trained {small['epochs']} epochs on `{small['dataset']}` with and without"
         " the search's teacher, with the same initialization and data order per seed. The"
         f" teacher is the largest `{small['space']}` model ({teacher['params'] / 1000:.0f}k"
@@ -106,39 +69,74 @@ def section(b: Bench) -> list[str]:
         " each pair scored by its mean val accuracy over"
         f" {len(small['selection']['seeds'])} selection seeds that are not reported. Test"
         " accuracy is only read on the reported seeds. Two students (`--student JSON` picks"
-        " one; the default is the space's smallest):",
-        "",
-        *_table(
-            [
-                "student",
-                "seeds",
-                "T, alpha (chosen on val)",
-                "plain test",
-                "distilled test",
-                "gain (paired)",
-                "wins",
-                "one-sided p",
-            ],
-            rows,
-        ),
-        "",
-        *paragraphs,
-        "How the mid student was picked: after the smallest, a short val-only probe on a few"
-        " unreported seeds compared students of several sizes; the mid one was then run on fresh"
-        " seeds, with the seeds and the test (one-sided paired t) fixed in advance. Such a"
-        " probe is noisy: it overstated the smallest student's gain, which came to"
-        f" {small_val_gain:+.2f} val points over its {len(small['seeds'])} reported seeds, and"
-        " the largest probed student, already near the teacher without it, had little to gain."
-        f" The teacher's budget matters too: the {teacher['epochs'] / small['epochs']:.0f}x"
-        " default was chosen because a teacher trained only as long as the students helped"
-        " less (an earlier run, not recorded in a JSON).",
-        "",
-        f"In the [compression benchmark](#compression-benchmark), where the student fine-tunes"
-        f" for {finetune} epochs from the fp32 model, the distilled rows differ from the"
-        f" undistilled ones by {_span(gains, '{:+.1f}'.format)} points of test accuracy"
-        f"{' (within one std)' if within else ''}. Distillation is searchable (`compress=all`)"
-        " but off in the default search.",
+        " one; the default is the space's smallest):"
+    )
+
+
+def _row(label: str, d: dict[str, Any]) -> list[str]:
+    """One student's table row; the distilled figures bold where the gain is significant."""
+    p = d["paired_t_p_one_sided"]
+    sig = p < TARGETS["significance"]
+
+    def bold(text: str) -> str:
+        return f"**{text}**" if sig else text
+
+    ties = sum(abs(g) < 1e-9 for g in d["gain_per_seed"])
+    return [
+        f"{label} ({_arch(d['student'])})",
+        str(len(d["seeds"])),
+        f"{d['temperature']:g}, {d['alpha']:g}",
+        _pm(d["plain"]["mean"], d["plain"]["std"], 4),
+        bold(_pm(d["distilled"]["mean"], d["distilled"]["std"], 4)),
+        bold(f"{100 * d['gain_mean']:+.2f} ± {100 * d['gain_std']:.2f} pts"),
+        f"{d['wins']}" + (f" ({ties} tie{'s' if ties > 1 else ''})" if ties else ""),
+        bold(f"{p:.3f}"),
     ]
+
+
+def _verdict(b: Bench, label: str, name: str, d: dict[str, Any]) -> str:
+    """Whether distillation helped this student, on test and on the val grid."""
+    alpha_sig = TARGETS["significance"]
+    sig = d["paired_t_p_one_sided"] < alpha_sig
+    plain_val = next(g for g in d["selection"]["grid"] if g["temperature"] == 0)
+    pairs = [g for g in d["selection"]["grid"] if g["temperature"] > 0]
+    better = sum(g["val_accuracy"] > plain_val["val_accuracy"] for g in pairs)
+    better_txt = f"All {better}" if better == len(pairs) else f"{better} of the {len(pairs)}"
+    return (
+        f"The {label} student ({b.link(name)}; {d['seconds'] / 60:.0f} minutes): distilled"
+        f" beats plain on {d['wins']} of {len(d['seeds'])} seeds,"
+        f" {100 * d['gain_mean']:+.2f} points on test, one-sided paired p ="
+        f" {d['paired_t_p_one_sided']:.3f}, so the gain"
+        f" {'**is established**' if sig else 'is not established'} at the"
+        f" {_pct(alpha_sig)} level (val: {d['val']['distilled']['mean']:.4f} against"
+        f" {d['val']['plain']['mean']:.4f}). {better_txt} of its (T, alpha) pairs beat plain"
+        " training on val"
+        f" ({_span([g['val_accuracy'] for g in pairs], '{:.3f}'.format)} against"
+        f" {plain_val['val_accuracy']:.3f})."
+    )
+
+
+def _in_compression(compress: dict[str, Any]) -> str:
+    """The distilled rows of the compression benchmark against their undistilled ones."""
+    rows = compress["rows"]
+    pairs = [
+        (r, next(q for q in rows if q["model"] == r["model"] and q["method"] == "pruned+quantized"))
+        for r in rows
+        if r["method"] == "pruned+quantized+distilled"
+    ]
+    gains = [100 * (r["test_accuracy"] - q["test_accuracy"]) for r, q in pairs]
+    within = all(
+        abs(r["test_accuracy"] - q["test_accuracy"])
+        <= max(r["test_accuracy_std"], q["test_accuracy_std"])
+        for r, q in pairs
+    )
+    return (
+        f"In the [compression benchmark](#compression-benchmark), where the student fine-tunes"
+        f" for {compress['meta']['finetune_epochs']} epochs from the fp32 model, the distilled"
+        f" rows differ from the undistilled ones by {_span(gains, '{:+.1f}'.format)} points of"
+        f" test accuracy{' (within one std)' if within else ''}. Distillation is searchable"
+        " (`compress=all`) but off in the default search."
+    )
 
 
 def _seeds_arg(seeds: list[int]) -> str:

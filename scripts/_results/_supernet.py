@@ -75,7 +75,25 @@ def _supernet_honest(b: Bench, d: dict[str, Any]) -> list[str]:
         "",
         *_levers(d.get("inherited_by_width_levers")),
     ]
-    rows = d.get("inherited_by_width") or []
+    out += _by_width(b, d.get("inherited_by_width") or [])
+    if "largest_child_gap_folder" in d:
+        f = d["folder"]
+        out += [
+            "**The colour task.** A folder of `scripts/make_imagefolder.py --n 6000 --size 32"
+            " --seed 0`, searched with "
+            + ", ".join(f"`{o}`" for o in f["overrides"][2:])
+            + f": the largest network inherits {f['inherited_val']:.4f} val accuracy and"
+            f" trains alone to {d['standalone_val_folder']:.4f}"
+            f" ({_seq(f['standalone_vals'], '{:.4f}')}), a gap of"
+            f" **{d['largest_child_gap_folder']:.1f} points**.",
+            "",
+        ]
+    return out
+
+
+def _by_width(b: Bench, rows: list[dict[str, Any]]) -> list[str]:
+    """Issue 23: the largest child per width, inherited against trained alone."""
+    out: list[str] = []
     if rows:
         out += [
             "**Inherited accuracy by width.** The largest child at each `width_mult`"
@@ -115,18 +133,6 @@ def _supernet_honest(b: Bench, d: dict[str, Any]) -> list[str]:
     plot = b.dir / (Path(SUPERNET).stem + "_by_width.png")
     if rows and plot.exists():
         out += [f"![Inherited against standalone by width]({_rel(b, plot)})", ""]
-    if "largest_child_gap_folder" in d:
-        f = d["folder"]
-        out += [
-            "**The colour task.** A folder of `scripts/make_imagefolder.py --n 6000 --size 32"
-            " --seed 0`, searched with "
-            + ", ".join(f"`{o}`" for o in f["overrides"][2:])
-            + f": the largest network inherits {f['inherited_val']:.4f} val accuracy and"
-            f" trains alone to {d['standalone_val_folder']:.4f}"
-            f" ({_seq(f['standalone_vals'], '{:.4f}')}), a gap of"
-            f" **{d['largest_child_gap_folder']:.1f} points**.",
-            "",
-        ]
     return out
 
 

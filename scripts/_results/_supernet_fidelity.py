@@ -131,41 +131,46 @@ def _supernet_costs(d: dict[str, Any]) -> list[str]:
             f" {_sig(u['wall_seconds'])} s."
         )
     lines += _sampler_quality(d.get("sampler_quality"))
-    fin = d.get("finalised")
-    if fin is not None:
-        names = list(fin["val_accuracy_mean"])
-        lines += [
-            "",
-            "What each schedule gives once a candidate is finalised (fine-tuned with its"
-            " compression and distillation from the largest sub-network, exported, scored"
-            " from its artifact), on the same candidates (val accuracy, estimate -> final):",
-            "",
-            *_table(
-                ["candidate", "bits", "sparsity", *names],
-                [
-                    [
-                        str(r["number"]),
-                        str(r["compression"].get("bits")),
-                        f"{r['compression'].get('sparsity', 0):.2f}",
-                        *(
-                            f"{r[n]['estimated_val_accuracy']:.3f} -> {r[n]['val_accuracy']:.3f}"
-                            f" ({_int(r[n]['size_bytes'])} B)"
-                            for n in names
-                        ),
-                    ]
-                    for r in fin["candidates"]
-                ],
-            ),  # fmt: skip
-            "",
-            "Mean finalised val accuracy: "
-            + ", ".join(f"{n} {v:.3f}" for n, v in fin["val_accuracy_mean"].items())
-            + ".",
-        ]
+    lines += _finalised(d.get("finalised"))
     if d.get("conditions"):
         lines += ["", f"Conditions: {d['conditions']}"]
     minutes, seconds = divmod(round(d["wall_seconds"]), 60)
     lines += ["", f"The benchmark took {minutes} min {seconds} s."]
     return lines
+
+
+def _finalised(fin: dict[str, Any] | None) -> list[str]:
+    """What each schedule's candidates give once finalised, when that was measured."""
+    if fin is None:
+        return []
+    names = list(fin["val_accuracy_mean"])
+    return [
+        "",
+        "What each schedule gives once a candidate is finalised (fine-tuned with its"
+        " compression and distillation from the largest sub-network, exported, scored"
+        " from its artifact), on the same candidates (val accuracy, estimate -> final):",
+        "",
+        *_table(
+            ["candidate", "bits", "sparsity", *names],
+            [
+                [
+                    str(r["number"]),
+                    str(r["compression"].get("bits")),
+                    f"{r['compression'].get('sparsity', 0):.2f}",
+                    *(
+                        f"{r[n]['estimated_val_accuracy']:.3f} -> {r[n]['val_accuracy']:.3f}"
+                        f" ({_int(r[n]['size_bytes'])} B)"
+                        for n in names
+                    ),
+                ]
+                for r in fin["candidates"]
+            ],
+        ),  # fmt: skip
+        "",
+        "Mean finalised val accuracy: "
+        + ", ".join(f"{n} {v:.3f}" for n, v in fin["val_accuracy_mean"].items())
+        + ".",
+    ]
 
 
 def _sampler_quality(q: dict[str, Any] | None) -> list[str]:
