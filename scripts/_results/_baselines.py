@@ -1,4 +1,4 @@
-"""fp32 baselines."""
+"""## fp32 baselines: the LeNets trained with the search's loop (baseline_lenet.json)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Default search."""
+"""## Default search: the recorded default run's front, set against fp32 LeNet-5
+(default_run.json, baseline_lenet.json)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Several devices, one search."""
+"""## Several devices, one search: a multi-device search against dedicated ones (devices.json)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Distillation."""
+"""## Distillation: two students with and without the teacher (distill.json,
+distill_mid.json), and the distilled rows of compress.json."""
 
 from __future__ import annotations
 

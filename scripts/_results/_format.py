@@ -1,4 +1,4 @@
-"""Formatting shared by the sections."""
+"""Formatting the sections share: tables, numbers, spans, wrapping, and Markdown templates."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Latency models."""
+"""## Latency models: the FBNet predictors, calibration, int8 and the host predictor
+(latency.json, latency_quick.json); the host prose is templates/latency_host.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The JSON records of a bench directory."""
+"""The JSON records of a bench directory, their links from the page, and their provenance."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Runner overhead."""
+"""## Runner overhead and parallel speed-up: local and Ray runners (runner.json)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Search strategies at equal compute."""
+"""## Search strategies at equal compute: hypervolume per strategy, and what it shows
+against the targets (search.json, search_long.json, compress.json)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Supernet."""
+"""## Supernet: how honest the inherited estimates are (supernet.json), then the
+fidelity and search subsections of _supernet_fidelity and _supernet_search."""
 
 from __future__ import annotations
 

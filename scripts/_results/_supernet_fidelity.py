@@ -1,4 +1,5 @@
-"""Supernet: ranking fidelity and costs."""
+"""### Ranking fidelity, scoring time and sampler cost of the Supernet section
+(supernet.json, issue 14)."""
 
 from __future__ import annotations
 

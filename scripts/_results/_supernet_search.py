@@ -1,4 +1,5 @@
-"""Supernet: search against scratch."""
+"""### Supernet search against scratch at equal compute (search_supernet.json, and
+search_supernet_proxy.json when recorded), judged against the targets."""
 
 from __future__ import annotations
 

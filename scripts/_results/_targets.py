@@ -1,4 +1,4 @@
-"""What the benchmarks are judged against."""
+"""What the benchmarks are judged against: the project's goals, in one place."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -539,3 +540,19 @@ def test_supernet_section_with_too_few_candidates_for_a_tau(tmp_path: Path) -> N
     assert "This is a `--quick` run" in text
     assert "bench_supernet.py --out docs/bench/supernet.json --quick" in section
     assert "Reuse was not measured (`--reuse-n 0`)." in text
+
+
+def test_the_page_generator_is_small_files_of_small_functions() -> None:
+    # Issue 27: each section of the page is read on its own, its prose beside it; a file
+    # past 450 lines or a function past 70 is the one-giant-script this replaced.
+    files = [_SCRIPT, *sorted((_ROOT / "scripts" / "_results").glob("*.py"))]
+    too_long = [f.name for f in files if f.read_text().count("\n") > 450]
+    functions = [
+        f"{f.name}:{node.name}"
+        for f in files
+        for node in ast.walk(ast.parse(f.read_text()))
+        if isinstance(node, ast.FunctionDef)
+        and (node.end_lineno or node.lineno) - node.lineno + 1 > 70
+    ]
+    assert (too_long, functions) == ([], [])
+    assert len(files) > 10  # one module per section, not one file
