@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -20,7 +21,9 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_results_md_matches_the_bench_json() -> None:
-    proc = _run("--check")
+    # Page against records only: the strict --check also wants every record's commit and
+    # date, which the records measured before issue 27 lack until they are re-measured.
+    proc = _run("--check-page")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -30,7 +33,8 @@ def test_a_json_value_change_changes_the_page(tmp_path: Path) -> None:
     out = tmp_path / "results.md"
     assert _run("--bench-dir", str(bench), "--out", str(out)).returncode == 0
     before = out.read_text()
-    assert _run("--check", "--bench-dir", str(bench), "--out", str(out)).returncode == 0
+    # --check-page: these copies of the real records keep their missing commits (see above).
+    assert _run("--check-page", "--bench-dir", str(bench), "--out", str(out)).returncode == 0
 
     path = bench / "runner.json"
     runner = json.loads(path.read_text())
@@ -38,7 +42,7 @@ def test_a_json_value_change_changes_the_page(tmp_path: Path) -> None:
     runner["parallel_speedup"] = 1.234
     path.write_text(json.dumps(runner))
 
-    proc = _run("--check", "--bench-dir", str(bench), "--out", str(out))
+    proc = _run("--check-page", "--bench-dir", str(bench), "--out", str(out))
     assert proc.returncode == 1
     assert "out of date" in proc.stderr
     assert out.read_text() == before  # --check writes nothing
@@ -65,6 +69,62 @@ def test_default_run_commit_and_date_flags(tmp_path: Path) -> None:
     assert _run(*args, "--date", "2027-01-02").returncode == 0
     section = out.read_text().split("## Default search")[1].split("\n## ")[0]
     assert "commit abc1234, date 2027-01-02" in section
+
+
+def _traced_bench(tmp_path: Path) -> Path:
+    """A copy of the real records, each given a commit and a date where it has none."""
+    bench = tmp_path / "bench"
+    shutil.copytree(_ROOT / "docs" / "bench", bench)
+    for path in bench.glob("*.json"):
+        record = json.loads(path.read_text())
+        record.setdefault("commit", "abc1234")
+        record.setdefault("date", "2026-12-07")
+        path.write_text(json.dumps(record))
+    return bench
+
+
+def test_check_passes_when_every_record_is_traced_and_the_page_agrees(tmp_path: Path) -> None:
+    bench, out = _traced_bench(tmp_path), tmp_path / "results.md"
+    assert _run("--bench-dir", str(bench), "--out", str(out)).returncode == 0
+    proc = _run("--check", "--bench-dir", str(bench), "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "commit not recorded" not in out.read_text()
+
+
+def test_check_names_each_record_without_a_commit_or_a_date(tmp_path: Path) -> None:
+    bench, out = _traced_bench(tmp_path), tmp_path / "results.md"
+    for name, keys in (("runner.json", ("commit", "date")), ("energy.json", ("date",))):
+        record = json.loads((bench / name).read_text())
+        for key in keys:
+            del record[key]
+        (bench / name).write_text(json.dumps(record))
+    # A nested commit is not read: the harness writes provenance at the top level.
+    record = json.loads((bench / "compress.json").read_text())
+    record["meta"]["commit"] = record.pop("commit")
+    (bench / "compress.json").write_text(json.dumps(record))
+    assert _run("--bench-dir", str(bench), "--out", str(out)).returncode == 0
+
+    proc = _run("--check", "--bench-dir", str(bench), "--out", str(out))
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if ": no top-level " in line]
+    assert lines == [
+        f"make_results.py: {bench / 'compress.json'}: no top-level commit",
+        f"make_results.py: {bench / 'energy.json'}: no top-level date",
+        f"make_results.py: {bench / 'runner.json'}: no top-level commit and no date",
+    ]
+    assert "out of date" not in proc.stderr  # the page itself agrees with its records
+    assert _run("--check-page", "--bench-dir", str(bench), "--out", str(out)).returncode == 0
+
+
+def test_check_fails_when_the_page_disagrees_with_a_traced_record(tmp_path: Path) -> None:
+    bench, out = _traced_bench(tmp_path), tmp_path / "results.md"
+    assert _run("--bench-dir", str(bench), "--out", str(out)).returncode == 0
+    out.write_text(out.read_text().replace("## Energy per inference", "## Energy"))
+    proc = _run("--check", "--bench-dir", str(bench), "--out", str(out))
+    assert proc.returncode == 1
+    assert "out of date" in proc.stderr
+    assert "no top-level" not in proc.stderr
+    assert "+## Energy per inference" in proc.stderr  # the difference is shown
 
 
 def test_readme_links_only_to_sections_that_exist() -> None:
@@ -214,7 +274,7 @@ def _supernet_section(
     out = tmp_path / "results.md"
     proc = _run("--bench-dir", str(bench), "--out", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert _run("--check", "--bench-dir", str(bench), "--out", str(out)).returncode == 0
+    assert _run("--check-page", "--bench-dir", str(bench), "--out", str(out)).returncode == 0
     return out.read_text().split("\n## Supernet\n")[1].split("\n## ")[0]
 
 
@@ -480,3 +540,19 @@ def test_supernet_section_with_too_few_candidates_for_a_tau(tmp_path: Path) -> N
     assert "This is a `--quick` run" in text
     assert "bench_supernet.py --out docs/bench/supernet.json --quick" in section
     assert "Reuse was not measured (`--reuse-n 0`)." in text
+
+
+def test_the_page_generator_is_small_files_of_small_functions() -> None:
+    # Issue 27: each section of the page is read on its own, its prose beside it; a file
+    # past 450 lines or a function past 70 is the one-giant-script this replaced.
+    files = [_SCRIPT, *sorted((_ROOT / "scripts" / "_results").glob("*.py"))]
+    too_long = [f.name for f in files if f.read_text().count("\n") > 450]
+    functions = [
+        f"{f.name}:{node.name}"
+        for f in files
+        for node in ast.walk(ast.parse(f.read_text()))
+        if isinstance(node, ast.FunctionDef)
+        and (node.end_lineno or node.lineno) - node.lineno + 1 > 70
+    ]
+    assert (too_long, functions) == ([], [])
+    assert len(files) > 10  # one module per section, not one file
