@@ -316,7 +316,8 @@ def constraint_study(devices: list[str], n: int, *, seeds: list[int]) -> dict[st
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     # Its constraint-blind trial proxy: each setting below tells the constraint itself.
-    from bench_search import _Blind, _synthetic_accuracy
+    from _search_report import Blind as _Blind
+    from _search_report import synthetic_accuracy as _synthetic_accuracy
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     out: dict[str, Any] = {"proposals": n, "seeds": seeds}
