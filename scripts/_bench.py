@@ -117,11 +117,20 @@ def provenance(
     }
 
 
-def write_json(path: Path, obj: Any, *, indent: int = 2, default: Any = None) -> None:
-    """``obj`` as JSON at ``path``, whole or not at all (a Ctrl-C leaves no torn file)."""
+def write_json(
+    path: Path,
+    obj: Any,
+    *,
+    indent: int = 2,
+    default: Any = None,
+    dumps: Callable[[Any], str] | None = None,
+) -> None:
+    """``obj`` as JSON at ``path`` (``dumps(obj)`` where a script lays it out itself),
+    whole or not at all: written beside it, then renamed, so a Ctrl-C leaves no torn file."""
+    text = dumps(obj) if dumps else json.dumps(obj, indent=indent, default=default) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=indent, default=default) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
@@ -164,6 +173,7 @@ class Bench:
         markdown: str | None = None,
         indent: int = 2,
         default: Any = None,
+        dumps: Callable[[Any], str] | None = None,
     ) -> dict[str, Any]:
         """``record`` with the provenance merged in at top level, written to ``out``
         (and ``markdown`` beside it as ``.md``) when ``out`` is given.
@@ -173,7 +183,7 @@ class Bench:
         """
         merged = {**self.provenance(), **record}
         if out is not None:
-            write_json(out, merged, indent=indent, default=default)
+            write_json(out, merged, indent=indent, default=default, dumps=dumps)
             if markdown is not None:
                 out.with_suffix(".md").write_text(markdown)
         return merged
