@@ -23,14 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from _bench import Bench
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = ["+hw=mobile", "strategy=supernet"]
@@ -161,23 +161,6 @@ def _fresh_scores(r: dict[str, Any], package: Path, threads: int) -> dict[str, A
     return scores
 
 
-def _provenance(argv: list[str], load_start: tuple[float, ...]) -> dict[str, Any]:
-    def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
-        ).stdout.strip()
-
-    return {
-        "commit": git("rev-parse", "--short", "HEAD") or "unknown",
-        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
-        "command": shlex.join(["python", "scripts/bench_adaptive.py", *argv]),
-        "load_average_start": list(load_start),
-        "load_average_end": list(os.getloadavg()),
-    }
-
-
 def _row(name: str, value: Any, target: str) -> str:
     return f"{name:<26} {value!s:<24} {target}"
 
@@ -190,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=20, help="switching rounds through the points")
     args = p.parse_args(argv)
-    load_start = os.getloadavg()
+    bench = Bench(__file__, argv)
     workdir = args.workdir.resolve()
     search = _search(workdir)
     r = _export(workdir, search["parent_run_id"], "point")
@@ -211,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     diffs = [p["diff_val_images_fresh"] for p in r["points"]]
     record = {
-        **_provenance(argv, load_start),
         "search": search,
         "package_bytes": r["package_bytes"],
         "largest_point_bytes": r["largest_point_bytes"],
@@ -235,8 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_diff_val_images": max(p["diff_val_images_fresh"] for p in fp32["points"]),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    record = bench.write(record, args.out)
     print(_row("figure", "value", "target"))
     print(_row("package_bytes_ratio", f"{record['package_bytes_ratio']:.3f}", "<= 1.3"))
     print(_row("sum_separate_bytes", f"{record['sum_separate_bytes']:,}", "reported"))

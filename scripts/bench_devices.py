@@ -40,6 +40,7 @@ Writes docs/bench/devices.json and .md (the table).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -51,6 +52,8 @@ from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from _bench import Bench, add_unit_args, run_units, write_json  # noqa: E402
 
 DEVICES = ("mobile", "raspi4", "mcu")
 LENET5_BYTES = 1_724_320
@@ -65,11 +68,7 @@ def main() -> int:
     p.add_argument("--n-trials", type=int, default=None, help="per search (default 27)")
     p.add_argument("--devices", default=",".join(DEVICES))
     p.add_argument("--quick", action="store_true", help="1 seed, 4 trials, 1 epoch")
-    p.add_argument(
-        "--jobs", type=int, default=1,
-        help="searches side by side, each with train.threads=1 (default 1)",
-    )  # fmt: skip
-    p.add_argument("--workdir", type=Path, default=None, help="keep (and resume) runs here")
+    add_unit_args(p)
     p.add_argument(
         "--constraints", type=int, default=None, metavar="N",
         help="proposals per setting and seed of the constraint study (default 200; "
@@ -90,6 +89,7 @@ def main() -> int:
         help="run the constraint study alone and add it to an existing --out record",
     )  # fmt: skip
     args = p.parse_args()
+    bench = Bench(__file__)
     devices = [d for d in args.devices.split(",") if d]
     if len(devices) < 2 or len(set(devices)) != len(devices):
         p.error(f"--devices={args.devices!r}: give two or more distinct hw profiles")
@@ -110,8 +110,9 @@ def main() -> int:
     if args.only_constraints:
         report = json.loads(out.read_text())
         report["constraints"] = constraint_study(devices, n_constraints, seeds=seeds[:2])
-        out.write_text(json.dumps(report, indent=2, default=float))
         table = markdown(report)
+        # The record's own provenance stays: only its constraint study is new.
+        write_json(out, report, default=float)
         out.with_suffix(".md").write_text(table)
         print(table)
         return 0
@@ -119,16 +120,20 @@ def main() -> int:
     names = [multi, *devices]
     # Seed-major: the searches side by side are the same seed's, loaded alike.
     units = [(name, seed) for seed in seeds for name in names]
-    t0 = time.monotonic()
+    more = [f"search.device_constraint={args.device_constraint}"]
+    unit = functools.partial(run_unit, work=work, devices=devices, extra=extra,
+                             multi=multi, multi_extra=more)  # fmt: skip
     results = run_units(
+        unit,
         units,
-        work,
-        devices,
-        extra,
+        lambda u: work / u[0] / f"seed{u[1]}" / "summary.json",
         jobs=args.jobs,
-        multi=multi,
-        multi_extra=[f"search.device_constraint={args.device_constraint}"],
+        threads=1 if args.jobs > 1 else None,
     )
+    for (name, seed), run in results.items():
+        hvs = ", ".join(f"{d} {h:.4f}" for d, h in run["hypervolume"].items())
+        print(f"{name:<7} seed {seed}: {run['wall_s']:.0f} s, {run['trained']} trained, "
+              f"{run['infeasible']} infeasible; hv {hvs}", file=sys.stderr)  # fmt: skip
     results = {("multi" if n == multi else n, seed): r for (n, seed), r in results.items()}
     report = summarize(results, devices, seeds)
     report["device_constraint"] = args.device_constraint
@@ -145,65 +150,37 @@ def main() -> int:
         overrides=extra,
         reference={"accuracy": REF_ACCURACY, "size_bytes": LENET5_BYTES},
         machine=f"{os.cpu_count()} CPUs; searches side by side: {args.jobs}",
-        commit=_commit(),
-        date=time.strftime("%Y-%m-%d"),
-        wall_s=round(time.monotonic() - t0, 1),
+        wall_s=bench.seconds(),
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=float))
+    bench.overrides = extra
     table = markdown(report)
-    out.with_suffix(".md").write_text(table)
+    bench.write(report, out, markdown=table, default=float)
     print(table)
     print(f"wrote {out} and {out.with_suffix('.md')}; runs in {work}")
     return 0
 
 
-def run_units(
-    units: list[tuple[str, int]],
+def run_unit(
+    name: str,
+    seed: int,
+    *,
     work: Path,
     devices: list[str],
     extra: list[str],
-    *,
-    jobs: int,
-    multi: str = "multi",
-    multi_extra: list[str] | None = None,
-) -> dict[tuple[str, int], dict[str, Any]]:
-    def args(name: str, seed: int) -> tuple[Any, ...]:
-        more = (multi_extra or []) if name == multi else []
-        return (name, seed, work, devices, [*extra, *more], name == multi)
-
-    if jobs <= 1:
-        return {u: run_unit(*args(*u)) for u in units}
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {u: pool.submit(run_unit, *args(*u)) for u in units}
-        return {u: f.result() for u, f in futures.items()}
-
-
-def run_unit(
-    name: str, seed: int, work: Path, devices: list[str], extra: list[str], is_multi: bool
+    multi: str,
+    multi_extra: list[str],
 ) -> dict[str, Any]:
-    """One search; its per-device fronts and wall time (stored, so --workdir resumes)."""
+    """One search, from scratch; its per-device fronts and wall time (the harness keeps
+    it in the workdir, so a rerun resumes)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     out = work / name / f"seed{seed}"
-    done = out / "summary.json"
-    if done.exists():
-        run: dict[str, Any] = json.loads(done.read_text())
-    else:
-        if out.exists():  # an interrupted search: start it again, its wall time is void
-            shutil.rmtree(out)
-        hw = f"+hw=[{','.join(devices)}]" if is_multi else f"+hw={name}"
-        run = search(out, [hw, *extra, f"search.seed={seed}", f"search.output_dir={out}"])
-        run["load_average"] = round(os.getloadavg()[0], 2)
-        done.write_text(json.dumps(run, indent=2, default=float))
-    hvs = ", ".join(f"{d} {h:.4f}" for d, h in run["hypervolume"].items())
-    print(f"{name:<7} seed {seed}: {run['wall_s']:.0f} s, {run['trained']} trained, "
-          f"{run['infeasible']} infeasible; hv {hvs}", file=sys.stderr)  # fmt: skip
-    return run
+    if out.exists():  # an interrupted search: start it again, its wall time is void
+        shutil.rmtree(out)
+    hw = f"+hw=[{','.join(devices)}]" if name == multi else f"+hw={name}"
+    more = multi_extra if name == multi else []
+    return search(out, [hw, *extra, *more, f"search.seed={seed}", f"search.output_dir={out}"])
 
 
 def search(out: Path, overrides: list[str]) -> dict[str, Any]:
@@ -316,7 +293,8 @@ def constraint_study(devices: list[str], n: int, *, seeds: list[int]) -> dict[st
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     # Its constraint-blind trial proxy: each setting below tells the constraint itself.
-    from bench_search import _Blind, _synthetic_accuracy
+    from _search_report import Blind as _Blind
+    from _search_report import synthetic_accuracy as _synthetic_accuracy
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     out: dict[str, Any] = {"proposals": n, "seeds": seeds}
@@ -423,12 +401,6 @@ def markdown(report: dict[str, Any]) -> str:
             cells += [f"{r['feasible_on'][d]:.0f} / {r['hypervolume'][d]:.4f}" for d in devices]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _commit() -> str:
-    from _common import git_commit
-
-    return git_commit()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _bench import Bench
 from _common import train_uncompressed
 
 from nas import compose
@@ -68,6 +69,7 @@ def main() -> int:
     p.add_argument("--cache", type=Path, default=Path("outputs/teachers"))
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
+    bench = Bench(__file__)
     if (args.temperature is None) != (args.alpha is None):
         p.error("--temperature and --alpha go together (or neither: choose them on val)")
 
@@ -135,9 +137,7 @@ def main() -> int:
         "seconds": time.monotonic() - start,
     }  # fmt: skip
     _print_report(out)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=2))
+    bench.write(out, args.out)
     return 0
 
 

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _common import git_commit
+from _bench import Bench, git_commit
 
 from nas import compose
 from nas.hw import EnergyBreakdown, HardwareModel
@@ -40,6 +40,7 @@ def main() -> int:
     p.add_argument("--note", help="what the record should say of how the search ran")
     p.add_argument("--out", type=Path, default=None, help="write the record here (JSON)")
     args = p.parse_args()
+    bench = Bench(__file__)
     try:
         pareto = _pareto_csv(args.run_dir, args.study)
     except ValueError as e:
@@ -50,7 +51,7 @@ def main() -> int:
         record["note"] = args.note
     _print(record)
     if args.out is not None:
-        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        bench.write(record, args.out, indent=1)
         print(f"wrote {args.out}")
     return 0
 

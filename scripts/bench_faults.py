@@ -31,7 +31,6 @@ and variant: ``fault``, ``runner``, ``exit_code``, ``parent_state``,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -39,12 +38,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
+from _bench import Bench
 from _faultjob import Job, Row, fill, on_nodes, records, resume, settle, small_disk
+from _faults_record import line, write_record
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
@@ -408,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=1, help="rows at once (each is its own job; "
                    "1 for a record: the rows' seconds are then undisturbed)")  # fmt: skip
     args = p.parse_args(argv)
+    bench = Bench(__file__, argv)
     faults = [f for f in args.faults.split(",") if f]
     bad = [f for f in faults if f not in SCENARIOS]
     if bad:
@@ -416,56 +415,10 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(args.workdir, ignore_errors=True)
     images = image_folder(args.workdir / "images")
     rows = run_rows(rows_wanted(faults, runners), args.workdir, images, jobs=args.jobs,
-                    said=lambda row: print(_line(row), flush=True))  # fmt: skip
-    _write(args.out, rows)
+                    said=lambda row: print(line(row), flush=True))  # fmt: skip
+    write_record(args.out, rows, FAULTS, bench)
     print(f"\n{sum(r.clean for r in rows)} of {len(rows)} rows clean; wrote {args.out}")
     return 0 if all(r.clean for r in rows) else 1
-
-
-def _line(row: Row) -> str:
-    failed = [k for k, ok in row.checks.items() if not ok]
-    return (
-        f"{row.fault:16} {row.runner:6} {row.variant:10} exit {str(row.exit_code):>4}  "
-        f"parent {row.parent_state or '-':9} finished {row.finished_before}->{row.finished_after}"
-        f"  resumed {str(row.resumed):5} clean {str(row.clean):5} {row.seconds:6.1f} s"
-        + (f"\n    not: {'; '.join(failed)}" if failed else "")
-        + (f"\n    said: {row.said[:200]}" if row.said else "")
-    )
-
-
-def _write(path: Path, rows: list[Row]) -> None:
-    """Rows of this run replace those of the same fault, runner and variant."""
-    old = json.loads(path.read_text()) if path.exists() else {}
-
-    def key(r: dict[str, Any]) -> tuple[int, str, str]:
-        return FAULTS.index(r["fault"]), r["runner"], r["variant"]
-
-    # Each row keeps where it was measured: a run of some faults replaces only theirs.
-    measured = {
-        "commit": _commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": f"{os.cpu_count()} CPUs, {sys.platform}",
-        "command": " ".join(["python", "scripts/bench_faults.py", *sys.argv[1:]]),
-    }  # fmt: skip
-    new = {key(asdict(r)): {**asdict(r), "measured": measured} for r in rows}
-    kept = [r for r in old.get("rows", []) if key(r) not in new]
-    record = {
-        "what": "faults injected through the real command line, then the same command again",
-        **measured,
-        "rows": sorted([*kept, *new.values()], key=key),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
-
-
-def _commit() -> str:
-    """The checkout's short commit, with "-dirty" when files git tracks have changed."""
-    from _common import git_commit
-
-    dirty = subprocess.run(
-        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
-    return git_commit() + ("-dirty" if dirty else "")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _bench import Bench, write_json
 
 SCRIPTS = Path(__file__).resolve().parent
 SECTIONS = ("uniform", "width", "folder", "levers")
@@ -90,11 +91,11 @@ def main() -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
 
     import optuna
-    from bench_supernet import _provenance
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     report: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
-    measured = {**_provenance(), "command": " ".join(sys.argv), "overrides": extra, "quick": q}
+    # Merged into the record section by section: each carries the provenance it was measured with.
+    measured = {**Bench(__file__, overrides=extra).provenance(), "quick": q}
     if "uniform" in sections:
         t0 = time.monotonic()
         ctx, strategy = _supernet(args.workdir / "mnist5k", extra)
@@ -180,8 +181,7 @@ def _took(measured: dict[str, Any], t0: float) -> dict[str, Any]:
 
 
 def _save(out: Path, report: dict[str, Any]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(out, report)
     print(f"wrote {out}", file=sys.stderr)
 
 

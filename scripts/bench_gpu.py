@@ -42,7 +42,6 @@ is null, with a note; no figure is ever filled in for a GPU that did not run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -389,6 +388,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, help="warm-up steps (default 3; cuda 10)")
     ap.add_argument("--cpu-run", type=Path, help="a CPU search's dir: add its trial breakdown")
     args = ap.parse_args(argv)
+    from _bench import Bench
+
+    bench = Bench(__file__, argv)
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
@@ -407,13 +409,7 @@ def main(argv: list[str] | None = None) -> None:
         "repeats": 2 if args.quick else args.repeats,
     }
     record = measure(args.device, workloads=tuple(args.workloads), precisions=args.precisions, **kw)
-    import datetime
-
-    from _common import git_commit
-
     record.update(
-        commit=git_commit(),
-        date=datetime.date.today().isoformat(),
         quick=bool(args.quick),
         cpus=os.cpu_count(),
         loadavg=os.getloadavg(),
@@ -422,9 +418,7 @@ def main(argv: list[str] | None = None) -> None:
     if bd is not None:
         record["trial_breakdown"] = bd
     print(table(record))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+    bench.write(record, args.out)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import timm
 import torch
+from _bench import Bench
 from _common import logit_agreement, onnx_logits
 
 from compress import OnnxInt8Config, export_onnx, int8_mac_share, measure_onnx_latency_ms
@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--quick", action="store_true", help="fewer rounds (< 5 minutes)")
     args = parser.parse_args()
+    bench = Bench(__file__)
     rounds, repeats, n_calib = (5, 10, 32) if args.quick else (11, 20, 200)
     torch.manual_seed(0)
     rows: list[dict[str, Any]] = []
@@ -104,12 +105,8 @@ def main() -> None:
         f"spread = IQR / median over {rounds} interleaved rounds of {repeats} runs"
     )
     if args.out:
-        args.out.write_text(
-            json.dumps(
-                {"latency": rows, "load_average": load, "rounds": rounds, "repeats": repeats},
-                indent=1,
-            )
-        )
+        record = {"latency": rows, "load_average": load, "rounds": rounds, "repeats": repeats}
+        bench.write(record, args.out, indent=1)
         print(f"wrote {args.out}")
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _bench import Bench
 
 import compress
 from nas.hw import (
@@ -62,6 +63,7 @@ def main() -> None:
         help="run only these parts (repeatable); the others are kept from an existing --out",
     )
     args = parser.parse_args()
+    bench = Bench(__file__)
     torch.set_num_threads(1)
     start = time.monotonic()
     parts = set(args.only or ("host", "int8", "calibration"))
@@ -90,7 +92,7 @@ def main() -> None:
         "load_average_at_end": _loadavg(),
         "cpu_count": _cpus(),
     }
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    bench.write(result, args.out, indent=1)
     _print(result)
     print(f"wrote {args.out} in {time.monotonic() - start:.0f} s")
 

@@ -37,15 +37,19 @@ load inflates both overhead and trial times.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _bench import Bench, add_unit_args, run_units
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,6 +64,8 @@ SETUPS: dict[str, tuple[int, list[str]]] = {
 
 def run_setup(name: str, overrides: list[str], n_trials: int, workdir: Path) -> dict[str, Any]:
     out = workdir / name
+    if out.exists():  # an interrupted setup: its figures are void, run it again
+        shutil.rmtree(out)
     out.mkdir(parents=True)
     cmd = [
         sys.executable, "-m", "nas.search", f"search.n_trials={n_trials}",
@@ -141,7 +147,10 @@ def main() -> None:
         help="extra nas.search overrides for every setup (e.g. a smoke run on digits); "
         "the figures are then not those of the default search",
     )
+    # --jobs stays 1 for figures: setups side by side would share the cores they measure.
+    add_unit_args(ap, workdir_help="keep (and resume) the setups here (default: a temp dir)")
     args = ap.parse_args()
+    bench = Bench(__file__, overrides=args.set)
     n = args.trials or (4 if args.quick else 10)
     setups = {k: v for k, v in SETUPS.items() if not args.only or k in args.only}
     result: dict[str, Any] = {
@@ -151,16 +160,15 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
-            "loadavg_before": os.getloadavg(),
+            "loadavg_before": bench.load_start,
         },
-        "setups": {},
     }
     with tempfile.TemporaryDirectory(prefix="bench-runner-") as tmp:
-        for name, (slots, overrides) in setups.items():
-            print(f"{name}: {n} trials ...", file=sys.stderr, flush=True)
-            fig = figures(run_setup(name, [*overrides, *args.set], n, Path(tmp)), slots)
-            result["setups"][name] = fig
-            print(f"  {json.dumps(fig)}", file=sys.stderr, flush=True)
+        work = args.workdir or Path(tmp)
+        unit = functools.partial(setup_unit, n_trials=n, extra=list(args.set), workdir=work)
+        done = run_units(unit, [(k,) for k in setups], lambda u: work / f"{u[0]}.json",
+                         jobs=args.jobs)  # fmt: skip
+    result["setups"] = {name: fig for (name,), fig in done.items()}
     result["machine"]["loadavg_after"] = os.getloadavg()
     s = result["setups"]
 
@@ -176,10 +184,17 @@ def main() -> None:
         parallel_speedup=ratio("ray_2x1", "ray_1x1"),
         parallel_speedup_vs_2threads=ratio("ray_2x1", "ray_1x2"),
     )
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    record = bench.write(result, args.out)
+    print(json.dumps(record, indent=2))
+
+
+def setup_unit(name: str, *, n_trials: int, extra: list[str], workdir: Path) -> dict[str, Any]:
+    """One setup's search, from scratch; its figures (the harness keeps them, to resume)."""
+    slots, overrides = SETUPS[name]
+    print(f"{name}: {n_trials} trials ...", file=sys.stderr, flush=True)
+    fig = figures(run_setup(name, [*overrides, *extra], n_trials, workdir), slots)
+    print(f"  {json.dumps(fig)}", file=sys.stderr, flush=True)
+    return fig
 
 
 if __name__ == "__main__":

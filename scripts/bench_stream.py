@@ -62,11 +62,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO / "scripts") not in sys.path:  # loaded by path (the tests): its sibling below
+    sys.path.insert(0, str(REPO / "scripts"))
+
+from _bench import Bench  # noqa: E402
+
 PAGE = os.sysconf("SC_PAGE_SIZE")
 ROLES = ("driver", "evaluator", "loader_workers", "evaluator_workers", "mp_helpers", "other")
 TIMELINE_POINTS = 300
@@ -384,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         help="measure this command line instead (run in the workdir; 'python' is this one)",
     )
     args = p.parse_args(argv)
+    bench = Bench(__file__, argv)
     cmd = _command(args, p)
     tmp = None
     if args.workdir is None:
@@ -394,7 +399,6 @@ def main(argv: list[str] | None = None) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     print(f"$ (cd {workdir} && {shlex.join(cmd)})", flush=True)
-    load = os.getloadavg()
     try:
         res = measure(cmd, cwd=workdir, interval=args.interval, log=workdir / "search.log", env=env)
         if res["returncode"] != 0:
@@ -404,8 +408,6 @@ def main(argv: list[str] | None = None) -> int:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     res["target"] = _target(res, args.limit_gb)
-    import _common
-
     report = {
         "command": cmd,
         "workdir": None if tmp else str(workdir),
@@ -414,16 +416,15 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "memory_bytes": PAGE * os.sysconf("SC_PHYS_PAGES"),
-            "loadavg_before": load,
+            "loadavg_before": bench.load_start,
             "loadavg_after": os.getloadavg(),
         },
-        "commit": _common.git_commit(),
-        "date": date.today().isoformat(),
         **res,
     }
     print(table(res))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(_dumps(report))
+    # "command" stays the measured command line; the provenance's is under "bench_command".
+    report["bench_command"] = bench.provenance()["command"]
+    bench.write(report, args.out, dumps=_dumps)
     print(f"wrote {args.out}")
     if res["returncode"] != 0:
         return res["returncode"]

@@ -47,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _bench import Bench, add_unit_args, write_json
+from _supernet_searches import reuse, sampler_quality
 
 MIN_STANDALONE = 0.5
 SECTIONS = ("fidelity", "score", "samplers", "finalised", "reuse", "sampler_quality")
@@ -54,7 +56,7 @@ SECTIONS = ("fidelity", "score", "samplers", "finalised", "reuse", "sampler_qual
 _NEED_SUPERNETS = {"fidelity", "score", "samplers", "finalised"}
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("docs/bench/supernet.json"))
     p.add_argument("--quick", action="store_true", help="tiny budgets: a check that it runs")
@@ -63,13 +65,12 @@ def main() -> int:
     p.add_argument("--samplers", default="tpe,nsga2,random,gp")
     p.add_argument("--score-n", type=int, default=None, help="candidates timed (default 200)")
     p.add_argument("--reuse-n", type=int, default=None, help="default 1000; 0 skips it")
-    p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--finalise-n", type=int, default=None, help="default 6")
     p.add_argument("--threads", type=int, default=None, help="train.threads (default: config)")
     p.add_argument("--quality-n", type=int, default=None, help="proposals per run (default 500)")
     p.add_argument("--quality-seeds", default="0,1")
     p.add_argument("--quality-samplers", default="tpe,nsga2,random")
-    p.add_argument("--jobs", type=int, default=1, help="sampler_quality runs side by side")
+    add_unit_args(p, workdir_help="keep (and reuse) the supernets and searches here")
     p.add_argument(
         "--supernets",
         type=Path,
@@ -84,16 +85,17 @@ def main() -> int:
         help=f"which to measure, of {','.join(SECTIONS)}; with --workdir, cached supernets "
         "are reused and the others' figures kept from --out",
     )
+    return p
+
+
+def main() -> int:
+    p = _parser()
     args = p.parse_args()
     sections = [s for s in args.sections.split(",") if s]
     if unknown := sorted(set(sections) - set(SECTIONS)):
         p.error(f"unknown sections {unknown}; choose from {list(SECTIONS)}")
     q = args.quick
-    n_keep = args.candidates or (6 if q else 30)
-    score_n = args.score_n or (20 if q else 200)
     reuse_n = args.reuse_n if args.reuse_n is not None else (40 if q else 1000)
-    schedules = [s for s in args.schedules.split(",") if s]
-    samplers = [s for s in args.samplers.split(",") if s]
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_supernet_"))
     extra = ["strategy.epochs=2", "strategy.warmup_epochs=1", "train.epochs=1"] if q else []
     if args.threads:
@@ -104,7 +106,8 @@ def main() -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     start = time.monotonic()
     report: dict[str, Any] = {"quick": q, "overrides": extra, "min_standalone": MIN_STANDALONE}
-    report.update(_provenance())
+    bench = Bench(__file__, overrides=extra)
+    report.update({k: v for k, v in bench.provenance().items() if k != "overrides"})
     # Some sections only, into an existing record: the record's own commit, date and
     # overrides stay those of the figures it already holds; the new sections carry theirs.
     previous = (
@@ -113,6 +116,38 @@ def main() -> int:
         else None
     )
     measured = dict(report)
+    _trained_sections(report, args, sections, work, extra)
+    if reuse_n > 0 and "reuse" in sections:
+        report["reuse"] = reuse(work, extra, reuse_n)
+    if "sampler_quality" in sections:
+        report["sampler_quality"] = sampler_quality(
+            work,
+            extra,
+            samplers=[s for s in args.quality_samplers.split(",") if s],
+            seeds=[int(x) for x in args.quality_seeds.split(",") if x],
+            n=args.quality_n or (30 if q else 500),
+            supernets=args.supernets,
+            jobs=args.jobs,
+        )
+    report["wall_seconds"] = time.monotonic() - start
+    if previous is None:
+        bench.write(report, args.out)
+    else:  # the record's provenance is its earlier figures'; the new sections carry theirs
+        write_json(args.out, _merge(previous, report, measured, sections))
+    _print(report)
+    print(f"\nwrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def _trained_sections(
+    report: dict[str, Any], args: Any, sections: list[str], work: Path, extra: list[str]
+) -> None:
+    """The sections that need the trained supernets, into ``report``."""
+    q = args.quick
+    n_keep = args.candidates or (6 if q else 30)
+    score_n = args.score_n or (20 if q else 200)
+    schedules = [s for s in args.schedules.split(",") if s]
+    samplers = [s for s in args.samplers.split(",") if s]
     ctx, strategies = None, dict[str, Any]()
     if _NEED_SUPERNETS & set(sections):
         ctx, strategies, train_s = _supernets(work, schedules, extra)
@@ -135,26 +170,6 @@ def main() -> int:
         report["finalised"] = _finalised(ctx, strategies, args.finalise_n or (2 if q else 6))
     if ctx is not None and ctx.evaluator is not None:
         ctx.evaluator.close()
-    if reuse_n > 0 and "reuse" in sections:
-        report["reuse"] = _reuse(work, extra, reuse_n)
-    if "sampler_quality" in sections:
-        report["sampler_quality"] = _sampler_quality(
-            work,
-            extra,
-            samplers=[s for s in args.quality_samplers.split(",") if s],
-            seeds=[int(x) for x in args.quality_seeds.split(",") if x],
-            n=args.quality_n or (30 if q else 500),
-            supernets=args.supernets,
-            jobs=args.jobs,
-        )
-    report["wall_seconds"] = time.monotonic() - start
-    if previous is not None:
-        report = _merge(previous, report, measured, sections)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    _print(report)
-    print(f"\nwrote {args.out}", file=sys.stderr)
-    return 0
 
 
 def _merge(
@@ -176,18 +191,6 @@ def _at(sampler: str, quick: bool) -> list[int]:
         return [100, 500]
     # gp: 4.9 s per proposal at 100 trials on this machine; 25 and 50 show the growth.
     return [25, 50] if sampler == "gp" else [100, 500, 1000, 2000]
-
-
-def _provenance() -> dict[str, str]:
-    """The commit and date a record was measured at (docs/results.md shows them)."""
-    import datetime
-    import subprocess
-
-    commit = subprocess.run(
-        ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short", "HEAD"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
-    return {"commit": commit or "unknown", "date": datetime.date.today().isoformat()}
 
 
 def _compose(overrides: list[str]) -> Any:
@@ -403,144 +406,6 @@ def _compose_gp() -> Any:
     from nas import compose
 
     return compose(["sampler=gp", "+hw=mobile"])
-
-
-def _reuse(work: Path, extra: list[str], n: int) -> dict[str, Any]:
-    """A second search, another +hw profile, the cached supernet: the time to score ``n``."""
-    from optuna.trial import TrialState
-
-    from nas import compose
-    from nas.driver import run_search
-
-    cfg = compose(
-        ["+hw=raspi4", "strategy=supernet", "search.seed=0", *extra,
-         f"search.n_trials={n}", "search.timeout_s=null", "search.progress=false",
-         "strategy.finalists=1", "strategy.finetune_epochs=1", f"search.output_dir={work}"]
-    )  # fmt: skip
-    before = sorted((work / "outputs" / "supernets").glob("*.safetensors"))
-    t0 = time.monotonic()
-    outcome = run_search(cfg)
-    wall = time.monotonic() - t0
-    after = sorted((work / "outputs" / "supernets").glob("*.safetensors"))
-    import optuna
-
-    from nas.study import keys, make_storage
-
-    study = optuna.load_study(
-        study_name=outcome.study_name, storage=make_storage(None, outcome.study_name, work)
-    )
-    scored = [
-        t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get(keys.PHASE) != "final"
-    ]  # fmt: skip
-    first = min(t.datetime_start for t in scored if t.datetime_start)
-    last = max(t.datetime_complete for t in scored if t.datetime_complete)
-    return {
-        "hw": "raspi4",
-        "retrained": after != before,
-        "candidates": len(scored),
-        "feasible_scored": int(outcome.population.get("n_scored", 0)),
-        "seconds_to_score": (last - first).total_seconds(),
-        "wall_seconds": wall,
-    }
-
-
-def _sampler_quality(
-    work: Path,
-    extra: list[str],
-    *,
-    samplers: list[str],
-    seeds: list[int],
-    n: int,
-    supernets: list[Path],
-    jobs: int,
-) -> dict[str, Any]:
-    """One search per (sampler, seed) over a cached supernet: the estimated front's
-    hypervolume as the study grows, and the wall time (so quality per second)."""
-    import shutil
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    runs = []
-    for seed in seeds:
-        for sampler in samplers:
-            out = work / "quality" / f"{sampler}_seed{seed}"
-            cache = out / "outputs" / "supernets"
-            cache.mkdir(parents=True, exist_ok=True)
-            for folder in supernets:  # reuse supernets trained elsewhere (same key: same seed)
-                for f in folder.glob("*.safetensors"):
-                    if not (cache / f.name).exists():
-                        shutil.copy2(f, cache / f.name)
-            threads = ["train.threads=1"] if jobs > 1 else []
-            runs.append((sampler, seed, n, str(out), [*extra, *threads]))
-    checkpoints = sorted({c for c in (100, 250, n // 2, n) if c <= n})
-    with ProcessPoolExecutor(max(1, jobs), mp_context=get_context("spawn")) as pool:
-        results = list(pool.map(_quality_run, runs, [checkpoints] * len(runs)))
-    by: dict[str, Any] = {}
-    for (sampler, seed, *_), r in zip(runs, results, strict=True):
-        by.setdefault(sampler, {"runs": []})["runs"].append({"seed": seed, **r})
-    for v in by.values():
-        for c in checkpoints:
-            hvs = [r["hypervolume_at"][str(c)] for r in v["runs"]]
-            v.setdefault("hypervolume_mean_at", {})[str(c)] = statistics.mean(hvs)
-        v["seconds_mean"] = statistics.mean(r["seconds"] for r in v["runs"])
-        v["n_scored_mean"] = statistics.mean(r["n_scored"] for r in v["runs"])
-    return {"n": n, "seeds": seeds, "checkpoints": checkpoints, "jobs": jobs, "samplers": by}
-
-
-def _quality_run(run: tuple[str, int, int, str, list[str]], checkpoints: list[int]) -> dict:
-    """A whole supernet search with one sampler: estimated-front hypervolume by trials."""
-    import optuna
-    from optuna.trial import TrialState
-
-    from nas import compose
-    from nas.driver import run_search
-    from nas.study import Point, hypervolume, keys, make_storage
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    sampler, seed, n, out, extra = run
-    cfg = compose(
-        ["+hw=mobile", "strategy=supernet", f"sampler={sampler}", f"search.seed={seed}",
-         *extra, f"search.n_trials={n}", "search.timeout_s=null", "search.progress=false",
-         "strategy.finalists=1", "strategy.max_finalists=1", "strategy.finetune_epochs=1",
-         f"search.output_dir={out}"]
-    )  # fmt: skip
-    cached = sorted((Path(out) / "outputs" / "supernets").glob("*.safetensors"))
-    t0 = time.monotonic()
-    outcome = run_search(cfg)
-    wall = time.monotonic() - t0
-    retrained = sorted((Path(out) / "outputs" / "supernets").glob("*.safetensors")) != cached
-    study = optuna.load_study(
-        study_name=outcome.study_name, storage=make_storage(None, outcome.study_name, Path(out))
-    )
-    trials = [
-        t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(keys.PHASE) != "final"
-    ]
-    trials.sort(key=lambda t: t.number)
-    ref_acc = float(cfg.dataset.hv_ref_accuracy)
-    ref_size = float(cfg.dataset.hv_ref_size_bytes)
-    points: list[Point] = []
-    hv_at: dict[str, float] = {}
-    for i, t in enumerate(trials, start=1):
-        m = t.user_attrs.get(keys.METRICS) or {}
-        if t.state == TrialState.COMPLETE and t.user_attrs.get(keys.FEASIBLE):
-            points.append(
-                Point(t.number, float(m["val_accuracy"]), float(m["size_bytes_estimate"]))
-            )
-        if i in checkpoints:
-            hv_at[str(i)] = hypervolume(points, ref_accuracy=ref_acc, ref_size_bytes=ref_size)
-    starts = [t.datetime_start for t in trials if t.datetime_start]
-    ends = [t.datetime_complete for t in trials if t.datetime_complete]
-    print(f"sampler {sampler} seed {seed}: {len(points)} scored of {len(trials)}, hv "
-          f"{hv_at}, {wall:.0f} s", file=sys.stderr)  # fmt: skip
-    return {
-        "hypervolume_at": hv_at,
-        "n_trials": len(trials),
-        "n_scored": len(points),
-        "seconds": wall,
-        "seconds_scoring": (max(ends) - min(starts)).total_seconds() if starts else math.nan,
-        "retrained": retrained,
-    }
 
 
 def _print(r: dict[str, Any]) -> None:
