@@ -49,14 +49,9 @@ def test_benchmarks_exist() -> None:
     assert len(list(_SCRIPTS.glob("bench_*.py"))) >= 14
 
 
-# make_results.py is split by its own task (issue 27, the results page as data).
-_SPLIT_ELSEWHERE = {"make_results.py"}
-
 
 @pytest.mark.parametrize("path", sorted(_SCRIPTS.glob("*.py")), ids=lambda p: p.name)
 def test_no_script_is_over_450_lines(path: Path) -> None:
-    if path.name in _SPLIT_ELSEWHERE:
-        pytest.skip("split in its own change")
     assert len(path.read_text().splitlines()) <= MAX_LINES
 
 
