@@ -3,6 +3,7 @@ default supernet search (``+hw=mobile strategy=supernet``, seed 0).
 
     python scripts/bench_adaptive.py                      # ~20 min: search, export, measure
     python scripts/bench_adaptive.py --workdir DIR        # resumes: a finished search is reused
+    python scripts/bench_adaptive.py --quick --workdir DIR --out FILE   # ~2 min smoke run
 
 Steps, each in a fresh process where the figure demands it:
 1. the search, in ``--workdir`` (skipped when its record says it finished);
@@ -34,6 +35,15 @@ from _bench import Bench
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = ["+hw=mobile", "strategy=supernet"]
+# --quick: a supernet trained for a few steps on 300 images (a check that the benchmark
+# runs and writes its record, about 2 minutes; its figures say nothing of the package).
+QUICK = [
+    *SEARCH, "search_space.width_mults=[0.25,0.5]", "search_space.depth_max=2",
+    "search_space.expansions=[2,4]", "dataset.n_train=300", "sampler=random",
+    "strategy.epochs=1", "strategy.warmup_epochs=0", "strategy.bn_calib_images=64",
+    "strategy.finalists=2", "strategy.max_finalists=2", "strategy.finetune_epochs=1",
+    "search.n_trials=25", "train.threads=1", "search.min_accuracy=0",
+]  # fmt: skip
 
 # Run in a fresh process: load the package, score each point on the search's val split.
 _SCORE = """
@@ -83,7 +93,7 @@ def _run_json(code: str, args: dict[str, Any]) -> Any:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _search(workdir: Path) -> dict[str, Any]:
+def _search(workdir: Path, overrides: list[str]) -> dict[str, Any]:
     """The search's parent run: its record, a finished search found in ``workdir`` (a run
     cut short resumes with the same command), or a search run now."""
     done = workdir / "search_done.json"
@@ -91,20 +101,20 @@ def _search(workdir: Path) -> dict[str, Any]:
         return dict(json.loads(done.read_text()))
     workdir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    record = _finished(workdir)
+    record = _finished(workdir, overrides)
     if record is None:
-        cmd = [sys.executable, "-m", "nas.search", *SEARCH]
+        cmd = [sys.executable, "-m", "nas.search", *overrides]
         print(f"running {shlex.join(cmd)} in {workdir} (about 15 minutes)", file=sys.stderr)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         subprocess.run(cmd, cwd=workdir, check=True, env=env)
-        record = _finished(workdir)
+        record = _finished(workdir, overrides)
         assert record is not None, "the search finished without a parent run"
         record["seconds"] = time.monotonic() - start
     done.write_text(json.dumps(record, indent=2))
     return record
 
 
-def _finished(workdir: Path) -> dict[str, Any] | None:
+def _finished(workdir: Path, overrides: list[str]) -> dict[str, Any] | None:
     """The latest finished search of ``workdir``'s MLflow database, if any."""
     if not (workdir / "mlflow.db").exists():
         return None
@@ -127,7 +137,7 @@ def _finished(workdir: Path) -> dict[str, Any] | None:
     m = run.data.metrics
     return {
         "parent_run_id": run.info.run_id,
-        "command": shlex.join(["python", "-m", "nas.search", *SEARCH]),
+        "command": shlex.join(["python", "-m", "nas.search", *overrides]),
         "commit": (run.data.tags.get("git.commit") or "unknown")[:7],  # the search's own
         "seconds": ((run.info.end_time or 0) - run.info.start_time) / 1e3,
         "n_scored": m.get("n_scored"),
@@ -172,10 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "adaptive.json")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=20, help="switching rounds through the points")
+    p.add_argument("--quick", action="store_true", help="a tiny search: a check that it runs")
     args = p.parse_args(argv)
-    bench = Bench(__file__, argv)
+    overrides = QUICK if args.quick else SEARCH
+    bench = Bench(__file__, argv, overrides=overrides)
     workdir = args.workdir.resolve()
-    search = _search(workdir)
+    search = _search(workdir, overrides)
     r = _export(workdir, search["parent_run_id"], "point")
     fp32 = _export(workdir, search["parent_run_id"], "fp32")
     _fresh_scores(r, workdir / "adaptive" / "adaptive.dsza", args.threads)

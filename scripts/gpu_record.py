@@ -241,8 +241,11 @@ def main_combine(argv: list[str]) -> None:
         cpu_breakdown=cpu_bd,
         gpu_breakdown=breakdown_of(args.gpu_run),
     )
-    text = json.dumps(record, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    # Through the harness, so the record carries its commit, date and command like
+    # every other (a side that did not run stays null; its figures are never filled).
+    from _bench import Bench
+
+    record = Bench(Path(__file__).with_name("bench_gpu.py"), ["combine", *argv]).write(
+        record, args.out
+    )
+    print(json.dumps(record, indent=2))

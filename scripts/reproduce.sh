@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
 # Regenerate every benchmark record (issue 27), saying how long each part takes.
 #
-#   scripts/reproduce.sh --quick [--dry-run] [PART...]   # quick forms -> build/reproduce/quick/bench/
-#   scripts/reproduce.sh --full  [--dry-run] [PART...]   # full forms  -> docs/bench/ (the real records)
+#   scripts/reproduce.sh --quick [--dry-run] [PART...]   # quick forms -> build/reproduce/quick/
+#   scripts/reproduce.sh --full  [--dry-run] [PART...]   # full forms  -> docs/bench/ (the records)
 #
-# Resumable: a part whose record was written at the current commit (its marker in
-# build/reproduce/<mode>/done/) is skipped, and each part's runs keep their own workdir
-# under build/reproduce/<mode>/work/ (the harness resumes its units there). --quick
-# never overwrites docs/bench/: it renders its own page from its records, then checks
-# the committed page with make_results.py --check. GPU parts are skipped without
-# nvidia-smi. PART names limit the run to those parts.
+# --quick runs each benchmark's smallest form (a CI-sized check that it still runs and
+# writes a record with its provenance; about 20 minutes on 2 cores), into
+# build/reproduce/quick/bench/, never docs/bench/. It then renders a page from those
+# records and checks it (make_results.py --check: every record has a commit and a date),
+# and checks the committed page against the committed records.
+# --full runs the forms the records in docs/bench/ were measured with (hours; the
+# supernet comparison alone is 90 minutes). Run it on an idle machine: many figures are
+# wall-clock budgets or timings.
+#
+# Resumable: a part finished at the current commit (its marker in
+# build/reproduce/<mode>/done/) is skipped, and each part keeps its runs in its own
+# workdir under build/reproduce/<mode>/work/, where the harness resumes its units.
+# GPU parts are skipped without nvidia-smi. PART names limit the run to those parts.
 set -euo pipefail
 
 mode="" dry=0 only=()
@@ -18,8 +25,8 @@ for a in "$@"; do
     --quick) mode=quick ;;
     --full) mode=full ;;
     --dry-run) dry=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-    -*) echo "reproduce.sh: unknown option $a (use --quick or --full, --dry-run)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -*) echo "reproduce.sh: unknown option $a (use --quick or --full, and --dry-run)" >&2; exit 2 ;;
     *) only+=("$a") ;;
   esac
 done
@@ -30,64 +37,120 @@ PY="${PYTHON:-python}"
 [ -x .venv/bin/python ] && PY="${PYTHON:-.venv/bin/python}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 base="build/reproduce/$mode"
-work="$base/work"
-if [ "$mode" = quick ]; then bench="$base/bench"; Q=--quick; else bench=docs/bench; Q=; fi
-mkdir -p "$bench" "$work" "$base/done"
+if [ "$mode" = quick ]; then bench="$base/bench"; else bench=docs/bench; fi
+mkdir -p "$bench" "$base/work" "$base/done"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+Q=$([ "$mode" = quick ] && echo 1 || echo 0)
 
-# name | needs | quick args | full args   (each part: one script and its arguments;
-# OUT is the record, WORK the part's workdir)
-PARTS=(
-  "baseline_lenet|cpu|scripts/baseline_lenet.py --dataset digits --out OUT|scripts/baseline_lenet.py --out OUT"
-  "compress|cpu|scripts/bench_compress.py --quick --out OUT|scripts/bench_compress.py --out OUT"
-  "latency_quick|cpu|scripts/bench_latency.py --quick --out OUT|scripts/bench_latency.py --quick --out OUT"
-  "latency|cpu|scripts/bench_latency.py --quick --out OUT|scripts/bench_latency.py --out OUT"
-  "distill|cpu|scripts/bench_distill.py --dataset digits --seeds 0 --temperature 4 --alpha 0.7 --epochs 1 --cache WORK --out OUT|scripts/bench_distill.py --cache WORK --out OUT"
-  "distill_mid|cpu|scripts/bench_distill.py --dataset digits --seeds 0 --temperature 4 --alpha 0.7 --epochs 1 --cache WORK --out OUT|scripts/bench_distill.py --epochs 3 --cache WORK --out OUT"
-  "runner|cpu|scripts/bench_runner.py --quick --set dataset=digits search_space=tiny train.epochs=1 --workdir WORK --out OUT|scripts/bench_runner.py --workdir WORK --out OUT"
-  "search|cpu|scripts/bench_search.py --quick --strategies joint,random --workdir WORK --out OUT|scripts/bench_search.py --jobs 2 --workdir WORK --out OUT"
-  "search_long|cpu|scripts/bench_search.py --quick --strategies joint --workdir WORK --out OUT|scripts/bench_search.py --budget-s 600 --jobs 2 --workdir WORK --out OUT"
-  "search_supernet|cpu|scripts/bench_search.py --quick --strategies joint,supernet --proposals 0 --workdir WORK --out OUT|scripts/bench_search.py --strategies joint,supernet --budget-s 600 --seeds 3 --jobs 2 --proposals 0 --workdir WORK --out OUT"
-  "search_supernet_proxy|cpu|scripts/bench_search.py --quick --strategies joint,supernet --proposals 0 --workdir WORK --out OUT|scripts/bench_search.py --strategies joint,supernet --budget-s 600 --seeds 1 --jobs 2 --proposals 0 --workdir WORK --out OUT"
-  "supernet|cpu|scripts/bench_supernet.py --quick --workdir WORK --out OUT|scripts/bench_supernet.py --workdir WORK --out OUT"
-  "devices|cpu|scripts/bench_devices.py --quick --workdir WORK --out OUT|scripts/bench_devices.py --jobs 2 --workdir WORK --out OUT"
-  "faults|cpu|scripts/bench_faults.py --faults sigterm_group --runner local --workdir WORK --out OUT|scripts/bench_faults.py --workdir WORK --out OUT"
-  "stream_floor|cpu|scripts/bench_stream.py --command python -m nas.search dataset=digits search_space=tiny search.n_trials=2 train.epochs=1 --workdir WORK --out OUT|scripts/bench_stream.py --command python -m nas.search dataset=digits search_space=tiny search.n_trials=2 train.epochs=1 --workdir WORK --out OUT"
-  "stream|cpu|scripts/bench_stream.py --make --workdir WORK --out OUT|scripts/bench_stream.py --make --workdir WORK --out OUT"
-  "default_run|cpu|scripts/record_default_run.py --out OUT|scripts/record_default_run.py --out OUT"
-  "adaptive|cpu|scripts/bench_adaptive.py --workdir WORK --out OUT|scripts/bench_adaptive.py --workdir WORK --out OUT"
-  "gpu_cpu_side|gpu|scripts/bench_gpu.py --device cpu --quick --out OUT|scripts/bench_gpu.py --device cpu --threads 2 --out OUT"
-  "gpu|gpu|scripts/bench_gpu.py --device cuda --quick --out OUT|scripts/bench_gpu.py --device cuda --out OUT"
-)
+run() { echo "   \$ $*"; [ "$dry" = 1 ] || "$@"; }
+# The mid distillation student (docs/results.md, Distillation).
+MID='{"width_mult":0.5,"depths":[1,2,2,2],"kernels":[3,3,3,3],"expansions":[1,4,4,4]}'
+TINY=(dataset=digits search_space=tiny search.n_trials=4 train.epochs=1 compress.finetune_epochs=0)
 
-has_gpu=0; command -v nvidia-smi >/dev/null 2>&1 && has_gpu=1
+# One function per record: part_<name> OUT WORK. Each runs its quick form when Q=1.
+part_baseline_lenet() {
+  if ((Q)); then run "$PY" scripts/baseline_lenet.py --dataset digits --seeds 0 --out "$1"
+  else run "$PY" scripts/baseline_lenet.py --seeds 0 1 2 --out "$1"; fi
+}
+part_compress() { run "$PY" scripts/bench_compress.py $( ((Q)) && echo --quick) --out "$1"; }
+part_latency_quick() { run "$PY" scripts/bench_latency.py --quick --out "$1"; }
+part_latency() { run "$PY" scripts/bench_latency.py $( ((Q)) && echo --quick) --out "$1"; }
+part_distill() {
+  if ((Q)); then run "$PY" scripts/bench_distill.py --dataset digits --seeds 0 --temperature 4 --alpha 0.7 --epochs 1 --cache "$2" --out "$1"
+  else run "$PY" scripts/bench_distill.py --cache "$2" --out "$1"; fi
+}
+part_distill_mid() {
+  if ((Q)); then run "$PY" scripts/bench_distill.py --dataset digits --seeds 0 --temperature 4 --alpha 0.7 --epochs 1 --student "$MID" --cache "$2" --out "$1"
+  else run "$PY" scripts/bench_distill.py --seeds $(seq 0 19) --student "$MID" --cache "$2" --out "$1"; fi
+}
+part_runner() {
+  if ((Q)); then run "$PY" scripts/bench_runner.py --quick --only local --set dataset=digits search_space=tiny train.epochs=1 --workdir "$2" --out "$1"
+  else run "$PY" scripts/bench_runner.py --workdir "$2" --out "$1"; fi
+}
+part_search() {
+  if ((Q)); then run "$PY" scripts/bench_search.py --quick --strategies joint,random --proposals 0 --budget-s 30 --workdir "$2" --out "$1"
+  else run "$PY" scripts/bench_search.py --jobs 2 --workdir "$2" --out "$1"; fi
+}
+part_search_long() {
+  if ((Q)); then run "$PY" scripts/bench_search.py --quick --strategies joint,random --proposals 0 --budget-s 30 --workdir "$2" --out "$1"
+  else run "$PY" scripts/bench_search.py --strategies joint,random --budget-s 600 --jobs 2 --proposals 0 --workdir "$2" --out "$1"; fi
+}
+part_search_supernet() {
+  if ((Q)); then run "$PY" scripts/bench_search.py --quick --strategies joint,supernet --proposals 0 --budget-s 60 --workdir "$2" --out "$1"
+  else run "$PY" scripts/bench_search.py --strategies joint,supernet --budget-s 1800 --seeds 3 --jobs 2 --proposals 0 --workdir "$2" --out "$1"; fi
+}
+part_search_supernet_proxy() {
+  if ((Q)); then run "$PY" scripts/bench_search.py --quick --strategies joint,supernet --proposals 0 --budget-s 60 --workdir "$2" --out "$1"
+  else run "$PY" scripts/bench_search.py --strategies joint,supernet --budget-s 600 --seeds 1 --jobs 2 --proposals 0 --workdir "$2" --out "$1"; fi
+}
+part_supernet() {  # two scripts fill one record: the fidelity sections, then the costs
+  run "$PY" scripts/bench_fidelity.py $( ((Q)) && echo --quick) --workdir "$2/fidelity" --out "$1"
+  run "$PY" scripts/bench_supernet.py $( ((Q)) && echo --quick) --workdir "$2/costs" --out "$1"
+}
+part_devices() {
+  if ((Q)); then run "$PY" scripts/bench_devices.py --quick --workdir "$2" --out "$1"
+  else run "$PY" scripts/bench_devices.py --jobs 2 --n-trials 27 --seeds 3 --device-constraint round_robin --workdir "$2" --out "$1"; fi
+}
+part_faults() {
+  if ((Q)); then run "$PY" scripts/bench_faults.py --faults sigterm_group --runner local --workdir "$2" --out "$1"
+  else run "$PY" scripts/bench_faults.py --workdir "$2" --out "$1"; fi
+}
+part_stream_floor() {  # the same search on the in-memory digits: the floor of stream
+  run "$PY" scripts/bench_stream.py --workdir "$2" --out "$1" --command "python -m nas.search dataset=digits search_space=tiny search.n_trials=2 train.epochs=1 compress.finetune_epochs=0 search.timeout_s=null search.trial_timeout_s=null search.min_accuracy=0 search.progress=false"
+}
+part_stream() {
+  if ((Q)); then run "$PY" scripts/bench_stream.py --make --n 2000 --size 32 --folder "$2/folder" --workdir "$2/run" --out "$1"
+  else run "$PY" scripts/bench_stream.py --make --workdir "$2" --out "$1"; fi
+}
+part_default_run() {  # the README's quick start, in an empty directory, then its record
+  local cmd=(+hw=mobile); ((Q)) && cmd=("${TINY[@]}")
+  run mkdir -p "$2"
+  run bash -c "cd '$2' && PYTHONPATH='$PWD' '$PWD/$PY' -m nas.search ${cmd[*]}"
+  run "$PY" scripts/record_default_run.py "$2" --command "python -m nas.search ${cmd[*]}" --out "$1"
+}
+part_cpu_default_run() {  # the CPU side of the GPU check: the default search on the CPU
+  local cmd=(+hw=mobile train.device=cpu search.progress=false)
+  ((Q)) && cmd=("${TINY[@]}" train.device=cpu)
+  run mkdir -p "$2"
+  run bash -c "cd '$2' && PYTHONPATH='$PWD' '$PWD/$PY' -m nas.search ${cmd[*]}"
+  run "$PY" scripts/record_default_run.py "$2" --command "python -m nas.search ${cmd[*]}" --out "$1"
+}
+part_energy() {  # the default search without its time limits, then its front's energy
+  local cmd=(+hw=mobile search.timeout_s=null search.trial_timeout_s=null)
+  ((Q)) && cmd=(+hw=mobile "${TINY[@]}")
+  run mkdir -p "$2"
+  run bash -c "cd '$2' && PYTHONPATH='$PWD' '$PWD/$PY' -m nas.search ${cmd[*]}"
+  run "$PY" scripts/bench_energy.py "$2" --command "python -m nas.search ${cmd[*]}" --out "$1"
+}
+part_adaptive() { run "$PY" scripts/bench_adaptive.py $( ((Q)) && echo --quick) --workdir "$2" --out "$1"; }
+part_gpu_cpu_side() { run "$PY" scripts/bench_gpu.py --device cpu --threads 2 $( ((Q)) && echo --quick) --out "$1"; }
+part_gpu() {  # GPU over CPU: the GPU side comes from scripts/gpu_check.sh on a GPU
+  # machine (its gpu.json goes to docs/bench/); here it is null, and stays null.
+  run "$PY" scripts/bench_gpu.py combine --cpu "$bench/gpu_cpu_side.json" --default-run "$bench/cpu_default_run.json" --out "$1"
+}
+
+PARTS=(baseline_lenet compress latency_quick latency distill distill_mid runner search
+  search_long search_supernet search_supernet_proxy supernet devices faults stream_floor
+  stream default_run energy adaptive gpu_cpu_side cpu_default_run gpu)
 total_start=$(date +%s)
-for part in "${PARTS[@]}"; do
-  IFS='|' read -r name needs quick full <<<"$part"
+for name in "${PARTS[@]}"; do
   if [ ${#only[@]} -gt 0 ] && [[ ! " ${only[*]} " == *" $name "* ]]; then continue; fi
-  args="$quick"; [ "$mode" = full ] && args="$full"
-  out="$bench/$name.json"
-  args="${args//OUT/$out}"; args="${args//WORK/$work/$name}"
-  marker="$base/done/$name"
-  if [ "$needs" = gpu ] && [ "$has_gpu" = 0 ]; then
-    echo "== $name: skipped, needs a GPU (no nvidia-smi): $PY $args"; continue
-  fi
-  if [ -f "$marker" ] && [ "$(cat "$marker")" = "$commit" ] && [ -f "$out" ]; then
+  out="$bench/$name.json" marker="$base/done/$name"
+  if [ -f "$marker" ] && [ "$(cat "$marker")" = "$commit" ]; then
     echo "== $name: done at $commit, skipped"; continue
   fi
-  echo "== $name: $PY $args"
-  [ "$dry" = 1 ] && continue
+  echo "== $name"
   start=$(date +%s)
-  # shellcheck disable=SC2086  # the arguments are words by design
-  $PY $args
+  "part_$name" "$out" "$base/work/$name"
+  [ "$dry" = 1 ] && continue
   echo "$commit" >"$marker"
   echo "== $name: $(( $(date +%s) - start )) s"
 done
 
-if [ "$mode" = quick ] && [ ${#only[@]} -eq 0 ]; then  # a page needs every record
-  page=("$PY" scripts/make_results.py --bench-dir "$bench" --out "$base/results.md")
-  check=("$PY" scripts/make_results.py --check)
-  echo "== page: ${page[*]}"; echo "== check: ${check[*]}"
-  if [ "$dry" = 0 ]; then "${page[@]}"; "${check[@]}"; fi
+if [ "$mode" = quick ] && [ ${#only[@]} -eq 0 ]; then
+  echo "== page from the quick records, then the checks"
+  run "$PY" scripts/make_results.py --bench-dir "$bench" --out "$base/results.md"
+  run "$PY" scripts/make_results.py --check --bench-dir "$bench" --out "$base/results.md"
 fi
+[ "$mode" = quick ] && run "$PY" scripts/make_results.py --check
 echo "== all parts: $(( $(date +%s) - total_start )) s"
