@@ -48,9 +48,16 @@ def render(bench: Bench, *, commit: str | None = None, date: str | None = None) 
         bench.used = []
         heading, *body = section(bench)
         # Every record a section read is named under its heading, with its provenance.
+        # and, where it was re-measured, what changed since the record it replaced.
+        given = {"commit": commit, "date": date}
         sources = [
-            bench.source(name, **({"commit": commit, "date": date} if name == DEFAULT_RUN else {}))
+            line
             for name in bench.used
+            for line in (
+                bench.source(name, **(given if name == DEFAULT_RUN else {})),
+                bench.changes(name),
+            )
+            if line
         ]
         lines += [heading, "", *(x for src in sources for x in (src, "")), *body[1:], ""]
     wrapped = [w for line in lines for w in wrap(line)]

@@ -50,6 +50,31 @@ class Bench:
         d = f"date {date}" if date else "date not recorded"
         return f"*Source: {self.link(name)}; {c}, {d}.*"
 
+    def changes(self, name: str) -> str | None:
+        """The record's ``previous`` block as one line: what changed beyond its spread
+        since the record it replaced, figure by figure, and why (issue 27).
+
+        ``previous`` is ``{"source": what was replaced, "figures": [{"name", "path"
+        (dotted, into this record), "before", "format" (a format spec, default
+        ".3g")}], "why": the reason}``; each figure's value now is read from the record
+        itself, so the note cannot drift from it.
+        """
+        data = self._cache[name]
+        prev = data.get("previous")
+        if not prev:
+            return None
+        items = []
+        for f in prev["figures"]:
+            spec = f.get("format", ".3g")
+            items.append(f"{f['name']} {f['before']:{spec}} → {_at(data, f['path']):{spec}}")
+        return f"*Re-measured; since {prev['source']}: {'; '.join(items)}. {prev['why']}*"
+
+
+def _at(data: Any, path: str) -> Any:
+    for key in path.split("."):
+        data = data[int(key)] if isinstance(data, list) else data[key]
+    return data
+
 
 PROVENANCE = ("commit", "date")  # what every record must carry at its top level
 

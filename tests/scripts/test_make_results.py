@@ -52,6 +52,25 @@ def test_a_json_value_change_changes_the_page(tmp_path: Path) -> None:
     assert "**1.23x**" in after
 
 
+def test_a_remeasured_record_says_what_changed_reading_today_s_value(tmp_path: Path) -> None:
+    bench = tmp_path / "bench"
+    shutil.copytree(_ROOT / "docs" / "bench", bench)
+    out = tmp_path / "results.md"
+    path = bench / "runner.json"
+    runner = json.loads(path.read_text())
+    runner["parallel_speedup"] = 1.5
+    runner["previous"] = {
+        "source": "the old record",
+        "figures": [{"name": "speed-up", "path": "parallel_speedup", "before": 1.81,
+                     "format": ".2f"}],
+        "why": "Because the machine changed.",
+    }  # fmt: skip
+    path.write_text(json.dumps(runner))
+    assert _run("--bench-dir", str(bench), "--out", str(out)).returncode == 0
+    text = " ".join(out.read_text().split())
+    assert "*Re-measured; since the old record: speed-up 1.81 → 1.50. Because the machine" in text
+
+
 def test_default_run_commit_and_date_flags(tmp_path: Path) -> None:
     bench = tmp_path / "bench"
     shutil.copytree(_ROOT / "docs" / "bench", bench)
