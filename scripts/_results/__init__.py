@@ -11,15 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from . import (
+    _adaptive,
     _baselines,
     _compression,
     _default_run,
     _devices,
     _distillation,
     _energy,
+    _faults,
+    _gpu,
     _latency,
     _runner,
     _search,
+    _stream,
     _supernet,
 )
 from ._format import _wrap as wrap
@@ -36,8 +40,12 @@ SECTIONS: list[Callable[[Bench], list[str]]] = [
     _latency.section,
     _search.section,
     _supernet.section,
+    _adaptive.section,
     _devices.section,
     _energy.section,
     _runner.section,
+    _gpu.section,
+    _stream.section,
+    _faults.section,
     _distillation.section,
 ]
