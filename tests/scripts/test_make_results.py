@@ -8,7 +8,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 _ROOT = Path(__file__).resolve().parents[2]
 _SCRIPT = _ROOT / "scripts" / "make_results.py"
@@ -575,3 +577,100 @@ def test_the_page_generator_is_small_files_of_small_functions() -> None:
     ]
     assert (too_long, functions) == ([], [])
     assert len(files) > 10  # one module per section, not one file
+
+
+# -- sections whose figures the README used to type by hand --------------------------------
+
+
+def _section_of(tmp_path: Path, heading: str, **edits: Callable[[Any], None]) -> str:
+    """One section of the page rendered from the real records, each named record (file
+    name with ``_json`` for ``.json``) first changed in place by its function."""
+    bench = tmp_path / "bench"
+    shutil.copytree(_ROOT / "docs" / "bench", bench)
+    for name, edit in edits.items():
+        path = bench / name.replace("_json", ".json")
+        record = json.loads(path.read_text())
+        edit(record)
+        path.write_text(json.dumps(record))
+    out = tmp_path / "results.md"
+    proc = _run("--bench-dir", str(bench), "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return _prose(out.read_text().split(f"\n## {heading}\n")[1].split("\n## ")[0])
+
+
+def test_adaptive_section_s_verdicts_follow_the_record(tmp_path: Path) -> None:
+    real = _section_of(tmp_path / "real", "One model, many operating points")
+    assert "**1.29x**" in real and "at most 1.3x: met" in real
+    assert "within **8 images** of 500 (p4, 3 bits" in real and "within 1: missed" in real
+    assert "fewer bits than the shared copy's 4" in real  # why, beside the miss
+    assert "`--keep fp32`) puts every point within 2 images" in real
+
+    def matched(d: Any) -> None:
+        d["package_bytes_ratio"], d["points_accuracy_match"], d["max_diff_val_images"] = (
+            1.35,
+            True,
+            1,
+        )
+        for p in d["points"]:
+            p["diff_val_images_fresh"] = min(p["diff_val_images_fresh"], 1)
+
+    changed = _section_of(tmp_path / "changed", "One model, many operating points",
+                          adaptive_json=matched)  # fmt: skip
+    assert "**1.35x**" in changed and "at most 1.3x: missed" in changed
+    assert "within 1: met" in changed and "Every point is within 1 image" in changed
+    assert "rounding twice" not in changed
+
+    def off_at_full_bits(d: Any) -> None:
+        d["points"][-1]["diff_val_images_fresh"] = 4  # the largest point: the shared bits
+
+    mixed = _section_of(tmp_path / "mixed", "One model, many operating points",
+                        adaptive_json=off_at_full_bits)  # fmt: skip
+    assert "rounding twice is not the whole cause" in mixed
+
+
+def test_gpu_section_says_not_measured_for_a_null_side_and_judges_a_measured_one(
+    tmp_path: Path,
+) -> None:
+    null = _section_of(tmp_path / "null", "Training on a GPU against 2 CPU cores")
+    assert "at least 20x: not measured (no GPU lent)" in null
+    assert "at least 3x: not measured (no GPU lent)" in null
+    assert "| largest (325,930 params) | 494 [455-623] samples/s |" in null
+    assert " met" not in null and "missed" not in null  # no verdict on a figure not measured
+
+    def measured(d: Any) -> None:
+        by = d["train_samples_per_s_ratio_by_workload"]
+        by["largest"]["bf16"], by["supernet"]["bf16"] = 25.0, 10.0
+        d["trials_per_minute_ratio"], d["trials_per_minute"]["gpu"] = 4.0, 50.0
+
+    gpu = _section_of(tmp_path / "gpu", "Training on a GPU against 2 CPU cores", gpu_json=measured)
+    assert "**25.0x** | not measured | at least 20x: met |" in gpu
+    assert "**10.0x** | not measured | at least 20x: missed |" in gpu
+    assert "**4.0x** (50.0 trials/min) | | | at least 3x: met |" in gpu
+
+
+def test_stream_section_judges_the_2_gb_target_from_the_record(tmp_path: Path) -> None:
+    real = _section_of(tmp_path / "real", "Memory of a streamed search")
+    assert "| RSS summed over the processes | **3,534 MB** | 1,822 MB |" in real
+    assert "**missed on summed RSS** and met on PSS" in real
+    assert "The 2 loader workers add 1,426 MB of RSS but only 537 MB of PSS" in real
+
+    def fits(d: Any) -> None:
+        d["peak_rss_bytes"] = 1_900_000_000
+
+    under = _section_of(tmp_path / "under", "Memory of a streamed search", stream_json=fits)
+    assert "**1,900 MB**" in under and "**met on summed RSS** and met on PSS" in under
+    assert "loader workers add" not in under  # the why of a miss, only beside a miss
+
+
+def test_faults_section_names_a_row_that_failed_a_check(tmp_path: Path) -> None:
+    real = _section_of(tmp_path / "real", "Faults injected into a real search")
+    assert "**Every row held all its checks** (31 of 31)." in real
+    assert "| disk_full | local | mlflow | 75 | RUNNING | 2, then 3 | 11 of 11 |" in real
+
+    def broken(d: Any) -> None:
+        d["rows"][0]["checks"]["no traceback"] = False
+
+    failed = _section_of(tmp_path / "failed", "Faults injected into a real search",
+                         faults_json=broken)  # fmt: skip
+    assert "**1 row of 31 failed a check**: sigterm_group local (not: no traceback)." in failed
+    assert "| 12 of 13 |" in failed
