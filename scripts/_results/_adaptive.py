@@ -101,7 +101,9 @@ def _why(d: dict[str, Any], large: dict[str, Any]) -> list[str]:
             f"Every point off by more than one image ({names}) has fewer bits than the shared"
             f" copy's {shared}: it is quantized again from the shared copy's {shared}-bit"
             " codes, rounding twice, so its weights differ slightly from those the search"
-            " estimated it with."
+            " estimated it with. Its BatchNorm statistics, stored in 8 bits, add a little"
+            " (up to 2 of 500 images against fp16, measured on these points when the format"
+            " changed; `search_spaces/_adaptive_bn.py`)."
         )
     else:
         cause = (
