@@ -20,6 +20,20 @@ from ._targets import TARGETS
 _SAMPLER = {"joint": "TPE", "joint_tpe": "TPE", "joint_nsga2": "NSGA-II", "joint_gp": "GP"}
 
 
+def _command(record: dict[str, Any], fallback: str) -> str:
+    """The command that wrote ``record``, as the harness recorded it (a record from before
+    the harness: the command documented for it)."""
+    cmd = str(record.get("command") or f"python {fallback}")
+    words = (".venv/bin/" + cmd if cmd.startswith("python ") else cmd).split(" ")
+    lines = ["   "]
+    for w in words:  # continued with a backslash past 88 columns, as a shell reads it
+        if len(lines[-1]) + 1 + len(w) > 88 and lines[-1].strip():
+            lines[-1] += " \\"
+            lines.append("       ")
+        lines[-1] += " " + w
+    return "\n".join(lines)
+
+
 def section(b: Bench) -> list[str]:
     s, long = b.load("search.json"), b.load("search_long.json")
     lt = long["strategies"]
@@ -31,11 +45,13 @@ def section(b: Bench) -> list[str]:
     return [
         "## Search strategies at equal compute",
         "",
-        "    .venv/bin/python scripts/bench_search.py --out docs/bench/search.json",
+        _command(s, "scripts/bench_search.py --out docs/bench/search.json"),
         "    .venv/bin/python scripts/bench_search.py --quick",
-        "    .venv/bin/python scripts/bench_search.py --strategies joint,random"
-        f" --budget-s {long['budget_s']:.0f} \\",
-        "        --jobs 2 --proposals 0 --out docs/bench/search_long.json",
+        _command(
+            long,
+            f"scripts/bench_search.py --strategies joint,random --budget-s {long['budget_s']:.0f}"
+            " --jobs 2 --proposals 0 --out docs/bench/search_long.json",
+        ),
         "",
         f"Each strategy searches `mnist5k` for the same wall-clock budget per seed,"
         f" {len(s['seeds'])} seeds (`--workdir DIR` keeps the runs, and rerunning with it"
