@@ -34,6 +34,7 @@ from typing import Any
 __all__ = [
     "REPO",
     "Bench",
+    "abs_path",
     "add_unit_args",
     "git_commit",
     "git_dirty",
@@ -189,11 +190,17 @@ class Bench:
         return merged
 
 
+def abs_path(value: str) -> Path:
+    """A path argument made absolute at once: a benchmark runs searches in other working
+    directories, where a relative path would name another place."""
+    return Path(value).expanduser().resolve()
+
+
 def add_unit_args(
     p: argparse.ArgumentParser, *, workdir_help: str = "keep (and resume) runs here"
 ) -> None:
     """``--workdir`` and ``--jobs``, the same for every benchmark with units of work."""
-    p.add_argument("--workdir", type=Path, default=None, help=workdir_help)
+    p.add_argument("--workdir", type=abs_path, default=None, help=workdir_help)
     p.add_argument(
         "--jobs", type=int, default=1,
         help="units side by side, each in its own process with cores // jobs threads",

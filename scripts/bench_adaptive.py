@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _bench import Bench
+from _bench import Bench, abs_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SEARCH = ["+hw=mobile", "strategy=supernet"]
@@ -178,7 +178,7 @@ def _row(name: str, value: Any, target: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--workdir", type=Path, default=ROOT / "outputs" / "bench_adaptive")
+    p.add_argument("--workdir", type=abs_path, default=ROOT / "outputs" / "bench_adaptive")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "bench" / "adaptive.json")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=20, help="switching rounds through the points")

@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _bench import Bench
+from _bench import Bench, abs_path
 from _faultjob import Job, Row, fill, on_nodes, records, resume, settle, small_disk
 from _faults_record import line, write_record
 
@@ -401,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--faults", default=",".join(FAULTS), help="comma-separated (default: all)")
     p.add_argument("--runner", choices=("local", "ray", "all"), default="all")
-    p.add_argument("--workdir", type=Path, default=REPO / ".bench" / "faults")
+    p.add_argument("--workdir", type=abs_path, default=REPO / ".bench" / "faults")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--jobs", type=int, default=1, help="rows at once (each is its own job; "
                    "1 for a record: the rows' seconds are then undisturbed)")  # fmt: skip

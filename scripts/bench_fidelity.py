@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _bench import Bench, write_json
+from _bench import Bench, abs_path, write_json
 
 SCRIPTS = Path(__file__).resolve().parent
 SECTIONS = ("uniform", "width", "folder", "levers")
@@ -68,7 +68,7 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("docs/bench/supernet.json"))
     p.add_argument("--quick", action="store_true", help="tiny budgets: a check that it runs")
     p.add_argument("--candidates", type=int, default=None, help="uniform set (default 30)")
-    p.add_argument("--workdir", type=Path, default=Path("/tmp/bench_fidelity"))
+    p.add_argument("--workdir", type=abs_path, default=Path("/tmp/bench_fidelity"))
     p.add_argument("--threads", type=int, default=2, help="train.threads")
     p.add_argument("--seeds", default="0,1", help="standalone trainings' seeds")
     p.add_argument(

@@ -69,7 +69,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO / "scripts") not in sys.path:  # loaded by path (the tests): its sibling below
     sys.path.insert(0, str(REPO / "scripts"))
 
-from _bench import Bench  # noqa: E402
+from _bench import Bench, abs_path  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 ROLES = ("driver", "evaluator", "loader_workers", "evaluator_workers", "mp_helpers", "other")
@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--make", action="store_true", help="write the folder first if missing")
     p.add_argument("--n", type=int, default=50_000, help="images for --make")
     p.add_argument("--size", type=int, default=64, help="pixels for --make")
-    p.add_argument("--workdir", type=Path, default=None, help="where the search runs")
+    p.add_argument("--workdir", type=abs_path, default=None, help="where the search runs")
     p.add_argument("--out", type=Path, default=REPO / "docs/bench/stream.json")
     p.add_argument("--interval", type=float, default=0.2, help="seconds between samples")
     p.add_argument("--limit-gb", type=float, default=2.0, help="target: peak tree RSS < this")

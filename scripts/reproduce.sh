@@ -36,7 +36,7 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"
 [ -x .venv/bin/python ] && PY="${PYTHON:-.venv/bin/python}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-base="build/reproduce/$mode"
+base="$PWD/build/reproduce/$mode"  # absolute: parts run searches in other directories
 if [ "$mode" = quick ]; then bench="$base/bench"; else bench=docs/bench; fi
 mkdir -p "$bench" "$base/work" "$base/done"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"

@@ -49,7 +49,6 @@ def test_benchmarks_exist() -> None:
     assert len(list(_SCRIPTS.glob("bench_*.py"))) >= 14
 
 
-
 @pytest.mark.parametrize("path", sorted(_SCRIPTS.glob("*.py")), ids=lambda p: p.name)
 def test_no_script_is_over_450_lines(path: Path) -> None:
     assert len(path.read_text().splitlines()) <= MAX_LINES
@@ -109,3 +108,18 @@ def test_a_record_has_commit_and_date_and_keeps_its_own_keys(tmp_path: Path) -> 
     assert set(_bench.PROVENANCE_KEYS) <= set(rec)
     assert out.with_suffix(".md").read_text() == "| a |\n"
     assert sorted(p.name for p in out.parent.iterdir()) == ["rec.json", "rec.md"]  # no tmp
+
+
+def test_a_relative_workdir_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A benchmark runs its searches with another working directory, where a relative
+    --workdir would name another place (bench_runner's quick form lost its database so)."""
+    import argparse
+
+    monkeypatch.chdir(tmp_path)
+    p = argparse.ArgumentParser()
+    _bench.add_unit_args(p)
+    args = p.parse_args(["--workdir", "work/runner"])
+    assert args.workdir == tmp_path.resolve() / "work" / "runner"
+    assert args.workdir.is_absolute()
