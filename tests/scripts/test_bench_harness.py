@@ -123,3 +123,27 @@ def test_a_relative_workdir_is_made_absolute(
     args = p.parse_args(["--workdir", "work/runner"])
     assert args.workdir == tmp_path.resolve() / "work" / "runner"
     assert args.workdir.is_absolute()
+
+
+def test_rewritten_records_do_not_make_the_tree_dirty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A benchmark after another in one checkout finds the records rewritten; its code is
+    still the commit's. A changed source file does make it dirty."""
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "docs" / "bench").mkdir(parents=True)
+    (tmp_path / "docs" / "bench" / "a.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "init")
+    monkeypatch.setattr(_bench, "REPO", tmp_path)
+    assert not _bench.git_dirty()
+    (tmp_path / "docs" / "bench" / "a.json").write_text('{"x": 1}')
+    assert not _bench.git_dirty()
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert _bench.git_dirty()
