@@ -53,6 +53,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from _bench import Bench, add_unit_args, run_units, write_json  # noqa: E402
 from _search_report import feasibility_study, markdown, plot_fronts  # noqa: E402
 from _search_runs import (  # noqa: E402
+    DEFAULT_STRATEGIES,
     HALF,
     LENET5_BYTES,
     OVERRIDES,
@@ -77,7 +78,7 @@ def main() -> int:
     p.add_argument(
         "--quick", action="store_true", help="1 seed, 40 s budgets, 2 epochs, 12 proposals"
     )
-    p.add_argument("--strategies", default=",".join(STRATEGIES))
+    p.add_argument("--strategies", default=",".join(DEFAULT_STRATEGIES))
     p.add_argument("--hw", default=None, help="hw profile for the strategies (default: none)")
     p.add_argument(
         "--proposals", type=int, default=None, help="per feasibility setting (0: skip it)"
