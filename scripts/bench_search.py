@@ -84,6 +84,14 @@ def main() -> int:
         "--proposals", type=int, default=None, help="per feasibility setting (0: skip it)"
     )
     p.add_argument("--plot", type=Path, default=None)
+    p.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE",
+        help="config overrides for every strategy (e.g. a smaller space for a smoke run)",
+    )  # fmt: skip
+    p.add_argument(
+        "--supernet-set", nargs="*", default=[], metavar="KEY=VALUE",
+        help="config overrides for the supernet strategies only (their strategy.* keys)",
+    )  # fmt: skip
     add_unit_args(p, workdir_help="keep the runs here; rerunning with the same --workdir "
                   "resumes, skipping finished (strategy, seed) runs")  # fmt: skip
     args = p.parse_args()
@@ -99,6 +107,7 @@ def main() -> int:
     plot = args.plot or args.out.with_name(args.out.stem + "_fronts.png")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bench_search_"))
     extra = [f"+hw={args.hw}"] if args.hw else []
+    extra += args.set
     if args.quick:  # a check that everything runs, not a measurement
         extra.append("train.epochs=2")
     bench = Bench(__file__, overrides=extra)
@@ -130,7 +139,8 @@ def main() -> int:
     # Seed-major: with --jobs 2, the runs side by side are the strategies of one seed,
     # so whatever else loads the machine meanwhile loads both alike.
     units = [(n, seed) for seed in seeds for n in strategies if n not in same]
-    unit = functools.partial(run_unit, work=work, budget=budget, extra=extra, lenet=lenet)
+    own = {n: list(args.supernet_set) for n in strategies if n.startswith("supernet")}
+    unit = functools.partial(run_unit, work=work, budget=budget, extra=extra, lenet=lenet, own=own)
     results = run_units(
         unit,
         units,
@@ -240,8 +250,10 @@ def run_unit(
     budget: float,
     extra: list[str],
     lenet: dict[int, dict[str, float]],
+    own: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """One strategy and seed, from scratch; its summary (the harness keeps it for resume)."""
+    """One strategy and seed, from scratch; its summary (the harness keeps it for resume).
+    ``own``: per strategy, overrides for it alone (after ``extra``)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -252,7 +264,7 @@ def run_unit(
     if name == "two_stage":
         rows = run_two_stage(out, seed, b, extra)
     else:
-        rows = run_strategy(out, seed, b, [*OVERRIDES[name], *extra])
+        rows = run_strategy(out, seed, b, [*OVERRIDES[name], *extra, *(own or {}).get(name, [])])
     run = summarize(rows, lenet[seed])
     run["finalists"] = finalists(rows)
     return run

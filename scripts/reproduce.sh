@@ -46,6 +46,12 @@ run() { echo "   \$ $*"; [ "$dry" = 1 ] || "$@"; }
 # The mid distillation student (docs/results.md, Distillation).
 MID='{"width_mult":0.5,"depths":[1,2,2,2],"kernels":[3,3,3,3],"expansions":[1,4,4,4]}'
 TINY=(dataset=digits search_space=tiny search.n_trials=4 train.epochs=1 compress.finetune_epochs=0)
+# A supernet small enough to train, score and finalise in a quick run's budget: the
+# space and data for every strategy of the run, the strategy's own keys for it alone.
+TINY_SPACE=(search_space.width_mults=[0.25,0.5] search_space.depth_max=2
+  search_space.expansions=[2,4] dataset.n_train=300 search.min_accuracy=0)
+TINY_SUPERNET=(strategy.epochs=1 strategy.warmup_epochs=0 strategy.bn_calib_images=64
+  strategy.finalists=2 strategy.max_finalists=2 strategy.finetune_epochs=1)
 
 # One function per record: part_<name> OUT WORK. Each runs its quick form when Q=1.
 part_baseline_lenet() {
@@ -76,11 +82,11 @@ part_search_long() {
   else run "$PY" scripts/bench_search.py --strategies joint,random --budget-s 600 --jobs 2 --proposals 0 --workdir "$2" --out "$1"; fi
 }
 part_search_supernet() {
-  if ((Q)); then run "$PY" scripts/bench_search.py --quick --strategies joint,supernet --proposals 0 --budget-s 60 --workdir "$2" --out "$1"
+  if ((Q)); then run "$PY" scripts/bench_search.py --quick --strategies joint,supernet --proposals 0 --budget-s 90 --workdir "$2" --out "$1" --set "${TINY_SPACE[@]}" --supernet-set "${TINY_SUPERNET[@]}"
   else run "$PY" scripts/bench_search.py --strategies joint,supernet --budget-s 1800 --seeds 3 --jobs 2 --proposals 0 --workdir "$2" --out "$1"; fi
 }
 part_search_supernet_proxy() {
-  if ((Q)); then run "$PY" scripts/bench_search.py --quick --strategies joint,supernet --proposals 0 --budget-s 60 --workdir "$2" --out "$1"
+  if ((Q)); then run "$PY" scripts/bench_search.py --quick --strategies joint,supernet --proposals 0 --budget-s 90 --workdir "$2" --out "$1" --set "${TINY_SPACE[@]}" --supernet-set "${TINY_SUPERNET[@]}"
   else run "$PY" scripts/bench_search.py --strategies joint,supernet --budget-s 600 --seeds 1 --jobs 2 --proposals 0 --workdir "$2" --out "$1"; fi
 }
 part_supernet() {  # two scripts fill one record: the fidelity sections, then the costs
