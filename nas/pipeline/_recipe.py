@@ -7,6 +7,7 @@ the figure of the others.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ import compress
 from nas.pipeline._data import Splits
 from nas.pipeline._train import LossFn, Placing, model_device, train
 
-__all__ = ["Recipe", "RecipeResult", "distiller", "train_compressed"]
+__all__ = ["Recipe", "RecipeResult", "TeacherMemo", "distiller", "train_compressed"]
 
 
 @dataclass(frozen=True)
@@ -135,17 +136,58 @@ def train_compressed(
     return RecipeResult(model.cpu(), seconds, finetuned=True)
 
 
-def distiller(teacher: nn.Module, *, temperature: float, alpha: float) -> LossFn:
-    """The training loss of a distilled student (``compress.distillation_loss``)."""
+def distiller(
+    teacher: nn.Module, *, temperature: float, alpha: float, memo: TeacherMemo | None = None
+) -> LossFn:
+    """The training loss of a distilled student (``compress.distillation_loss``).
+    ``memo``: the teacher's logits kept by input, for inputs that repeat (no
+    augmentation); it must be this teacher's."""
     teacher.eval()
+    if memo is not None and memo.teacher is not teacher:
+        raise ValueError("distiller: the memo holds another teacher's logits")
 
     def loss_fn(logits: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         if model_device(teacher) != inputs.device:
             teacher.to(inputs.device)  # follows the student to its training device
         with torch.no_grad():
-            teacher_logits = teacher(inputs)
+            teacher_logits = teacher(inputs) if memo is None else memo(inputs)
         return compress.distillation_loss(
             logits, teacher_logits, targets, temperature=temperature, alpha=alpha
         )
 
     return loss_fn
+
+
+class TeacherMemo:
+    """A frozen teacher's logits, kept by a digest of each input row.
+
+    A supernet search distils every finalist from one teacher, the largest sub-network,
+    over the same training images: without augmentation each epoch of each finalist
+    would run the teacher on inputs it has seen. On a CPU the teacher's forward pass
+    costs more than a small student's step (its FLOPs are several times the student's),
+    so each image goes through it once per search. Rows are keyed by content, so
+    shuffling, batch sizes and a new batch order do not matter; inputs on an
+    accelerator, where the teacher is cheap and reading rows back is not, bypass the
+    memo. Only for inputs that repeat: augmented ones would fill it without a hit."""
+
+    def __init__(self, teacher: nn.Module, *, max_rows: int = 200_000) -> None:
+        self.teacher = teacher
+        self.max_rows = max_rows
+        self.rows: dict[bytes, torch.Tensor] = {}
+        self.hits = self.misses = 0
+
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        if inputs.device.type != "cpu" or len(self.rows) >= self.max_rows:
+            # Full: the inputs do not repeat after all; answer without keeping them.
+            return self.teacher(inputs)
+        flat = inputs.detach().contiguous().reshape(len(inputs), -1)
+        raw = flat.view(torch.uint8).numpy()
+        keys = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in raw]
+        missing = [i for i, k in enumerate(keys) if k not in self.rows]
+        self.misses += len(missing)
+        self.hits += len(keys) - len(missing)
+        if missing:
+            fresh = self.teacher(inputs[missing]).detach()
+            for i, row in zip(missing, fresh, strict=True):
+                self.rows[keys[i]] = row.clone()
+        return torch.stack([self.rows[k] for k in keys])

@@ -37,7 +37,7 @@ import compress
 from nas.config import ConfigError
 from nas.pipeline._candidate import compression_configs
 from nas.pipeline._context import Proposal, TrialContext, TrialResult
-from nas.pipeline._recipe import distiller
+from nas.pipeline._recipe import TeacherMemo, distiller
 from nas.pipeline._scratch import export_and_evaluate
 from nas.pipeline._supernet_cache import (
     CheckpointError,
@@ -78,6 +78,7 @@ class SupernetStrategy:
         self.cfg = cfg
         self._supernet: SlicedSupernet | None = None
         self._teacher: nn.Module | None = None
+        self._memo: TeacherMemo | None = None
         self._reserve: float | None = None
 
     # -- the key of the supernet a search needs, and where it lives --------------------
@@ -246,6 +247,7 @@ class SupernetStrategy:
                 self._largest(ctx),
                 temperature=float(self.cfg.distill_temperature),
                 alpha=_FINETUNE_ALPHA,
+                memo=None if ctx.splits.augment else self._teacher_memo(ctx),
             ),
             seed=ctx.seed + proposal.number,
             deadline=deadline,
@@ -337,6 +339,14 @@ class SupernetStrategy:
             file=sys.stderr,
         )
         return supernet
+
+    def _teacher_memo(self, ctx: TrialContext) -> TeacherMemo:
+        """The teacher's logits, kept across this process's finalists (un-augmented
+        images repeat every epoch of every finalist)."""
+        teacher = self._largest(ctx)
+        if self._memo is None or self._memo.teacher is not teacher:
+            self._memo = TeacherMemo(teacher)
+        return self._memo
 
     def _largest(self, ctx: TrialContext) -> nn.Module:
         """The largest sub-network, BatchNorm re-estimated: the finalists' teacher."""
