@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 from _bench import Bench, add_unit_args, write_json
+from _supernet_finalised import finalised
 from _supernet_searches import reuse, sampler_quality
 
 MIN_STANDALONE = 0.5
@@ -167,7 +168,7 @@ def _trained_sections(
             s: _sampler_cost(ctx, s, _at(s, q)) for s in samplers
         }
     if "finalised" in sections:
-        report["finalised"] = _finalised(ctx, strategies, args.finalise_n or (2 if q else 6))
+        report["finalised"] = finalised(ctx, strategies, args.finalise_n or (2 if q else 6))
     if ctx is not None and ctx.evaluator is not None:
         ctx.evaluator.close()
 
@@ -272,39 +273,6 @@ def _fidelity(
             "standalone_mean": statistics.mean(y) if y else math.nan,
         }
     return out
-
-
-def _finalised(ctx: Any, strategies: dict[str, Any], n: int) -> dict[str, Any]:
-    """What each schedule's supernet gives once a candidate is finalised (fine-tuned,
-    exported, scored from its artifact): the figure a search reports. The first ``n``
-    feasible candidates of a seeded uniform draw, the same for every schedule."""
-    from nas.hw import RandomSuggest
-    from nas.pipeline import propose
-
-    suggest = RandomSuggest(np.random.default_rng(0))
-    rows, number = [], 0
-    while len(rows) < n:
-        p = propose(suggest, ctx, number=number)
-        number += 1
-        if not p.feasible:
-            continue
-        row: dict[str, Any] = {"number": p.number, "compression": p.compression}
-        for name, strategy in strategies.items():
-            estimate = strategy.score(p, ctx).metrics["val_accuracy"]
-            p.phase = "final"
-            final = strategy.finalize(p, ctx)
-            p.phase = "score"
-            row[name] = {
-                "estimated_val_accuracy": estimate,
-                "val_accuracy": final.metrics["val_accuracy"],
-                "test_accuracy": final.test_accuracy,
-                "size_bytes": final.metrics["size_bytes"],
-            }
-        rows.append(row)
-        print(f"finalised {len(rows)}: " + " ".join(
-            f"{k} {row[k]['val_accuracy']:.3f}" for k in strategies), file=sys.stderr)  # fmt: skip
-    means = {name: statistics.mean(r[name]["val_accuracy"] for r in rows) for name in strategies}
-    return {"candidates": rows, "val_accuracy_mean": means}
 
 
 def _tau_ci(x: list[float], y: list[float], n_boot: int = 2000) -> tuple[float, list[float]]:

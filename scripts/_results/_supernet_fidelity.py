@@ -158,20 +158,31 @@ def _finalised(fin: dict[str, Any] | None) -> list[str]:
                     str(r["number"]),
                     str(r["compression"].get("bits")),
                     f"{r['compression'].get('sparsity', 0):.2f}",
-                    *(
-                        f"{r[n]['estimated_val_accuracy']:.3f} -> {r[n]['val_accuracy']:.3f}"
-                        f" ({_int(r[n]['size_bytes'])} B)"
-                        for n in names
-                    ),
+                    *(_final_cell(r[n]) for n in names),
                 ]
                 for r in fin["candidates"]
             ],
         ),  # fmt: skip
         "",
         "Mean finalised val accuracy: "
-        + ", ".join(f"{n} {v:.3f}" for n, v in fin["val_accuracy_mean"].items())
-        + ".",
+        + ", ".join(
+            f"{n} {'none finished' if v is None else f'{v:.3f}'}"
+            for n, v in fin["val_accuracy_mean"].items()
+        )
+        + (
+            " (failed finalists left out)."
+            if any("failed" in r[n] for r in fin["candidates"] for n in names)
+            else "."
+        ),  # fmt: skip
     ]
+
+
+def _final_cell(c: dict[str, Any]) -> str:
+    """estimate -> finalised (bytes); a finalist that failed (overran its trial time)."""
+    if "failed" in c:
+        return f"{c['estimated_val_accuracy']:.3f} -> failed ({c['failed'].split(':')[0]})"
+    return (f"{c['estimated_val_accuracy']:.3f} -> {c['val_accuracy']:.3f}"
+            f" ({_int(c['size_bytes'])} B)")  # fmt: skip
 
 
 def _sampler_quality(q: dict[str, Any] | None) -> list[str]:
