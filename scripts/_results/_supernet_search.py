@@ -109,6 +109,11 @@ def _supernet_proxy(p: dict[str, Any] | None) -> list[str]:
     cells = "; ".join(
         f"`{k}` hypervolume {_seq(v['hypervolume_per_seed'], '{:.3f}')}, "
         f"{_seq(v['candidates_scored'], '{:,}')} candidates"
+        + (
+            f" ({_seq(v['trials'], '{:,}')} finalised)"
+            if k.startswith("supernet") and v.get("trials")
+            else ""
+        )  # fmt: skip
         for k, v in st.items()
     )
     return [

@@ -459,7 +459,8 @@ def test_supernet_section_renders_the_predictor_the_levers_and_the_proxy(
         "note": "Checked before the full run.",
         "strategies": {
             "joint": {"hypervolume_per_seed": [0.13], "candidates_scored": [38]},
-            "supernet": {"hypervolume_per_seed": [0.11], "candidates_scored": [191]},
+            "supernet": {"hypervolume_per_seed": [0.11], "candidates_scored": [191],
+                         "trials": [6]},
         },
     }  # fmt: skip
     (bench / "search_supernet_proxy.json").write_text(json.dumps(proxy))
@@ -476,7 +477,7 @@ def test_supernet_section_renders_the_predictor_the_levers_and_the_proxy(
     assert "gain at most +0.4 points at any width and lose up to -1.0" in text
     assert "so the defaults stay" in text
     assert "**The tuning proxy**" in text and "commit def5678" in text
-    assert "`supernet` hypervolume 0.110, 191 candidates. Checked before the full run." in text
+    assert "`supernet` hypervolume 0.110, 191 candidates (6 finalised). Checked before" in text
 
 
 def test_supernet_section_says_which_targets_are_missed(tmp_path: Path) -> None:
