@@ -27,6 +27,11 @@ recipe (seed 0, cached in ``--workdir``, so a rerun reuses it):
    accuracy by width when BatchNorm is re-estimated on 500, 1,000, 2,000 or all
    training images, and on a supernet trained with ``strategy.lr=0.02`` (the default
    is the space's 0.05).
+5. **Recipes** (``recipes``, issue 24), mnist5k: does the inherited start pay? Eight
+   candidates of the front's part of the space, each finalised by the default recipe
+   and three variants, and trained once as a scratch trial: test accuracy and seconds
+   (``scripts/_fidelity_recipes.py``). Run it with ``--threads 1``, a search's
+   thread per run under ``bench_search.py --jobs 2``.
 
     python scripts/bench_fidelity.py                 # ~1 h on 2 cores
     python scripts/bench_fidelity.py --quick         # ~5 min: a check that it runs
@@ -52,9 +57,10 @@ from typing import Any
 
 import numpy as np
 from _bench import Bench, abs_path, write_json
+from _fidelity_recipes import recipes
 
 SCRIPTS = Path(__file__).resolve().parent
-SECTIONS = ("uniform", "width", "folder", "levers")
+SECTIONS = ("uniform", "width", "folder", "levers", "recipes")
 # Issue 24's candidate levers for the inherited-by-width curve, each measured on the
 # seed-0 supernet: BatchNorm re-estimation on more images, and a lower supernet lr.
 CALIB_SIZES = (500, 1000, 2000, None)  # None: every training image
@@ -74,7 +80,7 @@ def main() -> int:
     p.add_argument(
         "--sections",
         default=",".join(SECTIONS),
-        help="of uniform,width,folder; empty: plot and print the record only",
+        help="of uniform,width,folder,levers,recipes; empty: plot and print the record only",
     )
     p.add_argument("--plot", type=Path, default=None,
                    help="the by-width curve (default: <out>_by_width.png)")  # fmt: skip
@@ -122,6 +128,13 @@ def main() -> int:
             **_levers(args.workdir, extra, q),
             "measured": _took(measured, t0),
         }
+        _save(args.out, report)
+    if "recipes" in sections:
+        t0 = time.monotonic()
+        ctx, strategy = _supernet(args.workdir / "mnist5k", extra)
+        found = recipes(ctx, strategy, 2 if q else 8, args.workdir / "mnist5k")
+        ctx.evaluator.close()
+        report["finalise_recipes"] = {**found, "measured": _took(measured, t0)}
         _save(args.out, report)
     if "folder" in sections:
         t0 = time.monotonic()
@@ -378,6 +391,8 @@ def _print(r: dict[str, Any]) -> None:
             print(f"  BatchNorm on {n:>5} images: " + " ".join(f"{v:.3f}" for v in row))
         for lr, row in lev["lr"].items():
             print(f"  supernet lr {lr:>9}: " + " ".join(f"{v:.3f}" for v in row))
+    for name, v in r.get("finalise_recipes", {}).get("summary", {}).items():
+        print(f"recipe {name:<26} test {v['test_accuracy_mean']:.4f}, {v['seconds']:.0f} s")
     if r.get("inherited_by_width"):
         print(f"\n{'width_mult':>10} {'inherited':>10} {'standalone':>10} {'gap (pts)':>10}")
         for row in r["inherited_by_width"]:

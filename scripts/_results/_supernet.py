@@ -17,7 +17,7 @@ from ._format import (
     _tau,
 )
 from ._records import Bench
-from ._supernet_fidelity import SUPERNET_CMD, fidelity
+from ._supernet_fidelity import SUPERNET_CMD, fidelity, recipes
 from ._supernet_search import SEARCH_SUPERNET, search_against_scratch, search_supernet_cmd
 from ._targets import TARGETS
 
@@ -75,6 +75,7 @@ def _supernet_honest(b: Bench, d: dict[str, Any]) -> list[str]:
         + _predicted_tau(d),
         "",
         *_levers(d.get("inherited_by_width_levers")),
+        *recipes(d.get("finalise_recipes")),
     ]
     out += _by_width(b, d.get("inherited_by_width") or [])
     if "largest_child_gap_folder" in d:
