@@ -218,8 +218,7 @@ def _sampler_quality(q: dict[str, Any] | None) -> list[str]:
 
 
 RECIPES_CMD = (
-    ".venv/bin/python scripts/bench_fidelity.py --sections recipes --threads 1"
-    " --out docs/bench/supernet.json"
+    ".venv/bin/python scripts/bench_fidelity.py --sections recipes --out docs/bench/supernet.json"
 )
 # Under this many points of mean test accuracy over a scratch trial (two test images in
 # 1,000), an inherited start is said to buy nothing.
