@@ -1,22 +1,25 @@
 """A local ``mlflow server`` for ``scripts/screenshot_mlflow.py``, stopped whatever happens.
 
+Started by ``scripts/mlflow_server.sh --daemon``, the one way this project starts a
+tracking server (users, docs/cluster.md and the end-to-end tests use it too), so its
+binding to 127.0.0.1, its health wait and its stop are not written twice.
+
 Imported as ``from _mlflow_server import ...`` (``scripts/`` is first on ``sys.path``).
 """
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = ["mlflow_server"]
 
-SERVER_START_S = 120  # a busy 2-core machine takes a while to import mlflow's server
+SCRIPT = Path(__file__).resolve().with_name("mlflow_server.sh")
+SERVER_START_S = 240  # the script's own health wait, on a busy 2-core machine, and more
 
 
 def _free_port() -> int:
@@ -27,32 +30,23 @@ def _free_port() -> int:
 
 @contextmanager
 def mlflow_server(backend_uri: str, artifacts: Path, log_path: Path) -> Iterator[str]:
-    """A local ``mlflow server`` on a free port, stopped on the way out whatever happens."""
+    """A local ``mlflow server`` on a free port of 127.0.0.1, storing runs in
+    ``backend_uri`` and artifacts in ``artifacts``; stopped on the way out whatever
+    happens, its log copied to ``log_path``."""
     port = _free_port()
-    mlflow = Path(sys.executable).with_name("mlflow")
-    cmd = [
-        str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        "--backend-store-uri", backend_uri, "--artifacts-destination", str(artifacts),
-    ]  # fmt: skip
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        uri = f"http://127.0.0.1:{port}"
-        try:
-            end = time.monotonic() + SERVER_START_S
-            while True:
-                try:
-                    urllib.request.urlopen(uri + "/health", timeout=2).read()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > end:
-                        tail = log_path.read_text()[-2000:]
-                        raise RuntimeError(f"mlflow server did not start:\n{tail}") from None
-                    time.sleep(0.5)
-            yield uri
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    state = log_path.with_name(log_path.stem + "-state")
+    script = ["bash", str(SCRIPT)]
+    try:
+        started = subprocess.run(
+            [*script, "--daemon", "--port", str(port), "--dir", str(state),
+             "--backend-store-uri", backend_uri, "--artifacts-destination", str(artifacts)],
+            capture_output=True, text=True, timeout=SERVER_START_S,
+        )  # fmt: skip
+        if started.returncode:
+            said = (started.stdout + started.stderr)[-2000:]
+            raise RuntimeError(f"mlflow server did not start:\n{said}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        subprocess.run([*script, "stop", "--dir", str(state)], capture_output=True, timeout=60)
+        if (state / "server.log").exists():
+            shutil.copyfile(state / "server.log", log_path)

@@ -8,9 +8,6 @@ Chromium or its driver is not installed (``apt-get install chromium chromium-dri
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import urllib.parse
 import urllib.request
@@ -18,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cluster_fixtures import start_mlflow_server
 from mlflow.tracking import MlflowClient
 
 from nas import compose
@@ -33,43 +31,11 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
-    mlflow = Path(sys.executable).with_name("mlflow")
-    log = (tmp_path / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts")],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        end = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(uri + "/health", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > end:
-                    log_text = (tmp_path / "server.log").read_text()[-3000:]
-                    pytest.fail(f"mlflow server did not start:\n{log_text}")
-                time.sleep(0.5)
-        yield uri
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    # Started by scripts/mlflow_server.sh, as docs/cluster.md tells users to start one.
+    with start_mlflow_server(tmp_path / "mlflow-server") as started:
+        yield started.uri
 
 
 @pytest.fixture
