@@ -382,5 +382,6 @@ def _encode_bns(
         refs[name] = None if ref == name else ref
         against = None if refs[name] is None else decoded[ref]
         blobs[f"bn.{name}"] = encode_bn(bn[name], sizes[name], against)
-        decoded[name] = decode_bn(blobs[f"bn.{name}"], sizes[name], against)
+        if refs[name] is None:  # a reference: the others are coded against what a reader decodes
+            decoded[name] = decode_bn(blobs[f"bn.{name}"], sizes[name], None)
     return refs
