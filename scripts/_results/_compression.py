@@ -75,11 +75,11 @@ def section(b: Bench) -> list[str]:
         f" the smallest artifacts reach {ratios}, at {deltas} points of test accuracy against"
         " their fp32 rows.",
         "",
-        *_compression_latency(d),
+        *_compression_latency(d, b.load_optional(INT8)),
     ]
 
 
-def _compression_latency(d: dict[str, Any]) -> list[str]:
+def _compression_latency(d: dict[str, Any], int8: dict[str, Any] | None) -> list[str]:
     meta = d["meta"]
     lat = {(r["model"], r["variant"]): r for r in d["latency"]}
     rows = _latency_rows(d)
@@ -136,8 +136,40 @@ def _compression_latency(d: dict[str, Any]) -> list[str]:
         f" {mb_int8['speedup']:.2f}x (target {t_mb:.1f}x, {mb_verdict}), with"
         f" {_pct(mb_int8['int8_mac_share'])} of its MACs in int8 kernels.",
         "",
-        *_template("compression_why_int8"),
+        *_template("compression_why_int8", rewrites=_int8_rewrites(int8)),
     ]
+
+
+INT8 = "int8.json"
+INT8_CMD = ".venv/bin/python scripts/bench_int8.py --out docs/bench/int8.json"
+
+
+def _int8_rewrites(d: dict[str, Any] | None) -> str:
+    """What the int8 graph rewrites buy (scripts/bench_int8.py): one paragraph for the
+    template, with its table, or what is not recorded yet."""
+    if d is None:
+        return (
+            "What the rewrites buy is measured by `scripts/bench_int8.py` (int8 with and"
+            " without them against fp32, and how far the int8 logits stray), and not yet"
+            f" recorded: run `{INT8_CMD}` on an idle machine."
+        )
+    names = {"fp32": "fp32", "int8": "int8, rewritten", "int8-plain": "int8, no rewrites"}
+    rows = [
+        f"| {r['model']} | {names.get(r['variant'], r['variant'])} | {r['ms']:.2f} |"
+        f" {r['speedup']:.2f}x | {_pct(r['int8_mac_share'])} |"
+        f" {r.get('cosine', 1.0):.4f} | {_int(r['size_bytes'])} |"
+        for r in d["latency"]
+    ]
+    return "\n".join([
+        f"What the rewrites buy (`{INT8_CMD}`; ONNX Runtime, one thread, random weights,"
+        f" median CPU time of the inference thread over {d['rounds']} interleaved rounds"
+        f" of {d['repeats']} runs; cosine: the least similarity of int8 to fp32 logits on"
+        " held-out inputs):",
+        "",
+        "| model | variant | ms | speedup vs fp32 | int8 MACs | cosine | bytes |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ])  # fmt: skip
 
 
 def _latency_rows(d: dict[str, Any]) -> list[list[str]]:
