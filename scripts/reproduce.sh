@@ -59,6 +59,7 @@ part_baseline_lenet() {
   else run "$PY" scripts/baseline_lenet.py --seeds 0 1 2 --out "$1"; fi
 }
 part_compress() { run "$PY" scripts/bench_compress.py $( ((Q)) && echo --quick) --out "$1"; }
+part_int8() { run "$PY" scripts/bench_int8.py $( ((Q)) && echo --quick) --out "$1"; }
 part_latency_quick() { run "$PY" scripts/bench_latency.py --quick --out "$1"; }
 part_latency() { run "$PY" scripts/bench_latency.py $( ((Q)) && echo --quick) --out "$1"; }
 part_distill() {
@@ -135,7 +136,7 @@ part_gpu() {  # GPU over CPU: the GPU side comes from scripts/gpu_check.sh on a 
   run "$PY" scripts/bench_gpu.py combine --cpu "$bench/gpu_cpu_side.json" --default-run "$bench/cpu_default_run.json" --out "$1"
 }
 
-PARTS=(baseline_lenet compress latency_quick latency distill distill_mid runner search
+PARTS=(baseline_lenet compress int8 latency_quick latency distill distill_mid runner search
   search_long search_supernet search_supernet_proxy supernet devices faults stream_floor
   stream default_run energy adaptive gpu_cpu_side cpu_default_run gpu)
 total_start=$(date +%s)
