@@ -46,6 +46,7 @@ from nas.study import (
     requeue_interrupted,
     sigint_ignored,
     study_attr,
+    trial_at,
     unreachable_devices,
 )
 
@@ -401,7 +402,7 @@ def _finalise(
 ) -> None:
     for number in numbers:
         loop.study.enqueue_trial(
-            loop.study.trials[number].params,
+            trial_at(loop.study, number).params,
             user_attrs={keys.PHASE: "final", keys.FINALIST_OF: number},
         )
     loop.remaining, loop.deadline = len(numbers), deadline

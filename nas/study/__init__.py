@@ -80,6 +80,7 @@ if TYPE_CHECKING:
         open_study,
         requeue_interrupted,
         study_attr,
+        trial_at,
     )
     from nas.study._tracking import Tracker, check_reachable, flatten, redact_secrets
 
@@ -122,7 +123,7 @@ _NAMES = {
     **dict.fromkeys(["sigint_deferred", "sigint_ignored"], "nas.study._signals"),
     **dict.fromkeys(
         ["JournalFile", "counted_trials", "end_interrupted_trials", "make_storage",
-         "open_study", "requeue_interrupted", "study_attr"],
+         "open_study", "requeue_interrupted", "study_attr", "trial_at"],
         "nas.study._storage",
     ),
     **dict.fromkeys(
@@ -180,6 +181,7 @@ __all__ = [
     "register_sampler",
     "requeue_interrupted",
     "study_attr",
+    "trial_at",
     "result_of",
     "runs_url",
     "run_and_record",

@@ -168,8 +168,10 @@ def front_rows(
     """The front as table rows; ``device``: that device's figures (latency, peak
     memory, energy) of a multi-device search, under the plain column names."""
     rows = []
+    # Read in place: study.trials would deep-copy every trial of the study.
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     for p in front:
-        t = study.trials[p.number]
+        t = trials[p.number]
         m = dict(t.user_attrs.get(keys.METRICS, {}))
         if device is not None:
             for k in ("latency_ms", "peak_memory_bytes", "energy_uj"):

@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nas.study import keys
 from nas.study._pareto import Point, pareto_front, write_csv
+from nas.study._storage import trial_at
 
 __all__ = ["PopulationSummary", "kendall_tau", "population_rows", "summarize_population"]
 
@@ -102,7 +103,7 @@ def summarize_population(study: optuna.Study, out_dir: Path, *, title: str) -> P
         of = t.user_attrs.get(keys.FINALIST_OF)
         if of is None:
             continue
-        est = (study.trials[of].user_attrs.get(keys.METRICS) or {}).get("val_accuracy")
+        est = (trial_at(study, of).user_attrs.get(keys.METRICS) or {}).get("val_accuracy")
         if est is not None:
             estimated.append(float(est))
             final.append(float(t.values[0]))

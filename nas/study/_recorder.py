@@ -31,7 +31,7 @@ from nas.config import one_line
 from nas.pipeline import TrainFailed, TrialResult, TrialStopped, TrialTimeout
 from nas.study import keys
 from nas.study._signals import sigint_deferred, sigint_ignored
-from nas.study._storage import end_interrupted_trials
+from nas.study._storage import end_interrupted_trials, trial_at
 from nas.study._tracking import Tracker, flatten
 
 __all__ = [
@@ -146,7 +146,7 @@ class TrialRecorder:
             with sigint_ignored():
                 trial.set_user_attr(keys.INTERRUPTED, True)
                 self._end_unfinished(started, outcome)
-            return self.study.trials[trial.number]
+            return trial_at(self.study, trial.number)
         if outcome.result is not None:
             with sigint_deferred():
                 _record_result(trial, outcome.result)
@@ -157,7 +157,7 @@ class TrialRecorder:
             self._end_unfinished(started, outcome)
             if outcome.state is State.FAILED:
                 print(f"trial {trial.number} failed: {outcome.reason}", file=sys.stderr)
-        frozen = self.study.trials[trial.number]
+        frozen = trial_at(self.study, trial.number)
         for callback in self.callbacks:
             callback(frozen)
         return frozen
