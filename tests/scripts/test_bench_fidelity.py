@@ -19,8 +19,8 @@ def test_an_unknown_section_is_one_clear_line() -> None:
     r = _run("--sections", "uniform,nosuch")
     assert r.returncode == 2
     assert (
-        "unknown sections ['nosuch']; choose from ['uniform', 'width', 'folder', 'levers']"
-        in r.stderr
+        "unknown sections ['nosuch']; choose from"
+        " ['uniform', 'width', 'folder', 'levers', 'recipes']" in r.stderr
     )
 
 
