@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from _bench import REPO
+from _results._records import at_path
 
 __all__ = ["Figure", "main", "parse_figure", "previous_block"]
 
@@ -42,12 +43,6 @@ def parse_figure(text: str) -> Figure:
     return name, path, spec or ".3g"
 
 
-def _at(data: Any, path: str) -> Any:
-    for key in path.split("."):
-        data = data[int(key)] if isinstance(data, list) else data[key]
-    return data
-
-
 def previous_block(
     new: dict[str, Any], old: dict[str, Any], figures: list[Figure], *, why: str, source: str
 ) -> dict[str, Any]:
@@ -58,7 +53,7 @@ def previous_block(
         values = []
         for label, record in (("replaced", old), ("new", new)):
             try:
-                value = _at(record, path)
+                value = at_path(record, path)
                 format(value, spec)
             except (KeyError, IndexError, TypeError, ValueError) as e:
                 raise ValueError(
@@ -117,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp.write_text(json.dumps(new, indent=2) + "\n")
     tmp.replace(args.record)
     for f in new["previous"]["figures"]:
-        now = _at(new, f["path"])
+        now = at_path(new, f["path"])
         print(f"{f['name']}: {f['before']:{f['format']}} -> {now:{f['format']}}")
     return 0
 

@@ -66,11 +66,13 @@ class Bench:
         items = []
         for f in prev["figures"]:
             spec = f.get("format", ".3g")
-            items.append(f"{f['name']} {f['before']:{spec}} → {_at(data, f['path']):{spec}}")
+            items.append(f"{f['name']} {f['before']:{spec}} → {at_path(data, f['path']):{spec}}")
         return f"*Re-measured; since {prev['source']}: {'; '.join(items)}. {prev['why']}*"
 
 
-def _at(data: Any, path: str) -> Any:
+def at_path(data: Any, path: str) -> Any:
+    """The value at dotted ``path`` in a record (a list index is a number); a
+    ``previous`` block's figures are read with it (here and by set_previous.py)."""
     for key in path.split("."):
         data = data[int(key)] if isinstance(data, list) else data[key]
     return data
