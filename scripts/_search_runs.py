@@ -104,13 +104,17 @@ def study_rows(out: Path, study_name: str) -> list[dict[str, Any]]:
             metrics = t.user_attrs.get("metrics") or {}
             if "finetune_epochs" in metrics:  # a supernet search's finalist
                 row["finetune"] = [metrics["finetune_epochs"], metrics["finetune_best_epoch"]]
+                if "inherited_val_accuracy" in metrics:  # recorded since the bias fix
+                    row["inherited_val"] = float(metrics["inherited_val_accuracy"])
         rows.append(row)
     return rows
 
 
 def finalists(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """A supernet search's finalists: how long each trained (the epochs before its val
-    accuracy stopped improving, and the epoch kept) and their widths."""
+    accuracy stopped improving, and the epoch kept), their widths, and the mean val-test
+    gap of the feasible ones with the mean val of their inherited weights (what they were
+    chosen by, biased upward by the choice)."""
     done = [r for r in rows if "finetune" in r]
     if not done:
         return None
@@ -120,7 +124,24 @@ def finalists(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         "epochs": [r["finetune"][0] for r in done],
         "best_epochs": [r["finetune"][1] for r in done],
         "by_width": {str(w): widths.count(w) for w in sorted(set(widths))},
+        **_gaps(done),
     }
+
+
+def _gaps(done: list[dict[str, Any]]) -> dict[str, float]:
+    tested = [r for r in done if "test_accuracy" in r]
+    if not tested:
+        return {}
+    out = {"val_test_gap_mean": _mean([r["val_accuracy"] - r["test_accuracy"] for r in tested])}
+    inherited = [r for r in tested if "inherited_val" in r]
+    if inherited:
+        out["inherited_val_mean"] = _mean([r["inherited_val"] for r in inherited])
+        out["val_mean"] = _mean([r["val_accuracy"] for r in inherited])
+    return out
+
+
+def _mean(xs: list[float]) -> float:
+    return round(sum(xs) / len(xs), 4)
 
 
 def run_two_stage(out: Path, seed: int, budget: float, extra: list[str]) -> list[dict[str, Any]]:

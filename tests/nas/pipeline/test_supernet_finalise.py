@@ -65,10 +65,19 @@ def test_a_tie_keeps_training_up_to_the_most_epochs(monkeypatch: pytest.MonkeyPa
     torch.testing.assert_close(out.model.get_parameter("weight"), snaps[3])
 
 
-def test_no_round_better_than_the_inherited_weights_keeps_them(
+def test_the_inherited_weights_are_not_kept_even_when_no_round_beats_their_val(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    out, snaps, rounds = _run(monkeypatch, [0.9, 0.5], max_epochs=10, patience=2)
-    assert rounds == [2]
-    assert (out.epochs, out.best_epoch) == (2, 0)
+    # The inherited 0.9 is the selection-biased figure the finalist was chosen by: the
+    # first round always trains, and the second (below the first) stops it.
+    out, snaps, rounds = _run(monkeypatch, [0.9, 0.5, 0.4], max_epochs=10, patience=2)
+    assert rounds == [2, 2]
+    assert (out.epochs, out.best_epoch, out.best_val, out.inherited_val) == (4, 2, 0.5, 0.9)
+    torch.testing.assert_close(out.model.get_parameter("weight"), snaps[1])
+
+
+def test_no_epochs_keeps_the_inherited_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    out, snaps, rounds = _run(monkeypatch, [0.9], max_epochs=0, patience=2)
+    assert rounds == []
+    assert (out.epochs, out.best_epoch, out.best_val) == (0, 0, 0.9)
     torch.testing.assert_close(out.model.get_parameter("weight"), snaps[0])
