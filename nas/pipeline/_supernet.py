@@ -212,8 +212,9 @@ class SupernetStrategy:
     ) -> float:
         """Seconds of ``seconds`` (the search's budget) kept for finalising: its
         ``finalise_share``, and at least the time to finalise ``finalists`` candidates,
-        each at most the largest network, for two rounds of ``finetune_patience``
-        epochs (the fewest that stop a finalist: the first round always trains) at a
+        each at most the largest network, for ``finetune_patience`` + 1 epochs (an
+        estimate, not a bound: two rounds stop a finalist that does not improve, most
+        run more, and most are far smaller than the largest network) at a
         measured step time, with export and evaluation. ``largest``: a stand-in for the
         trained one (the step time is the same)."""
         if self._reserve is None:
@@ -222,7 +223,7 @@ class SupernetStrategy:
             model = largest if largest is not None else self._largest(ctx)
             step = step_seconds(model, x, y, Placing(ctx.device, ctx.precision))
             steps = -(-len(ctx.splits.train) // len(x))
-            epochs = min(2 * int(self.cfg.finetune_patience), int(self.cfg.finetune_epochs))
+            epochs = min(int(self.cfg.finetune_patience) + 1, int(self.cfg.finetune_epochs))
             self._reserve = (epochs * steps * step * 1.5 + _EVAL_S) * int(self.cfg.finalists)
         share = 0.0 if seconds is None else float(self.cfg.finalise_share) * seconds
         return max(self._reserve, share)
