@@ -204,8 +204,20 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         for cache in (0, len(r["points"]))
     }
+    record = _record(search, r, fp32, switch)
+    record = bench.write(record, args.out)
+    _print(record)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _record(
+    search: dict[str, Any], r: dict[str, Any], fp32: dict[str, Any], switch: dict[int, Any]
+) -> dict[str, Any]:
+    """The record's figures: the default package ``r``, the ``keep=fp32`` alternative,
+    and the switch times without a cache (0) and caching every point."""
     diffs = [p["diff_val_images_fresh"] for p in r["points"]]
-    record = {
+    return {
         "search": search,
         "package_bytes": r["package_bytes"],
         "largest_point_bytes": r["largest_point_bytes"],
@@ -229,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             "max_diff_val_images": max(p["diff_val_images_fresh"] for p in fp32["points"]),
         },
     }
-    record = bench.write(record, args.out)
+
+
+def _print(record: dict[str, Any]) -> None:
+    diffs = [p["diff_val_images_fresh"] for p in record["points"]]
     print(_row("figure", "value", "target"))
     print(_row("package_bytes_ratio", f"{record['package_bytes_ratio']:.3f}", "<= 1.3"))
     print(_row("sum_separate_bytes", f"{record['sum_separate_bytes']:,}", "reported"))
@@ -241,12 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     kf = record["keep_fp32"]
     print(_row("keep=fp32 ratio / diff", f"{kf['package_bytes_ratio']:.2f} / "
                f"{kf['max_diff_val_images']} images", "the alternative"))  # fmt: skip
-    for pt in r["points"]:
+    for pt in record["points"]:
         est, got = pt["info"]["val_accuracy_estimate"], pt["val_accuracy_fresh"]
         print(f"  {pt['name']}: trial {pt['info']['trial']}, {pt['size_bytes']:,} B alone, "
               f"val {got:.4f} (estimate {est:.4f}), {pt['compression']}")  # fmt: skip
-    print(f"wrote {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ REF_ACCURACY = 0.90
 HV_TARGET, WALL_TARGET = 0.95, 1.2
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=None, help="default docs/bench/devices.json")
     p.add_argument("--seeds", type=int, default=None, help="default 3 (1 with --quick)")
@@ -88,6 +88,11 @@ def main() -> int:
         "--only-constraints", action="store_true",
         help="run the constraint study alone and add it to an existing --out record",
     )  # fmt: skip
+    return p
+
+
+def main() -> int:
+    p = _parser()
     args = p.parse_args()
     bench = Bench(__file__)
     devices = [d for d in args.devices.split(",") if d]
@@ -108,14 +113,7 @@ def main() -> int:
         20 if args.quick else 200
     )  # fmt: skip
     if args.only_constraints:
-        report = json.loads(out.read_text())
-        report["constraints"] = constraint_study(devices, n_constraints, seeds=seeds[:2])
-        table = markdown(report)
-        # The record's own provenance stays: only its constraint study is new.
-        write_json(out, report, default=float)
-        out.with_suffix(".md").write_text(table)
-        print(table)
-        return 0
+        return _only_constraints(out, devices, n_constraints, seeds)
     multi = f"multi_{args.device_constraint}"
     names = [multi, *devices]
     # Seed-major: the searches side by side are the same seed's, loaded alike.
@@ -138,11 +136,7 @@ def main() -> int:
     report = summarize(results, devices, seeds)
     report["device_constraint"] = args.device_constraint
     if args.compare is not None:
-        other = json.loads(args.compare.read_text())
-        keep = ("device_constraint", "per_seed", "wall_ratio", "wall_ratio_per_seed",
-                *(f"hv_ratio_{d}" for d in devices), "commit", "date")  # fmt: skip
-        report["compared"] = {k: other.get(k, "any" if k == "device_constraint" else None)
-                              for k in keep}  # fmt: skip
+        report["compared"] = _compared(args.compare, devices)
     if n_constraints > 0:
         report["constraints"] = constraint_study(devices, n_constraints, seeds=seeds[:2])
     report.update(
@@ -158,6 +152,26 @@ def main() -> int:
     print(table)
     print(f"wrote {out} and {out.with_suffix('.md')}; runs in {work}")
     return 0
+
+
+def _only_constraints(out: Path, devices: list[str], n: int, seeds: list[int]) -> int:
+    """The constraint study alone, added to the record at ``out``; the record's own
+    provenance stays, as only its constraint study is new."""
+    report = json.loads(out.read_text())
+    report["constraints"] = constraint_study(devices, n, seeds=seeds[:2])
+    table = markdown(report)
+    write_json(out, report, default=float)
+    out.with_suffix(".md").write_text(table)
+    print(table)
+    return 0
+
+
+def _compared(path: Path, devices: list[str]) -> dict[str, Any]:
+    """The figures of a record made with the other ``--device-constraint``."""
+    other = json.loads(path.read_text())
+    keep = ("device_constraint", "per_seed", "wall_ratio", "wall_ratio_per_seed",
+            *(f"hv_ratio_{d}" for d in devices), "commit", "date")  # fmt: skip
+    return {k: other.get(k, "any" if k == "device_constraint" else None) for k in keep}
 
 
 def run_unit(
@@ -282,70 +296,12 @@ CONSTRAINT_SETTINGS = ("any_device", "every_device", "round_robin", "blind")
 
 def constraint_study(devices: list[str], n: int, *, seeds: list[int]) -> dict[str, Any]:
     """How to combine the devices' constraints for the sampler (proposals only)."""
-    import random
-
     import optuna
-
-    from nas import compose
-    from nas.pipeline import ANY_DEVICE, any_device_constraint, propose
-    from nas.runners import make_context
-    from nas.study import Point, hypervolume, make_sampler
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    # Its constraint-blind trial proxy: each setting below tells the constraint itself.
-    from _search_report import Blind as _Blind
-    from _search_report import synthetic_accuracy as _synthetic_accuracy
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     out: dict[str, Any] = {"proposals": n, "seeds": seeds}
     for setting in CONSTRAINT_SETTINGS:
-        per_seed: list[dict[str, Any]] = []
-        for seed in seeds:
-            cfg = compose([f"+hw=[{','.join(devices)}]", f"search.seed={seed}"])
-            with tempfile.TemporaryDirectory() as tmp:
-                ctx = make_context(cfg, out_dir=Path(tmp), study_name="c", evaluator=False)
-                study = optuna.create_study(
-                    directions=["maximize", "minimize"], sampler=make_sampler(cfg.sampler, seed)
-                )
-                rng = random.Random(seed)
-                points: dict[str, list[Any]] = {d: [] for d in devices}
-                nowhere = 0
-                t0 = time.monotonic()
-                for _ in range(n):
-                    trial = study.ask()
-                    p = propose(_Blind(trial), ctx, number=trial.number)
-                    if setting == "any_device":
-                        trial.set_constraint(
-                            ANY_DEVICE, any_device_constraint(p.device_constraints)
-                        )
-                    elif setting == "every_device":
-                        for d, cons in p.device_constraints.items():
-                            for k, v in cons.items():
-                                trial.set_constraint(f"{d}.{k}", v)
-                    elif setting == "round_robin":  # each trial aimed at one device in turn
-                        aimed = p.device_constraints[devices[trial.number % len(devices)]]
-                        trial.set_constraint(ANY_DEVICE, max(aimed.values()))
-                    size = p.metrics["size_bytes_estimate"]
-                    acc = _synthetic_accuracy(p.metrics["params"], p.compression, rng)
-                    study.tell(trial, [acc if p.feasible else 0.0, size])
-                    nowhere += not p.feasible
-                    for d in p.feasible_on:
-                        points[d].append(Point(trial.number, acc, size))
-                per_seed.append(
-                    {
-                        "feasible_nowhere_share": nowhere / n,
-                        "feasible_on": {d: len(v) for d, v in points.items()},
-                        "hypervolume": {
-                            d: hypervolume(
-                                v, ref_accuracy=REF_ACCURACY, ref_size_bytes=LENET5_BYTES
-                            )  # fmt: skip
-                            for d, v in points.items()
-                        },
-                        "seconds_per_proposal": (time.monotonic() - t0) / n,
-                    }
-                )
-            print(f"constraints {setting} seed {seed}: {nowhere}/{n} feasible nowhere",
-                  file=sys.stderr)  # fmt: skip
+        per_seed = [_constraint_run(setting, devices, n, seed) for seed in seeds]
         out[setting] = {
             "per_seed": per_seed,
             "feasible_nowhere_share": statistics.mean(
@@ -359,6 +315,72 @@ def constraint_study(devices: list[str], n: int, *, seeds: list[int]) -> dict[st
             },
         }
     return out
+
+
+def _constraint_run(setting: str, devices: list[str], n: int, seed: int) -> dict[str, Any]:
+    """``n`` proposals of one seed, each told the constraint as ``setting`` combines it
+    and a synthetic accuracy: the points feasible on each device, and their hypervolume."""
+    import random
+
+    import optuna
+
+    from nas import compose
+    from nas.pipeline import propose
+    from nas.runners import make_context
+    from nas.study import Point, hypervolume, make_sampler
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    # Its constraint-blind trial proxy: each setting tells the constraint itself.
+    from _search_report import Blind as _Blind
+    from _search_report import synthetic_accuracy as _synthetic_accuracy
+
+    cfg = compose([f"+hw=[{','.join(devices)}]", f"search.seed={seed}"])
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = make_context(cfg, out_dir=Path(tmp), study_name="c", evaluator=False)
+        study = optuna.create_study(
+            directions=["maximize", "minimize"], sampler=make_sampler(cfg.sampler, seed)
+        )
+        rng = random.Random(seed)
+        points: dict[str, list[Any]] = {d: [] for d in devices}
+        nowhere = 0
+        t0 = time.monotonic()
+        for _ in range(n):
+            trial = study.ask()
+            p = propose(_Blind(trial), ctx, number=trial.number)
+            _tell_constraint(trial, setting, p.device_constraints, devices)
+            size = p.metrics["size_bytes_estimate"]
+            acc = _synthetic_accuracy(p.metrics["params"], p.compression, rng)
+            study.tell(trial, [acc if p.feasible else 0.0, size])
+            nowhere += not p.feasible
+            for d in p.feasible_on:
+                points[d].append(Point(trial.number, acc, size))
+    print(f"constraints {setting} seed {seed}: {nowhere}/{n} feasible nowhere",
+          file=sys.stderr)  # fmt: skip
+    return {
+        "feasible_nowhere_share": nowhere / n,
+        "feasible_on": {d: len(v) for d, v in points.items()},
+        "hypervolume": {
+            d: hypervolume(v, ref_accuracy=REF_ACCURACY, ref_size_bytes=LENET5_BYTES)
+            for d, v in points.items()
+        },
+        "seconds_per_proposal": (time.monotonic() - t0) / n,
+    }
+
+
+def _tell_constraint(
+    trial: Any, setting: str, constraints: dict[str, dict[str, float]], devices: list[str]
+) -> None:
+    from nas.pipeline import ANY_DEVICE, any_device_constraint
+
+    if setting == "any_device":
+        trial.set_constraint(ANY_DEVICE, any_device_constraint(constraints))
+    elif setting == "every_device":
+        for d, cons in constraints.items():
+            for k, v in cons.items():
+                trial.set_constraint(f"{d}.{k}", v)
+    elif setting == "round_robin":  # each trial aimed at one device in turn
+        aimed = constraints[devices[trial.number % len(devices)]]
+        trial.set_constraint(ANY_DEVICE, max(aimed.values()))
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -44,7 +44,7 @@ from nas.pipeline import (
 )
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="mnist5k")
     p.add_argument("--space", default="mbconv")
@@ -68,6 +68,11 @@ def main() -> int:
     )  # fmt: skip
     p.add_argument("--cache", type=Path, default=Path("outputs/teachers"))
     p.add_argument("--out", type=Path, default=None)
+    return p
+
+
+def main() -> int:
+    p = _parser()
     args = p.parse_args()
     bench = Bench(__file__)
     if (args.temperature is None) != (args.alpha is None):
@@ -109,14 +114,7 @@ def main() -> int:
 
     start = time.monotonic()
     temperature, alpha, grid = _choose(run, args)
-    results: dict[str, list[float]] = {"plain": [], "distilled": []}
-    vals: dict[str, list[float]] = {"plain": [], "distilled": []}
-    for seed in args.seeds:
-        for mode in ("plain", "distilled"):
-            val, test = run(seed, temperature if mode == "distilled" else None, alpha)
-            results[mode].append(test)
-            vals[mode].append(val)
-            print(f"seed {seed} {mode:<9} val {val:.4f} test {test:.4f}", file=sys.stderr)
+    vals, results = _paired(run, args.seeds, temperature, alpha)
     gains = [d - p for p, d in zip(results["plain"], results["distilled"], strict=True)]
     out: dict[str, Any] = {
         "dataset": args.dataset, "space": args.space, "epochs": epochs, "seeds": args.seeds,
@@ -139,6 +137,24 @@ def main() -> int:
     _print_report(out)
     bench.write(out, args.out)
     return 0
+
+
+def _paired(
+    run: Callable[[int, float | None, float], tuple[float, float]],
+    seeds: list[int],
+    temperature: float,
+    alpha: float,
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(val, test) accuracies per mode, plain and distilled, trained with the same seeds."""
+    vals: dict[str, list[float]] = {"plain": [], "distilled": []}
+    tests: dict[str, list[float]] = {"plain": [], "distilled": []}
+    for seed in seeds:
+        for mode in ("plain", "distilled"):
+            val, test = run(seed, temperature if mode == "distilled" else None, alpha)
+            tests[mode].append(test)
+            vals[mode].append(val)
+            print(f"seed {seed} {mode:<9} val {val:.4f} test {test:.4f}", file=sys.stderr)
+    return vals, tests
 
 
 def _choose(

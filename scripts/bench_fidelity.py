@@ -52,6 +52,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ FOLDER = ["dataset.image_size=32", "dataset.n_val=1000", "dataset.n_test=1000",
           "dataset.augment=false"]  # fmt: skip
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("docs/bench/supernet.json"))
     p.add_argument("--quick", action="store_true", help="tiny budgets: a check that it runs")
@@ -84,6 +85,11 @@ def main() -> int:
     )
     p.add_argument("--plot", type=Path, default=None,
                    help="the by-width curve (default: <out>_by_width.png)")  # fmt: skip
+    return p
+
+
+def main() -> int:
+    p = _parser()
     args = p.parse_args()
     sections = [s for s in args.sections.split(",") if s]
     if unknown := sorted(set(sections) - set(SECTIONS)):
@@ -102,58 +108,89 @@ def main() -> int:
     report: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     # Merged into the record section by section: each carries the provenance it was measured with.
     measured = {**Bench(__file__, overrides=extra).provenance(), "quick": q}
-    if "uniform" in sections:
-        t0 = time.monotonic()
-        ctx, strategy = _supernet(args.workdir / "mnist5k", extra)
-        found = _uniform(ctx, strategy, args.candidates or (5 if q else 30))
-        ctx.evaluator.close()
-        report.update(
-            fidelity_set="uniform", fidelity_set_size=len(found["candidates"]),
-            kendall_tau=found["kendall_tau"], kendall_tau_ci=found["kendall_tau_ci"],
-            kendall_tau_predicted=found["kendall_tau_predicted"],
-            kendall_tau_predicted_ci=found["kendall_tau_predicted_ci"],
-            fidelity_uniform={**found, "measured": _took(measured, t0)},
-        )  # fmt: skip
-        _save(args.out, report)
-    if "width" in sections:
-        t0 = time.monotonic()
-        ctx, strategy = _supernet(args.workdir / "mnist5k", extra, evaluator=False)
-        rows = _by_width(ctx, strategy, seeds, widths=None)
-        report["inherited_by_width"] = rows
-        report["inherited_by_width_measured"] = _took(measured, t0)
-        _save(args.out, report)
-    if "levers" in sections:
-        t0 = time.monotonic()
-        report["inherited_by_width_levers"] = {
-            **_levers(args.workdir, extra, q),
-            "measured": _took(measured, t0),
-        }
-        _save(args.out, report)
-    if "recipes" in sections:
-        t0 = time.monotonic()
-        one = [*extra, "train.threads=1"]  # a search's thread per run under --jobs 2
-        ctx, strategy = _supernet(args.workdir / "mnist5k", one)
-        found = recipes(ctx, strategy, 2 if q else 8, args.workdir / "mnist5k")
-        ctx.evaluator.close()
-        report["finalise_recipes"] = {**found, "measured": {**_took(measured, t0),
-                                                            "overrides": one}}  # fmt: skip
-        _save(args.out, report)
-    if "folder" in sections:
-        t0 = time.monotonic()
-        root = _folder(args.workdir, quick=q)
-        folder = ["dataset=imagefolder", f"dataset.root={root}", *FOLDER]
-        ctx, strategy = _supernet(args.workdir / "folder", [*folder, *extra], evaluator=False)
-        (row,) = _by_width(ctx, strategy, seeds, widths=[max(ctx.space.cfg.width_mults)])
-        report["largest_child_gap_folder"] = 100 * (row["standalone_val"] - row["inherited_val"])
-        report["standalone_val_folder"] = row["standalone_val"]
-        report["folder"] = {**row, "overrides": folder, "measured": _took(measured, t0)}
-        _save(args.out, report)
+    for name in _ORDER:
+        if name in sections:
+            t0 = time.monotonic()
+            report.update(_SECTIONS[name](args, extra, seeds, measured, t0))
+            _save(args.out, report)
     _print(report)
     if report.get("inherited_by_width"):
         plot = args.plot or args.out.with_name(args.out.stem + "_by_width.png")
         _plot(report, plot)
         print(f"wrote {plot}", file=sys.stderr)
     return 0
+
+
+Section = Callable[
+    [argparse.Namespace, list[str], list[int], dict[str, Any], float], dict[str, Any]
+]
+
+
+def _uniform_section(
+    args: argparse.Namespace, extra: list[str], seeds: list[int], measured: dict[str, Any],
+    t0: float,
+) -> dict[str, Any]:  # fmt: skip
+    ctx, strategy = _supernet(args.workdir / "mnist5k", extra)
+    found = _uniform(ctx, strategy, args.candidates or (5 if args.quick else 30))
+    ctx.evaluator.close()
+    return dict(
+        fidelity_set="uniform", fidelity_set_size=len(found["candidates"]),
+        kendall_tau=found["kendall_tau"], kendall_tau_ci=found["kendall_tau_ci"],
+        kendall_tau_predicted=found["kendall_tau_predicted"],
+        kendall_tau_predicted_ci=found["kendall_tau_predicted_ci"],
+        fidelity_uniform={**found, "measured": _took(measured, t0)},
+    )  # fmt: skip
+
+
+def _width_section(
+    args: argparse.Namespace, extra: list[str], seeds: list[int], measured: dict[str, Any],
+    t0: float,
+) -> dict[str, Any]:  # fmt: skip
+    ctx, strategy = _supernet(args.workdir / "mnist5k", extra, evaluator=False)
+    rows = _by_width(ctx, strategy, seeds, widths=None)
+    return {"inherited_by_width": rows, "inherited_by_width_measured": _took(measured, t0)}
+
+
+def _levers_section(
+    args: argparse.Namespace, extra: list[str], seeds: list[int], measured: dict[str, Any],
+    t0: float,
+) -> dict[str, Any]:  # fmt: skip
+    levers = _levers(args.workdir, extra, args.quick)
+    return {"inherited_by_width_levers": {**levers, "measured": _took(measured, t0)}}
+
+
+def _recipes_section(
+    args: argparse.Namespace, extra: list[str], seeds: list[int], measured: dict[str, Any],
+    t0: float,
+) -> dict[str, Any]:  # fmt: skip
+    one = [*extra, "train.threads=1"]  # a search's thread per run under --jobs 2
+    ctx, strategy = _supernet(args.workdir / "mnist5k", one)
+    found = recipes(ctx, strategy, 2 if args.quick else 8, args.workdir / "mnist5k")
+    ctx.evaluator.close()
+    return {"finalise_recipes": {**found, "measured": {**_took(measured, t0), "overrides": one}}}
+
+
+def _folder_section(
+    args: argparse.Namespace, extra: list[str], seeds: list[int], measured: dict[str, Any],
+    t0: float,
+) -> dict[str, Any]:  # fmt: skip
+    root = _folder(args.workdir, quick=args.quick)
+    folder = ["dataset=imagefolder", f"dataset.root={root}", *FOLDER]
+    ctx, strategy = _supernet(args.workdir / "folder", [*folder, *extra], evaluator=False)
+    (row,) = _by_width(ctx, strategy, seeds, widths=[max(ctx.space.cfg.width_mults)])
+    return {
+        "largest_child_gap_folder": 100 * (row["standalone_val"] - row["inherited_val"]),
+        "standalone_val_folder": row["standalone_val"],
+        "folder": {**row, "overrides": folder, "measured": _took(measured, t0)},
+    }
+
+
+# Run in this order (the record is saved after each), whatever order --sections gives.
+_ORDER = ("uniform", "width", "levers", "recipes", "folder")
+_SECTIONS: dict[str, Section] = {
+    "uniform": _uniform_section, "width": _width_section, "levers": _levers_section,
+    "recipes": _recipes_section, "folder": _folder_section,
+}  # fmt: skip
 
 
 def _plot(r: dict[str, Any], path: Path) -> None:

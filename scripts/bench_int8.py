@@ -45,51 +45,63 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in MODELS:
-            model = timm.create_model(name, pretrained=False, num_classes=1000).eval()
-            calib = torch.randn(n_calib, *SHAPE[1:])
-            variants = ("fp32", "int8", "int8-plain")
-            paths = {v: Path(tmp) / f"{name}_{v}.onnx" for v in variants}
-            sizes = {
-                "fp32": export_onnx(model, paths["fp32"], input_shape=SHAPE),
-                "int8": export_onnx(
-                    model, paths["int8"], input_shape=SHAPE, int8=True, calibration=calib
-                ),
-                "int8-plain": export_onnx(
-                    model,
-                    paths["int8-plain"],
-                    input_shape=SHAPE,
-                    int8=True,
-                    calibration=calib,
-                    config=OnnxInt8Config(rewrite=False),
-                ),
-            }
-            times: dict[str, list[float]] = {v: [] for v in variants}
-            for _ in range(rounds):
-                for v in variants:
-                    times[v].append(
-                        measure_onnx_latency_ms(
-                            paths[v], SHAPE, threads=1, warmup=3, repeats=repeats, clock="thread"
-                        )[0]
-                    )
-            held_out = torch.randn(8, *SHAPE[1:]).numpy()
-            sims = {v: _similarity(paths["fp32"], paths[v], held_out) for v in variants[1:]}
-            fp32_ms = float(np.median(times["fp32"]))
-            for v in variants:
-                q1, ms, q3 = np.percentile(times[v], [25, 50, 75])
-                rows.append(
-                    {
-                        "model": name,
-                        "variant": v,
-                        "fp32_ms": fp32_ms,
-                        "ms": float(ms),
-                        "spread": float((q3 - q1) / ms),
-                        "speedup": fp32_ms / float(ms),
-                        "int8_mac_share": int8_mac_share(paths[v]),
-                        "size_bytes": sizes[v],
-                        **sims.get(v, {}),
-                    }
-                )
+            rows += _measure(name, Path(tmp), rounds=rounds, repeats=repeats, n_calib=n_calib)
     load = os.getloadavg()
+    _print(rows, load, rounds, repeats)
+    if args.out:
+        record = {"latency": rows, "load_average": load, "rounds": rounds, "repeats": repeats}
+        bench.write(record, args.out, indent=1)
+        print(f"wrote {args.out}")
+
+
+def _measure(
+    name: str, tmp: Path, *, rounds: int, repeats: int, n_calib: int
+) -> list[dict[str, Any]]:
+    """One timm model as fp32, int8 (rewritten) and plain int8 ONNX: latency over
+    interleaved rounds, int8 share of MACs, size, and similarity to fp32."""
+    model = timm.create_model(name, pretrained=False, num_classes=1000).eval()
+    calib = torch.randn(n_calib, *SHAPE[1:])
+    variants = ("fp32", "int8", "int8-plain")
+    paths = {v: tmp / f"{name}_{v}.onnx" for v in variants}
+    sizes = {
+        "fp32": export_onnx(model, paths["fp32"], input_shape=SHAPE),
+        "int8": export_onnx(model, paths["int8"], input_shape=SHAPE, int8=True, calibration=calib),
+        "int8-plain": export_onnx(
+            model, paths["int8-plain"], input_shape=SHAPE, int8=True, calibration=calib,
+            config=OnnxInt8Config(rewrite=False),
+        ),
+    }  # fmt: skip
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for _ in range(rounds):
+        for v in variants:
+            times[v].append(
+                measure_onnx_latency_ms(
+                    paths[v], SHAPE, threads=1, warmup=3, repeats=repeats, clock="thread"
+                )[0]
+            )
+    held_out = torch.randn(8, *SHAPE[1:]).numpy()
+    sims = {v: _similarity(paths["fp32"], paths[v], held_out) for v in variants[1:]}
+    fp32_ms = float(np.median(times["fp32"]))
+    rows = []
+    for v in variants:
+        q1, ms, q3 = np.percentile(times[v], [25, 50, 75])
+        rows.append(
+            {
+                "model": name,
+                "variant": v,
+                "fp32_ms": fp32_ms,
+                "ms": float(ms),
+                "spread": float((q3 - q1) / ms),
+                "speedup": fp32_ms / float(ms),
+                "int8_mac_share": int8_mac_share(paths[v]),
+                "size_bytes": sizes[v],
+                **sims.get(v, {}),
+            }
+        )
+    return rows
+
+
+def _print(rows: list[dict[str, Any]], load: tuple[float, ...], rounds: int, repeats: int) -> None:
     print(
         f"{'model':24s} {'variant':10s} {'ms':>8s} {'spread':>7s} {'speedup':>8s} "
         f"{'int8 MACs':>9s} {'cosine':>7s} {'size':>9s}"
@@ -104,10 +116,6 @@ def main() -> None:
         f"load average {load[0]:.1f} on {os.cpu_count()} CPUs; ms = thread CPU time; "
         f"spread = IQR / median over {rounds} interleaved rounds of {repeats} runs"
     )
-    if args.out:
-        record = {"latency": rows, "load_average": load, "rounds": rounds, "repeats": repeats}
-        bench.write(record, args.out, indent=1)
-        print(f"wrote {args.out}")
 
 
 def _similarity(fp32: Path, int8: Path, x: np.ndarray) -> dict[str, float]:

@@ -70,7 +70,7 @@ from _search_runs import (  # noqa: E402
 )
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=None, help="default docs/bench/search.json")
     p.add_argument("--budget-s", type=float, default=None, help="per strategy and seed")
@@ -94,6 +94,11 @@ def main() -> int:
     )  # fmt: skip
     add_unit_args(p, workdir_help="keep the runs here; rerunning with the same --workdir "
                   "resumes, skipping finished (strategy, seed) runs")  # fmt: skip
+    return p
+
+
+def main() -> int:
+    p = _parser()
     args = p.parse_args()
     budget = args.budget_s or (40.0 if args.quick else 150.0)
     seeds = list(range(args.seeds or (1 if args.quick else 3)))
@@ -125,12 +130,7 @@ def main() -> int:
         "machine": f"{os.cpu_count()} CPUs, load average {bench.load_start[0]:.1f} at start",
         "jobs": args.jobs,
     }
-    lenet = {
-        seed: _cached(
-            work / "lenet5" / f"seed{seed}_val_test.json", lambda s=seed: lenet5_accuracy(s)
-        )
-        for seed in seeds
-    }
+    lenet = _lenet5(work, seeds)
     report["lenet5_val_accuracy"] = {str(s): a["val"] for s, a in lenet.items()}
     report["lenet5_test_accuracy"] = {str(s): a["test"] for s, a in lenet.items()}
     same = same_as(strategies, extra)
@@ -150,11 +150,7 @@ def main() -> int:
     )
     for (name, seed), run in results.items():
         _upgrade(run, name, _unit_dir(work, name, seed))
-        print(
-            f"{name:<12} seed {seed}: hv {run['hypervolume']:.4f}, {run['trained']} trained, "
-            f"{run['pruned']} pruned, {run['infeasible']} infeasible, {run['wall_s']:.0f} s",
-            file=sys.stderr,
-        )
+        _say(name, seed, run)
     fronts = _strategies(report, strategies, seeds, same, results, budget)
     _runs_provenance(report, results)
     if n_proposals > 0:
@@ -166,6 +162,24 @@ def main() -> int:
     print(table)
     print(f"wrote {args.out}, {args.out.with_suffix('.md')}, {plot}; runs in {work}")
     return 0
+
+
+def _lenet5(work: Path, seeds: list[int]) -> dict[int, dict[str, float]]:
+    """The fp32 LeNet-5 reference's val and test accuracy per seed, kept in ``work``."""
+    return {
+        seed: _cached(
+            work / "lenet5" / f"seed{seed}_val_test.json", lambda s=seed: lenet5_accuracy(s)
+        )
+        for seed in seeds
+    }
+
+
+def _say(name: str, seed: int, run: dict[str, Any]) -> None:
+    print(
+        f"{name:<12} seed {seed}: hv {run['hypervolume']:.4f}, {run['trained']} trained, "
+        f"{run['pruned']} pruned, {run['infeasible']} infeasible, {run['wall_s']:.0f} s",
+        file=sys.stderr,
+    )
 
 
 def _strategies(

@@ -52,24 +52,8 @@ def record(
         raise UserError(f"{pareto} does not exist; is {run_dir} a finished search's directory?")
     run = _parent_run(run_dir, study)
     metrics, params = run.data.metrics, run.data.params
-    missing = [
-        k for k in ("final_hypervolume", "n_trials", "n_infeasible", "n_failed") if k not in metrics
-    ]
-    if missing:
-        raise UserError(
-            f"the parent run of {study} lacks metrics {missing}; did the search finish?"
-        )
-    if wall_seconds is None:
-        if not run.info.end_time:
-            raise UserError(f"the parent run of {study} has no end time; pass --wall-seconds")
-        wall_seconds = (run.info.end_time - run.info.start_time) / 1000
+    wall_seconds = _checked(run, study, wall_seconds)
     commit = _git_commit()
-    run_commit = run.data.tags.get("git.commit", "")
-    if run_commit not in ("", "unknown") and not run_commit.startswith(commit):
-        print(
-            f"record_default_run.py: warning: the search ran at {run_commit}, HEAD is {commit}",
-            file=sys.stderr,
-        )
     out: dict[str, Any] = {
         "source": f"scripts/record_default_run.py, study {study}, MLflow run {run.info.run_id}",
         "command": command,
@@ -107,6 +91,30 @@ def record(
         out["hw"] = {k: v for k, v in hw.items() if v is not None}
     out["front"] = _front(pareto)
     return out
+
+
+def _checked(run: Any, study: str, wall_seconds: float | None) -> float:
+    """The search's wall seconds, once its parent run is known finished; a warning when
+    it ran at another commit than HEAD."""
+    metrics = run.data.metrics
+    missing = [
+        k for k in ("final_hypervolume", "n_trials", "n_infeasible", "n_failed") if k not in metrics
+    ]
+    if missing:
+        raise UserError(
+            f"the parent run of {study} lacks metrics {missing}; did the search finish?"
+        )
+    if wall_seconds is None:
+        if not run.info.end_time:
+            raise UserError(f"the parent run of {study} has no end time; pass --wall-seconds")
+        wall_seconds = (run.info.end_time - run.info.start_time) / 1000
+    commit, run_commit = _git_commit(), run.data.tags.get("git.commit", "")
+    if run_commit not in ("", "unknown") and not run_commit.startswith(commit):
+        print(
+            f"record_default_run.py: warning: the search ran at {run_commit}, HEAD is {commit}",
+            file=sys.stderr,
+        )
+    return float(wall_seconds)
 
 
 def _only_study(run_dir: Path) -> str:
