@@ -290,8 +290,9 @@ class SupernetStrategyConfig(StrategyConfig):
         finetune_epochs: the most epochs a finalist trains (quantization-aware,
             distilled from the largest sub-network), from its inherited weights.
         finetune_patience: it trains in rounds of this many epochs, each a whole
-            one-cycle schedule, and stops at the first round that ends below its best
-            val accuracy, keeping the best round's weights.
+            one-cycle schedule, and stops at the first round that ends below the best
+            round's val accuracy, keeping the best round's weights (never the
+            inherited ones: the first round always trains).
         finetune_lr: its peak learning rate.
         checkpoint: a supernet file to use instead of the cache (null: the cache).
     """
