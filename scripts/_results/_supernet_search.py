@@ -57,7 +57,7 @@ def search_against_scratch(b: Bench, s: dict[str, Any]) -> list[str]:
             _seq(v["best_val_accuracy_per_seed"], "{:.3f}")
             if v.get("best_val_accuracy_per_seed")
             else "-",
-            _seq([_front_gap(r["front"]) for r in v["runs"]], "{:.1f}"),
+            ", ".join(_opt(_front_gap(r.get("front", [])), "{:.1f}") for r in v["runs"]),
         ]
         for k, v in st.items()
     ]
@@ -100,11 +100,12 @@ def search_against_scratch(b: Bench, s: dict[str, Any]) -> list[str]:
     ]
 
 
-def _front_gap(front: list[dict[str, Any]]) -> float:
+def _front_gap(front: list[dict[str, Any]]) -> float | None:
     """Mean val less test accuracy over a front's members, in points: how far the val
-    figures the front was selected by overstate what it does on held-out data."""
+    figures the front was selected by overstate what it does on held-out data (None:
+    no front recorded)."""
     gaps = [m["val_accuracy"] - m["test_accuracy"] for m in front]
-    return 100 * sum(gaps) / len(gaps) if gaps else float("nan")
+    return 100 * sum(gaps) / len(gaps) if gaps else None
 
 
 SEARCH_SUPERNET_PROXY = "search_supernet_proxy.json"
