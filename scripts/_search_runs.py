@@ -132,16 +132,13 @@ def _gaps(done: list[dict[str, Any]]) -> dict[str, float]:
     tested = [r for r in done if "test_accuracy" in r]
     if not tested:
         return {}
-    out = {"val_test_gap_mean": _mean([r["val_accuracy"] - r["test_accuracy"] for r in tested])}
+    gaps = [r["val_accuracy"] - r["test_accuracy"] for r in tested]
+    out = {"val_test_gap_mean": round(statistics.mean(gaps), 4)}
     inherited = [r for r in tested if "inherited_val" in r]
     if inherited:
-        out["inherited_val_mean"] = _mean([r["inherited_val"] for r in inherited])
-        out["val_mean"] = _mean([r["val_accuracy"] for r in inherited])
+        out["inherited_val_mean"] = round(statistics.mean(r["inherited_val"] for r in inherited), 4)
+        out["val_mean"] = round(statistics.mean(r["val_accuracy"] for r in inherited), 4)
     return out
-
-
-def _mean(xs: list[float]) -> float:
-    return round(sum(xs) / len(xs), 4)
 
 
 def run_two_stage(out: Path, seed: int, budget: float, extra: list[str]) -> list[dict[str, Any]]:

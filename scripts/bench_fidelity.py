@@ -61,7 +61,6 @@ from _bench import Bench, abs_path, write_json
 from _fidelity_recipes import recipes
 
 SCRIPTS = Path(__file__).resolve().parent
-SECTIONS = ("uniform", "width", "folder", "levers", "recipes")
 # Issue 24's candidate levers for the inherited-by-width curve, each measured on the
 # seed-0 supernet: BatchNorm re-estimation on more images, and a lower supernet lr.
 CALIB_SIZES = (500, 1000, 2000, None)  # None: every training image
@@ -108,7 +107,7 @@ def main() -> int:
     report: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     # Merged into the record section by section: each carries the provenance it was measured with.
     measured = {**Bench(__file__, overrides=extra).provenance(), "quick": q}
-    for name in _ORDER:
+    for name in SECTIONS:
         if name in sections:
             t0 = time.monotonic()
             report.update(_SECTIONS[name](args, extra, seeds, measured, t0))
@@ -186,11 +185,11 @@ def _folder_section(
 
 
 # Run in this order (the record is saved after each), whatever order --sections gives.
-_ORDER = ("uniform", "width", "levers", "recipes", "folder")
 _SECTIONS: dict[str, Section] = {
     "uniform": _uniform_section, "width": _width_section, "levers": _levers_section,
     "recipes": _recipes_section, "folder": _folder_section,
 }  # fmt: skip
+SECTIONS = tuple(_SECTIONS)
 
 
 def _plot(r: dict[str, Any], path: Path) -> None:

@@ -52,8 +52,8 @@ def record(
         raise UserError(f"{pareto} does not exist; is {run_dir} a finished search's directory?")
     run = _parent_run(run_dir, study)
     metrics, params = run.data.metrics, run.data.params
-    wall_seconds = _checked(run, study, wall_seconds)
     commit = _git_commit()
+    wall_seconds = _checked(run, study, wall_seconds, commit)
     out: dict[str, Any] = {
         "source": f"scripts/record_default_run.py, study {study}, MLflow run {run.info.run_id}",
         "command": command,
@@ -93,9 +93,9 @@ def record(
     return out
 
 
-def _checked(run: Any, study: str, wall_seconds: float | None) -> float:
+def _checked(run: Any, study: str, wall_seconds: float | None, commit: str) -> float:
     """The search's wall seconds, once its parent run is known finished; a warning when
-    it ran at another commit than HEAD."""
+    it ran at another commit than ``commit`` (HEAD's)."""
     metrics = run.data.metrics
     missing = [
         k for k in ("final_hypervolume", "n_trials", "n_infeasible", "n_failed") if k not in metrics
@@ -108,7 +108,7 @@ def _checked(run: Any, study: str, wall_seconds: float | None) -> float:
         if not run.info.end_time:
             raise UserError(f"the parent run of {study} has no end time; pass --wall-seconds")
         wall_seconds = (run.info.end_time - run.info.start_time) / 1000
-    commit, run_commit = _git_commit(), run.data.tags.get("git.commit", "")
+    run_commit = run.data.tags.get("git.commit", "")
     if run_commit not in ("", "unknown") and not run_commit.startswith(commit):
         print(
             f"record_default_run.py: warning: the search ran at {run_commit}, HEAD is {commit}",

@@ -200,6 +200,10 @@ def _check_strategy(cfg: DictConfig) -> None:
         f"strategy.warmup_epochs={s.warmup_epochs} must be <= strategy.epochs={s.epochs}",
     )
     _require(
+        0.0 <= s.shift < 0.5,
+        f"strategy.shift={s.shift} must be in [0, 0.5): a fraction of the image's side",
+    )
+    _require(
         0.0 <= s.finalise_share < 1.0,
         f"strategy.finalise_share={s.finalise_share} must be in [0, 1)",
     )

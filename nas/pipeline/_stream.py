@@ -32,7 +32,7 @@ from nas.config import ConfigError, DatasetConfig
 from nas.pipeline._data import DataPart, Splits, _existing_root, register_dataset, split_arrays
 from search_spaces import InputSpec
 
-__all__ = ["FolderPart", "ShieldedLoader", "augment_batch", "drop_unreadable"]
+__all__ = ["FolderPart", "ShieldedLoader", "augment_batch", "drop_unreadable", "shift_batch"]
 
 _STATS_IMAGES = 512  # training images decoded to estimate the pixel mean and std
 _SCALE = (0.35, 1.0)  # random-resized crop: fraction of the area kept
@@ -288,3 +288,21 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     out = roi_align(x, boxes.to(x.device, x.dtype), (h, w), aligned=True)
     flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
     return torch.where(flip[:, None, None, None], out.flip(-1), out)
+
+
+def shift_batch(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image of ``x`` translated by a whole number of pixels, up to ``max_shift``
+    each way on each axis (uniform), its edge pixels repeated into the gap; on ``x``'s
+    device, drawn on the CPU ``generator``. Unlike :func:`augment_batch` it neither
+    flips nor rescales, so it keeps a digit's class (a flipped 2 is no 2)."""
+    if max_shift <= 0:
+        return x
+    n, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (max_shift,) * 4, mode="replicate")
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+    images = torch.arange(n, device=x.device)[:, None, None, None]
+    channels = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[images, channels, rows, cols]

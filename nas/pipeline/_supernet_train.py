@@ -42,7 +42,7 @@ from nas.hw import RandomSuggest
 from nas.pipeline._data import Splits
 from nas.pipeline._device import autocast
 from nas.pipeline._errors import NotLearning, TrainFailed, TrialTimeout
-from nas.pipeline._train import prepare_batch
+from nas.pipeline._train import Placing, prepare_batch
 from search_spaces import Arch, SlicedSupernet
 
 __all__ = ["CHANCE_FRACTION", "SupernetRecipe", "SupernetStats", "step_seconds", "train_supernet"]
@@ -74,9 +74,15 @@ class SupernetRecipe:
     distill_temperature: float
     bits: tuple[int, ...]
     sparsity_max: float
+    shift: int = 0
+    """Training images are translated by up to this many pixels each way
+    (``shift_batch``); 0: not at all, or the data set's own augmentation applies."""
 
     def key(self) -> dict[str, Any]:
-        return asdict(self)
+        key = asdict(self)
+        if not self.shift:
+            del key["shift"]  # a supernet cached before shifts existed is this one
+        return key
 
 
 @dataclass
@@ -110,7 +116,7 @@ def train_supernet(
     model.to(device)
     opt = _optimizer(supernet, recipe)
     scaler = torch.amp.GradScaler(device.split(":")[0], enabled=precision == "fp16")
-    augment_gen = torch.Generator().manual_seed(seed) if splits.augment else None
+    augment_gen, shift = Placing(augment=splits.augment, seed=seed, shift=recipe.shift).augmenting()
     model.train()
     step, loss_value, subnets = 0, float("nan"), 0
     for epoch in range(recipe.epochs):
@@ -120,7 +126,7 @@ def train_supernet(
         shared = epoch >= recipe.warmup_epochs
         largest, n = 0.0, 0
         for x, y in batches:
-            x, y, _ = prepare_batch(x, y, device, augment_gen)
+            x, y, _ = prepare_batch(x, y, device, augment_gen, shift)
             for group in opt.param_groups:
                 group["lr"] = _lr_at(step, total, recipe.lr)
             opt.zero_grad(set_to_none=True)

@@ -16,7 +16,7 @@ from torch import nn
 from nas.pipeline._data import DataPart
 from nas.pipeline._device import autocast
 from nas.pipeline._errors import TrainFailed, TrialTimeout
-from nas.pipeline._stream import augment_batch, drop_unreadable
+from nas.pipeline._stream import augment_batch, drop_unreadable, shift_batch
 
 __all__ = [
     "Placing",
@@ -50,12 +50,21 @@ class TrainStats:
 @dataclass(frozen=True)
 class Placing:
     """Where and how a training runs: ``device``, ``precision`` (fp32, bf16, fp16) and
-    whether batches are augmented (seeded by ``seed``)."""
+    whether batches are augmented (seeded by ``seed``): the data set's augmentation, or
+    else a shift of up to ``shift`` pixels (``shift_batch``)."""
 
     device: str = "cpu"
     precision: str = "fp32"
     augment: bool = False
     seed: int = 0
+    shift: int = 0
+
+    def augmenting(self) -> tuple[torch.Generator | None, int]:
+        """The generator of the augmentation's draws (None: no augmentation) and the
+        shift, for :func:`prepare_batch`."""
+        shift = 0 if self.augment else self.shift
+        on = self.augment or shift > 0
+        return (torch.Generator().manual_seed(self.seed) if on else None), shift
 
 
 def train(
@@ -90,14 +99,14 @@ def train(
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     scaler = torch.amp.GradScaler(place.device.split(":")[0], enabled=place.precision == "fp16")
     total = max(1, epochs * len(batches))  # type: ignore[arg-type]
-    augment_gen = torch.Generator().manual_seed(place.seed) if place.augment else None
+    augment_gen, shift = place.augmenting()
     sched = _one_cycle(opt, lr, total)
     model.train()
     steps, loss_value, skipped = 0, float("nan"), 0
     for epoch in range(epochs):
         running, n = 0.0, 0
         for x, y in batches:
-            x, y, dropped = prepare_batch(x, y, place.device, augment_gen)
+            x, y, dropped = prepare_batch(x, y, place.device, augment_gen, shift)
             skipped += dropped
             with autocast(place.device, place.precision):
                 logits = model(x)
@@ -175,15 +184,20 @@ def _one_cycle(
 
 
 def prepare_batch(
-    x: torch.Tensor, y: torch.Tensor, device: str, augment_gen: torch.Generator | None
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: str,
+    augment_gen: torch.Generator | None,
+    shift: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """A training batch on ``device``: unreadable images (label -1) dropped and counted,
-    then augmented when ``augment_gen`` is given (every training loop's first step)."""
+    then augmented when ``augment_gen`` is given (every training loop's first step): the
+    data set's augmentation, or with ``shift`` a shift of up to that many pixels."""
     if device != "cpu":
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
     x, y, dropped = drop_unreadable(x, y)
     if augment_gen is not None:
-        x = augment_batch(x, augment_gen)
+        x = shift_batch(x, shift, augment_gen) if shift else augment_batch(x, augment_gen)
     return x, y, dropped
 
 

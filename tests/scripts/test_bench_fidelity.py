@@ -20,7 +20,7 @@ def test_an_unknown_section_is_one_clear_line() -> None:
     assert r.returncode == 2
     assert (
         "unknown sections ['nosuch']; choose from"
-        " ['uniform', 'width', 'folder', 'levers', 'recipes']" in r.stderr
+        " ['uniform', 'width', 'levers', 'recipes', 'folder']" in r.stderr
     )
 
 

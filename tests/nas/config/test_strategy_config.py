@@ -20,7 +20,8 @@ def test_supernet_composes_with_its_schema_and_budget() -> None:
     cfg = compose([SUPERNET])
     s = cfg.strategy
     assert s.name == "supernet"
-    assert (s.epochs, s.warmup_epochs, s.schedule, s.finalists) == (20, 3, "sandwich", 6)
+    assert (s.epochs, s.warmup_epochs, s.schedule, s.finalists) == (30, 3, "sandwich", 6)
+    assert s.shift == 0.07
     assert s.checkpoint is None and s.lr is None and s.sparsity_max is None
     # The strategy's own file sets the budget of a search of cheap candidates.
     assert cfg.search.n_trials == 2000
@@ -66,6 +67,8 @@ def test_an_unknown_supernet_key_is_refused() -> None:
         (["strategy.finetune_lr=0"], "strategy.finetune_lr=0"),
         (["strategy.sparsity_max=1.0"], "strategy.sparsity_max=1.0 must be in [0, 1)"),
         (["strategy.sparsity_max=-0.1"], "strategy.sparsity_max=-0.1"),
+        (["strategy.shift=0.5"], "strategy.shift=0.5 must be in [0, 0.5)"),
+        (["strategy.shift=-0.1"], "strategy.shift=-0.1"),
         (["search_space=tiny"], "search_space=tiny has none"),
         (["search_space=fbnet"], "search_space=fbnet has none"),
         (["early_stop=moasha"], "early_stop=moasha"),

@@ -14,7 +14,7 @@ from PIL import Image
 from nas.config import compose
 from nas.pipeline import load_splits
 from nas.pipeline._recipe import Recipe, train_compressed
-from nas.pipeline._stream import FolderPart, augment_batch
+from nas.pipeline._stream import FolderPart, augment_batch, shift_batch
 from nas.pipeline._train import Placing, accuracy, predict_labeled, train
 from search_spaces import get_search_space, search_space_config
 
@@ -115,6 +115,24 @@ def test_a_streamed_search_trains_and_scores(tmp_path: Path) -> None:
     )
     assert next(trained.model.parameters()).device.type == "cpu"
     assert accuracy(trained.model, splits.val) > 0.5  # three colours: far above chance
+
+
+def test_shift_batch_translates_each_image_by_whole_pixels() -> None:
+    x = torch.randn(64, 2, 9, 9)
+    a = shift_batch(x, 2, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape
+    assert torch.equal(a, shift_batch(x, 2, torch.Generator().manual_seed(0)))
+    assert torch.equal(shift_batch(x, 0, torch.Generator().manual_seed(0)), x)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2), mode="replicate")
+    offsets = set()
+    for i in range(len(x)):  # each image is one window of its padded self, both channels
+        found = [
+            (dy, dx) for dy in range(5) for dx in range(5)
+            if torch.equal(a[i], padded[i, :, dy : dy + 9, dx : dx + 9])
+        ]  # fmt: skip
+        assert found, f"image {i} is not a translation of itself"
+        offsets.add(found[0])
+    assert len(offsets) > 10  # the shifts vary over the batch (25 possible)
 
 
 def test_augment_batch_is_seeded_and_keeps_shapes() -> None:

@@ -138,6 +138,34 @@ def test_train_supernet_trains_the_shared_weights(
     assert not supernet.model.training
 
 
+def test_a_shift_keys_the_supernet_and_no_shift_keeps_the_old_key() -> None:
+    assert "shift" not in _recipe().key()  # supernets cached before shifts are reused
+    assert _recipe(shift=2).key()["shift"] == 2
+
+
+def test_train_supernet_with_a_shift_sees_other_images(cfg: DictConfig, tmp_path: Path) -> None:
+    ctx = make_ctx(cfg, tmp_path)
+    weights = []
+    for shift in (0, 0, 2):
+        torch.manual_seed(0)
+        supernet = SlicedSupernet(ctx.space, ctx.splits.spec)
+        train_supernet(supernet, ctx.splits, _recipe(shift=shift), seed=0)
+        weights.append(supernet.model.state_dict()["conv_stem.weight"])
+    assert torch.equal(weights[0], weights[1])  # seeded: the difference is the shift's
+    assert not torch.equal(weights[0], weights[2])
+
+
+def test_the_strategy_shifts_by_its_fraction_of_the_image_side(
+    cfg: DictConfig, tmp_path: Path
+) -> None:
+    ctx = make_ctx(cfg, tmp_path)
+    side = ctx.splits.spec.image_size
+    assert strategy_of(ctx).recipe(ctx).shift == round(cfg.strategy.shift * side) > 0
+    unshifted = copy.deepcopy(cfg.strategy)
+    unshifted.shift = 0.0
+    assert SupernetStrategy(unshifted).recipe(ctx).shift == 0
+
+
 def test_train_supernet_stops_at_its_deadline(cfg: DictConfig, tmp_path: Path) -> None:
     ctx = make_ctx(cfg, tmp_path)
     supernet = SlicedSupernet(ctx.space, ctx.splits.spec)
