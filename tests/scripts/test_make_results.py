@@ -388,7 +388,8 @@ def test_supernet_section_says_how_to_write_a_missing_record(tmp_path: Path) -> 
         assert f"`{name}` is not recorded yet; this writes it" in neither
     assert "scripts/bench_supernet.py --out docs/bench/supernet.json" in neither
     assert "--out docs/bench/search_supernet.json" in neither
-    assert "*Source:" not in neither  # no record read, none named as a source
+    for name in ("supernet.json", "search_supernet.json"):  # not read: not a source
+        assert f"*Source: [`{name}`]" not in neither
 
     only_search = _supernet_section(tmp_path / "search", None, _search_supernet_record())
     assert "`supernet.json` is not recorded yet" in _prose(only_search)
