@@ -94,6 +94,10 @@ part_supernet() {  # two scripts fill one record: the fidelity sections, then th
   run "$PY" scripts/bench_fidelity.py $( ((Q)) && echo --quick) --workdir "$2/fidelity" --out "$1"
   run "$PY" scripts/bench_supernet.py $( ((Q)) && echo --quick) --workdir "$2/costs" --out "$1"
 }
+part_supernet_shift() {  # the supernet's training recipe: shifted images, epochs
+  if ((Q)); then run "$PY" scripts/bench_supernet_shift.py --quick --variants before,shift2_20 --workdir "$2" --out "$1"
+  else run "$PY" scripts/bench_supernet_shift.py --jobs 2 --workdir "$2" --out "$1"; fi
+}
 part_devices() {
   if ((Q)); then run "$PY" scripts/bench_devices.py --quick --workdir "$2" --out "$1"
   else run "$PY" scripts/bench_devices.py --jobs 2 --n-trials 27 --seeds 3 --device-constraint round_robin --workdir "$2" --out "$1"; fi
@@ -137,7 +141,8 @@ part_gpu() {  # GPU over CPU: the GPU side comes from scripts/gpu_check.sh on a 
 }
 
 PARTS=(baseline_lenet compress int8 latency_quick latency distill distill_mid runner search
-  search_long search_supernet search_supernet_proxy supernet devices faults stream_floor
+  search_long search_supernet search_supernet_proxy supernet supernet_shift devices faults
+  stream_floor
   stream default_run energy adaptive gpu_cpu_side cpu_default_run gpu)
 total_start=$(date +%s)
 for name in "${PARTS[@]}"; do

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,21 @@ def test_the_check_sees_a_script_without_the_harness(tmp_path: Path) -> None:
 
 def test_benchmarks_exist() -> None:
     assert len(list(_SCRIPTS.glob("bench_*.py"))) >= 14
+
+
+def _reproduce_parts() -> set[str]:
+    text = (_SCRIPTS / "reproduce.sh").read_text()
+    block = text.split("PARTS=(", 1)[1].split(")", 1)[0]
+    return set(block.split())
+
+
+def test_reproduce_regenerates_every_record() -> None:
+    parts = _reproduce_parts()
+    assert {"search_supernet", "supernet_shift"} <= parts  # the parse found the list
+    records = {p.stem for p in (_SCRIPTS.parent / "docs" / "bench").glob("*.json")}
+    assert not records - parts, f"records without a part in reproduce.sh: {records - parts}"
+    defined = set(re.findall(r"^part_(\w+)\(\)", (_SCRIPTS / "reproduce.sh").read_text(), re.M))
+    assert parts <= defined, f"parts without a function: {parts - defined}"
 
 
 @pytest.mark.parametrize("path", sorted(_SCRIPTS.glob("*.py")), ids=lambda p: p.name)
