@@ -85,7 +85,8 @@ def measure(
 
     overrides = [
         "strategy=supernet", "search.seed=0", "train.threads=1", f"strategy.shift={shift}",
-        f"strategy.epochs={2 if quick else epochs}",
+        *([f"strategy.epochs={epochs}"] if not quick else
+          ["strategy.epochs=2", "strategy.warmup_epochs=1", "strategy.finetune_epochs=2"]),
     ]  # fmt: skip
     ctx = make_context(compose(overrides), out_dir=Path(work) / name, study_name="bench")
     strategy = ctx.strategy

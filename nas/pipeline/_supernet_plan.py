@@ -31,8 +31,8 @@ __all__ = ["MIN_EPOCHS", "SAFETY", "TRAIN_SHARE", "fit_epochs"]
 TRAIN_SHARE = 2 / 3
 """Of what finalising leaves (``strategy.finalise_share``, 0.35), the supernet's
 training gets this share and the scoring the rest. Chosen by arithmetic, not swept: at
-1,800 s it fits 17-20 epochs and leaves scoring ~600 s, over 1,000 candidates at
-~0.25-0.4 s each (docs/bench/search_supernet.json); the step times it plans with are
+1,800 s it fits 21-27 of the 30 default epochs and leaves scoring ~600 s, 2,400-3,100
+candidates (docs/bench/search_supernet.json at 13ca037); the step times it plans with are
 pessimistic (SAFETY), and what training does not use goes to scoring."""
 SAFETY = 1.3
 """A whole epoch over its measured steps: batches loaded and augmented, Python between
