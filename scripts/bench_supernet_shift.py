@@ -79,8 +79,7 @@ def measure(
 
     from nas import compose
     from nas.hw import RandomSuggest
-    from nas.pipeline import accuracy, propose, recalibrate_bn
-    from nas.pipeline._supernet import inherit
+    from nas.pipeline import accuracy, inherit, propose, recalibrate_bn
     from nas.runners import make_context
 
     overrides = [
