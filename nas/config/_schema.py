@@ -278,16 +278,11 @@ class SupernetStrategyConfig(StrategyConfig):
         distill_temperature: of the in-place distillation from the largest network.
         sparsity_max: the highest sparsity sampled in training (null: compress.sparsity_max).
         bn_calib_images: training images that re-estimate BatchNorm per candidate.
-        shift: the supernet's training images are translated by up to this fraction of
-            their side each way (whole pixels, edges repeated; 0: not at all), as
-            every step of its epochs sees the same images otherwise and the shared
-            weights memorise them (the largest network's training loss fell to 0.003
-            in 20 epochs on mnist5k). No flips or crops, so digits keep their class.
-            Ignored when ``dataset.augment`` is on: that augmentation applies. Only
-            the supernet's training: the finalists fine-tune on the images as they are.
-        finalists: how many candidates are always finalised (K): the best predicted of
-            each of K bins spanning the scored candidates' log sizes; time is kept for
-            them.
+        shift: the supernet's training images shift by up to this fraction of their
+            side (whole pixels; 0: none; ``dataset.augment`` replaces it; finalists
+            fine-tune unshifted): conf/strategy/supernet.yaml says why.
+        finalists: how many candidates are always finalised (K), time kept for them:
+            the best predicted of each of K bins spanning the scored log sizes.
         max_finalists: the most finalised in all (null: as many as ``search.timeout_s``
             leaves time for, each next the one that adds the most hypervolume as
             predicted by the finalists so far: nas.pipeline._supernet_predict).
