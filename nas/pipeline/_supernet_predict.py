@@ -17,8 +17,15 @@ one lands:
   candidate of each of ``k`` log-size bins, so a wide, accurate candidate is
   finalised even when no raw estimate puts it on the front), then orders the rest by
   the hypervolume each would add to the finalised front at an optimistic prediction
-  (mean plus one spread), a batch at a time with the earlier picks assumed to land at
-  their mean (a Kriging believer).
+  (mean plus one spread) per second it is expected to take (:class:`FinaliseCost`), a
+  batch at a time with the earlier picks assumed to land at their mean (a Kriging
+  believer).
+
+Per second, because the budget ends by the clock, not by a count: a finalist 0.25 wide
+took 4-25 s, one 0.75 or 1.0 wide 13-83 s (docs/bench/search_supernet.json at 13ca037),
+and 64% of seed 0's finalising time went to the 9 of its 24 finalists over 30 KB. Expected
+improvement per second (Snoek, Larochelle and Adams, 2012) is the usual answer when
+evaluations differ in cost.
 """
 
 from __future__ import annotations
@@ -36,7 +43,10 @@ if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
 
-__all__ = ["CandidateEncoder", "FinalPredictor", "Pool", "landed", "next_finalists", "scored_pool"]
+__all__ = [
+    "CandidateEncoder", "FinalPredictor", "FinaliseCost", "Pool", "landed", "next_finalists",
+    "scored_pool",
+]  # fmt: skip
 
 # Keys of a trial's record (nas.study.keys), read by value as pipeline sits below study;
 # tests/nas/pipeline check that they agree.
@@ -47,6 +57,9 @@ _FINALIST_OF, _DEVICE_CONSTRAINTS = "nas.finalist_of", "device_constraints"
 # the least noise assumed: one val image in 500 is 0.002.
 _PRIOR_W, _PRIOR_B, _MIN_NOISE = 0.01, 0.03, 0.004
 _OPTIMISM = 1.0  # acquisition at mean + this many predictive spreads
+# The cost model's slope (log seconds on log MACs) is kept within this range, and no
+# finalist is expected to take under _MIN_COST_S (its export and evaluation alone).
+_SLOPE, _MIN_COST_S = (0.0, 1.5), 1.0
 
 
 @dataclass
@@ -57,6 +70,8 @@ class Pool:
     params: list[dict[str, Any]]
     inherited: np.ndarray
     size: np.ndarray
+    macs: np.ndarray
+    """Multiply-accumulates of one forward pass (its size where a trial lacks them)."""
 
     def __len__(self) -> int:
         return len(self.numbers)
@@ -70,7 +85,7 @@ def scored_pool(study: optuna.Study, device: str | None = None) -> Pool:
     trials = _trials(study)
     tried = {t.user_attrs.get(_FINALIST_OF) for t in trials.values()
              if t.user_attrs.get(_PHASE) == "final" and t.state.is_finished()}  # fmt: skip
-    best: dict[str, tuple[float, float, int, dict[str, Any]]] = {}
+    best: dict[str, tuple[float, float, int, dict[str, Any], float]] = {}
     for t in trials.values():
         if t.state != TrialState.COMPLETE:
             continue
@@ -84,7 +99,7 @@ def scored_pool(study: optuna.Study, device: str | None = None) -> Pool:
         acc, size = float(m.get("val_accuracy", 0.0)), float(m.get("size_bytes", math.inf))
         key = repr(sorted(t.params.items()))
         if key not in best or acc > best[key][0]:
-            best[key] = (acc, size, t.number, dict(t.params))
+            best[key] = (acc, size, t.number, dict(t.params), float(m.get("macs", size)))
     # A candidate finalised (or failed) under any of its scored trials is done.
     done = {k for k, v in best.items() if v[2] in tried}
     done |= {repr(sorted(trials[n].params.items())) for n in tried if n is not None}
@@ -94,6 +109,7 @@ def scored_pool(study: optuna.Study, device: str | None = None) -> Pool:
         params=[r[3] for r in rows],
         inherited=np.array([r[0] for r in rows], dtype=float),
         size=np.array([r[1] for r in rows], dtype=float),
+        macs=np.array([r[4] for r in rows], dtype=float),
     )
 
 
@@ -113,6 +129,43 @@ def landed(study: optuna.Study) -> list[tuple[int, float, float, bool]]:
         out.append((int(source), float(m["val_accuracy"]), float(m.get("size_bytes", math.inf)),
                     bool(t.user_attrs.get(_FEASIBLE))))  # fmt: skip
     return out
+
+
+def landed_costs(study: optuna.Study) -> tuple[np.ndarray, np.ndarray]:
+    """The MACs and the seconds (``trial_seconds``: fine-tuning, export, evaluation) of
+    every landed finalist that recorded both."""
+    from optuna.trial import TrialState
+
+    macs, seconds = [], []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        m = t.user_attrs.get(_METRICS) or {}
+        if t.user_attrs.get(_PHASE) == "final" and "macs" in m and "trial_seconds" in m:
+            macs.append(float(m["macs"]))
+            seconds.append(float(m["trial_seconds"]))
+    return np.array(macs), np.array(seconds)
+
+
+class FinaliseCost:
+    """Seconds a finalist is expected to take, from its MACs: a line in log-log space
+    fitted on the finalists that landed (the step time grows with the MACs, the epochs
+    until the plateau vary about it). With fewer than 3 landed, or all of one cost,
+    every candidate costs the same, so the choice is by hypervolume alone."""
+
+    def __init__(self) -> None:
+        self.slope, self.intercept = 0.0, 0.0
+
+    def fit(self, macs: np.ndarray, seconds: np.ndarray) -> FinaliseCost:
+        x = np.log(np.maximum(macs, 1.0))
+        y = np.log(np.maximum(seconds, _MIN_COST_S))
+        if len(x) < 3 or np.ptp(x) <= 0.0:
+            return self
+        slope = float(np.clip(np.polyfit(x, y, 1)[0], *_SLOPE))
+        self.slope, self.intercept = slope, float(np.mean(y - slope * x))
+        return self
+
+    def predict(self, macs: np.ndarray) -> np.ndarray:
+        logs = self.intercept + self.slope * np.log(np.maximum(macs, 1.0))
+        return np.maximum(np.exp(logs), _MIN_COST_S)
 
 
 class CandidateEncoder:
@@ -235,8 +288,9 @@ def next_finalists(
 
     While fewer than ``cover`` finalists have landed, the best predicted candidate of
     each of ``cover`` log-size bins spanning the pool; after that, up to ``batch`` by
-    the hypervolume each adds to the finalised front (:func:`_value`). ``ref``: the
-    search's (accuracy, size bytes) reference.
+    the hypervolume each adds to the finalised front (:func:`_value`) per second it is
+    expected to take (:class:`FinaliseCost`). ``ref``: the search's (accuracy, size
+    bytes) reference.
     """
     pool = scored_pool(study, device)
     if not len(pool):
@@ -247,10 +301,12 @@ def next_finalists(
         return _cover(pool, mean, cover)
     front = [(acc, size) for _, acc, size, feasible in done if feasible]
     optimistic = np.clip(mean + _OPTIMISM * spread, 0.0, 1.0)
+    cost = FinaliseCost().fit(*landed_costs(study)).predict(pool.macs)
     picks: list[int] = []
     free = list(range(len(pool)))
     while free and len(picks) < batch:
-        value = [_value(front, optimistic[i], pool.size[i], ref) for i in free]
+        value = [_per_second(_value(front, optimistic[i], pool.size[i], ref), cost[i])
+                 for i in free]  # fmt: skip
         i = free.pop(int(np.argmax(value)))
         picks.append(pool.numbers[i])
         front.append((float(mean[i]), float(pool.size[i])))  # believed to land at its mean
@@ -268,6 +324,12 @@ def _value(
         return gain
     reach = max([ref[0], *(a for a, s in front if s <= size)])
     return -(reach - acc) - 1e-9
+
+
+def _per_second(value: float, seconds: float) -> float:
+    """A gain per expected second; a shortfall (no gain) stays as it is, so that the
+    nearest miss, not the cheapest, goes next when nothing is expected to gain."""
+    return value / seconds if value > 0.0 else value
 
 
 def _cover(pool: Pool, mean: np.ndarray, k: int) -> list[int]:

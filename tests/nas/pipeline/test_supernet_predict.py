@@ -13,8 +13,10 @@ from optuna.trial import TrialState, create_trial
 
 from nas.pipeline import _supernet_predict as predict
 from nas.pipeline._supernet_predict import (
+    FinaliseCost,
     FinalPredictor,
     landed,
+    landed_costs,
     next_finalists,
     predict_final,
     scored_pool,
@@ -36,7 +38,14 @@ def _study() -> optuna.Study:
 
 
 def _scored(
-    study: optuna.Study, width: float, acc: float, size: float, *, bits: int = 8, ok: bool = True
+    study: optuna.Study,
+    width: float,
+    acc: float,
+    size: float,
+    *,
+    bits: int = 8,
+    ok: bool = True,
+    macs: float | None = None,
 ) -> int:
     study.add_trial(
         create_trial(
@@ -47,16 +56,29 @@ def _scored(
             user_attrs={
                 keys.PHASE: "score",
                 keys.FEASIBLE: ok,
-                keys.METRICS: {"val_accuracy": acc, "size_bytes": size},
+                keys.METRICS: {
+                    "val_accuracy": acc,
+                    "size_bytes": size,
+                    **({} if macs is None else {"macs": macs}),
+                },
             },
         )
     )
     return len(study.trials) - 1
 
 
-def _final(study: optuna.Study, of: int, acc: float, size: float | None = None) -> int:
+def _final(
+    study: optuna.Study,
+    of: int,
+    acc: float,
+    size: float | None = None,
+    seconds: float | None = None,
+) -> int:
     scored = study.trials[of]
     size = size if size is not None else scored.user_attrs[keys.METRICS]["size_bytes"]
+    metrics = {"val_accuracy": acc, "size_bytes": size}
+    if seconds is not None:
+        metrics.update(macs=scored.user_attrs[keys.METRICS]["macs"], trial_seconds=seconds)
     study.add_trial(
         create_trial(
             state=TrialState.COMPLETE,
@@ -67,7 +89,7 @@ def _final(study: optuna.Study, of: int, acc: float, size: float | None = None) 
                 keys.PHASE: "final",
                 keys.FINALIST_OF: of,
                 keys.FEASIBLE: True,
-                keys.METRICS: {"val_accuracy": acc, "size_bytes": size},
+                keys.METRICS: metrics,
             },
         )
     )
@@ -158,6 +180,41 @@ def test_after_coverage_each_next_finalist_adds_the_most_hypervolume() -> None:
     assert next_finalists(study, cover=3, batch=1, ref=REF) == [gap]
     batch = next_finalists(study, cover=3, batch=3, ref=REF)
     assert batch[0] == gap and dominated not in batch[:1]
+
+
+def test_the_cost_model_fits_seconds_to_macs_in_log_log() -> None:
+    macs = np.array([1e5, 1e6, 1e7, 1e8])
+    fitted = FinaliseCost().fit(macs, 2.0 * macs**0.5 / 1e2)
+    assert math.isclose(fitted.slope, 0.5, rel_tol=1e-9)
+    np.testing.assert_allclose(fitted.predict(np.array([1e6, 4e6])), [20.0, 40.0], rtol=1e-9)
+    # Too few, or all of one cost: every candidate costs the same (the floor).
+    np.testing.assert_array_equal(FinaliseCost().fit(macs[:2], macs[:2]).predict(macs), 1.0)
+    same = FinaliseCost().fit(np.full(4, 1e6), np.array([5.0, 6.0, 7.0, 8.0]))
+    assert np.ptp(same.predict(macs)) == 0.0
+    # A slope out of range is clipped: seconds do not fall as MACs grow.
+    assert FinaliseCost().fit(macs, 1e9 / macs).slope == 0.0
+
+
+def test_after_coverage_a_cheaper_finalist_goes_first_for_a_like_gain() -> None:
+    """Two gaps in the front, the wide one adding somewhat more hypervolume but costing
+    ten times the seconds: per second, the narrow one goes first. Without costs
+    recorded (an older study), the wide one does."""
+
+    def build(with_costs: bool) -> tuple[optuna.Study, int, int]:
+        study = _study()
+        ends = [(0.25, 0.90, 100, 1e5), (0.5, 0.92, 1000, 1e6), (1.0, 0.95, 5000, 1e7)]
+        for width, acc, size, macs in ends:
+            n = _scored(study, width, acc, size, macs=macs)
+            _final(study, n, acc, seconds=3.0 * (macs / 1e5) if with_costs else None)
+        cheap = _scored(study, 0.3, 0.915, 300, macs=2e5)
+        dear = _scored(study, 0.75, 0.948, 1500, macs=2e6)
+        return study, cheap, dear
+
+    study, cheap, dear = build(with_costs=True)
+    assert len(landed_costs(study)[0]) == 3
+    assert next_finalists(study, cover=3, batch=1, ref=REF) == [cheap]
+    study, cheap, dear = build(with_costs=False)
+    assert next_finalists(study, cover=3, batch=1, ref=REF) == [dear]
 
 
 def test_nothing_left_to_finalise_gives_none() -> None:
