@@ -106,6 +106,8 @@ def study_rows(out: Path, study_name: str) -> list[dict[str, Any]]:
                 row["finetune"] = [metrics["finetune_epochs"], metrics["finetune_best_epoch"]]
                 if "inherited_val_accuracy" in metrics:  # recorded since the bias fix
                     row["inherited_val"] = float(metrics["inherited_val_accuracy"])
+                if "finetune_cut" in metrics:  # recorded since finalists stop at the budget
+                    row["cut"] = bool(metrics["finetune_cut"])
         rows.append(row)
     return rows
 
@@ -114,7 +116,7 @@ def finalists(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """A supernet search's finalists: how long each trained (the epochs before its val
     accuracy stopped improving, and the epoch kept), their widths, and the mean val-test
     gap of the feasible ones with the mean val of their inherited weights (what they were
-    chosen by, biased upward by the choice)."""
+    chosen by, biased upward by the choice), and how many the search's end stopped."""
     done = [r for r in rows if "finetune" in r]
     if not done:
         return None
@@ -124,6 +126,7 @@ def finalists(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         "epochs": [r["finetune"][0] for r in done],
         "best_epochs": [r["finetune"][1] for r in done],
         "by_width": {str(w): widths.count(w) for w in sorted(set(widths))},
+        **({"cut": sum(r["cut"] for r in done)} if any("cut" in r for r in done) else {}),
         **_gaps(done),
     }
 

@@ -47,6 +47,9 @@ class Proposal:
     phase: str = "score"
     # A multi-device search: each device's constraints (feasible when all <= 0).
     device_constraints: dict[str, dict[str, float]] = field(default_factory=dict)
+    # When the search's budget ends (time.time(), so a Ray worker can read it), for a
+    # trial that may stop early at its end (a finalist's rounds); None: no end.
+    ends_at: float | None = None
 
     @property
     def feasible(self) -> bool:

@@ -80,11 +80,13 @@ def evaluate_proposal(proposal: Proposal, ctx: TrialContext) -> TrialResult:
 
 
 def run_trial(
-    suggest: Suggest, ctx: TrialContext, *, number: int, phase: str = "score"
-) -> TrialResult:
-    """Propose a candidate and, when it is feasible, evaluate it through the strategy."""
+    suggest: Suggest, ctx: TrialContext, *, number: int, phase: str = "score",
+    ends_at: float | None = None,
+) -> TrialResult:  # fmt: skip
+    """Propose a candidate and, when it is feasible, evaluate it through the strategy.
+    ``ends_at``: when the search's budget ends (``Proposal.ends_at``)."""
     from nas.pipeline._candidate import infeasible_result, propose
 
     p = propose(suggest, ctx, number=number)
-    p.phase = phase
+    p.phase, p.ends_at = phase, ends_at
     return evaluate_proposal(p, ctx) if p.feasible else infeasible_result(p)

@@ -232,6 +232,7 @@ class SupernetStrategy:
     def finalize(self, proposal: Proposal, ctx: TrialContext) -> TrialResult:
         start = time.monotonic()
         deadline = None if ctx.trial_timeout_s is None else start + ctx.trial_timeout_s
+        ends = None if proposal.ends_at is None else start + (proposal.ends_at - time.time())
         supernet = self.load(ctx)
         model = supernet.extract(proposal.arch)
         cfgs = compression_configs(proposal.compression, ctx.input_shape)
@@ -253,6 +254,7 @@ class SupernetStrategy:
             ),
             seed=ctx.seed + proposal.number,
             deadline=deadline,
+            ends=ends,
             # No shift here: on 8 finalists of the seed-0 supernet (shifted, mnist5k),
             # shifting their fine-tuning too lost 0.1 points of test accuracy on
             # average (6 of 8 lower) and took 1.4x the time (no teacher memo).
@@ -265,7 +267,7 @@ class SupernetStrategy:
         )  # fmt: skip
         result.metrics.update(
             finetune_epochs=tuned.epochs, finetune_best_epoch=tuned.best_epoch,
-            inherited_val_accuracy=tuned.inherited_val,
+            inherited_val_accuracy=tuned.inherited_val, finetune_cut=float(tuned.cut),
         )  # fmt: skip
         return result
 

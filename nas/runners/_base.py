@@ -74,6 +74,13 @@ class SearchLoop:
         crash left queued stays a finalist when a resumed search asks for it first)."""
         return str(trial.user_attrs.get(keys.PHASE) or self.phase)
 
+    def ends_at(self) -> float | None:
+        """``deadline`` as a wall-clock time (``time.time()``), which a trial run in
+        another process can compare with its own clock; None when there is none."""
+        if self.deadline is None:
+            return None
+        return time.time() + (self.deadline - time.monotonic())
+
     def past_deadline(self) -> bool:
         """Whether another trial, taking the median trial time so far, would end past
         ``search.timeout_s`` (then say so once), or a pre-emption notice came. A running

@@ -33,7 +33,8 @@ class LocalRunner:
 
         def body(trial: optuna.Trial) -> TrialResult:
             trial.set_user_attr(keys.WORKER, where)
-            return run_trial(trial, loop.ctx, number=trial.number, phase=loop.phase_of(trial))
+            return run_trial(trial, loop.ctx, number=trial.number, phase=loop.phase_of(trial),
+                             ends_at=loop.ends_at())  # fmt: skip
 
         while loop.remaining > 0:
             if loop.past_deadline():

@@ -175,6 +175,7 @@ class StudySearcher:
             started.trial.set_user_attr(keys.RUNNER, "ray")
             proposal = propose(started.trial, loop.ctx, number=started.trial.number)
             proposal.phase = loop.phase_of(started.trial)
+            proposal.ends_at = loop.ends_at()
         except KeyboardInterrupt:
             recorder.record(started, TrialOutcome(State.INTERRUPTED, reason="interrupted"))
             raise

@@ -33,3 +33,11 @@ def test_the_gaps_are_means_over_the_finalists_that_have_them() -> None:
 
 def test_no_finalist_is_none() -> None:
     assert finalists([{"number": 0, "state": "FAIL"}]) is None
+
+
+def test_finalists_the_searchs_end_stopped_are_counted_where_recorded() -> None:
+    rows = [_row(0.98, 0.95, 0.99, 0.25), _row(0.97, 0.95, 0.99, 0.25)]
+    out = finalists(rows)
+    assert out is not None and "cut" not in out  # recorded before finalists were cut
+    rows[0]["cut"], rows[1]["cut"] = True, False
+    assert finalists(rows)["cut"] == 1  # type: ignore[index]

@@ -22,10 +22,14 @@ def _splits() -> Any:
 
 
 def _run(
-    monkeypatch: pytest.MonkeyPatch, vals: list[float], *, max_epochs: int, patience: int
-) -> tuple[finalise.Finetuned, list[torch.Tensor], list[int]]:
-    """``vals``: val accuracy before training, then after each round."""
+    monkeypatch: pytest.MonkeyPatch, vals: list[float], *, max_epochs: int, patience: int,
+    ends: float | None = None,
+) -> tuple[finalise.Finetuned, list[torch.Tensor], list[int]]:  # fmt: skip
+    """``vals``: val accuracy before training, then after each round. The clock starts
+    at 0 and each round takes 10 s of it."""
     model = nn.Linear(4, 3)
+    clock = [0.0]
+    monkeypatch.setattr(finalise, "time", SimpleNamespace(monotonic=lambda: clock[0]))
     snapshots: list[torch.Tensor] = []
     rounds: list[int] = []
     real_train = finalise.train
@@ -36,13 +40,14 @@ def _run(
 
     def counting_train(*args: Any, **kwargs: Any) -> Any:
         rounds.append(kwargs["epochs"])
+        clock[0] += 10.0
         return real_train(*args, **kwargs)
 
     monkeypatch.setattr(finalise, "accuracy", fake_accuracy)
     monkeypatch.setattr(finalise, "train", counting_train)
     out = finalise.finetune_until_plateau(
         model, _splits(), max_epochs=max_epochs, patience=patience, lr=0.1, batch_size=8,
-        loss_fn=None, seed=0, deadline=None, placing=Placing(),
+        loss_fn=None, seed=0, deadline=None, placing=Placing(), ends=ends,
     )  # fmt: skip
     return out, snapshots, rounds
 
@@ -81,3 +86,22 @@ def test_no_epochs_keeps_the_inherited_weights(monkeypatch: pytest.MonkeyPatch) 
     assert rounds == []
     assert (out.epochs, out.best_epoch, out.best_val) == (0, 0, 0.9)
     torch.testing.assert_close(out.model.get_parameter("weight"), snaps[0])
+
+
+@pytest.mark.parametrize(("ends", "want_rounds"), [(35.0, 3), (30.0, 3), (29.0, 2), (5.0, 1)])
+def test_no_round_starts_that_would_end_past_the_searchs_end(
+    monkeypatch: pytest.MonkeyPatch, ends: float, want_rounds: int
+) -> None:
+    """Rounds of 10 s, still improving: a round starts only if one as long as the last
+    ends by ``ends``; the first always runs, and the best round's weights are kept."""
+    vals = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
+    out, snaps, rounds = _run(monkeypatch, vals, max_epochs=10, patience=2, ends=ends)
+    assert len(rounds) == want_rounds and out.cut
+    assert (out.epochs, out.best_epoch, out.best_val) == (2 * want_rounds, 2 * want_rounds,
+                                                          vals[want_rounds])  # fmt: skip
+    torch.testing.assert_close(out.model.get_parameter("weight"), snaps[want_rounds])
+
+
+def test_a_plateau_before_the_end_is_not_a_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    out, _, rounds = _run(monkeypatch, [0.5, 0.6, 0.55], max_epochs=10, patience=2, ends=1e9)
+    assert rounds == [2, 2] and not out.cut

@@ -58,6 +58,8 @@ def test_the_local_runner_records_where_each_trial_ran(monkeypatch: pytest.Monke
     loop = SimpleNamespace(remaining=1, ctx=None, phase="score", recorder=None, durations=[])
     loop.past_deadline = lambda: False
     loop.phase_of = lambda t: loop.phase
+    loop.ends_at = lambda: 123.0
+    sent: dict = {}
 
     def run_and_record(recorder, body):
         body(trial)
@@ -65,9 +67,10 @@ def test_the_local_runner_records_where_each_trial_ran(monkeypatch: pytest.Monke
         return SimpleNamespace(state=None, user_attrs=trial.user_attrs)
 
     monkeypatch.setattr(local, "run_and_record", run_and_record)
-    monkeypatch.setattr(local, "run_trial", lambda *a, **kw: None)
+    monkeypatch.setattr(local, "run_trial", lambda *a, **kw: sent.update(kw))
     get_runner("local").run(loop)  # type: ignore[arg-type]
     assert trial.user_attrs[keys.WORKER] == worker_record()
+    assert sent["ends_at"] == 123.0  # the search's end reaches the trial (a finalist's rounds)
 
 
 def test_an_enqueued_finalist_keeps_its_phase_whichever_phase_asks() -> None:
@@ -80,3 +83,17 @@ def test_an_enqueued_finalist_keeps_its_phase_whichever_phase_asks() -> None:
     loop.phase = "score"
     assert loop.phase_of(SimpleNamespace(user_attrs={keys.PHASE: "final"})) == "final"
     assert loop.phase_of(SimpleNamespace(user_attrs={})) == "score"
+
+
+def test_the_search_end_a_trial_sees_is_the_deadline_on_the_wall_clock() -> None:
+    """A Ray worker compares the search's end with its own clock: the loop gives it as
+    ``time.time()``, not the driver's ``time.monotonic()``."""
+    import time
+
+    from nas.runners import SearchLoop
+
+    loop = SearchLoop.__new__(SearchLoop)
+    loop.deadline = None
+    assert loop.ends_at() is None
+    loop.deadline = time.monotonic() + 60.0
+    assert abs(loop.ends_at() - (time.time() + 60.0)) < 1.0  # type: ignore[operator]
