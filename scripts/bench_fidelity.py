@@ -284,12 +284,16 @@ def _uniform(ctx: Any, strategy: Any, n: int) -> dict[str, Any]:
               f"{row['final_test']:.3f}", file=sys.stderr)  # fmt: skip
     truth = [r["final_test"] for r in rows]
     tau, ci = _tau_ci([r["estimate"] for r in rows], truth)
+    # The ceiling noise sets: how well the finalised network's own val accuracy ranks
+    # its test accuracy (the same weights; 500 val images against the test images).
+    tau_v, ci_v = _tau_ci([r["final_val"] for r in rows], truth)
     predicted = _loo_predicted(rows)
     tau_p, ci_p = _tau_ci(predicted, truth)
     for r, p in zip(rows, predicted, strict=True):
         r["predicted"] = p
     return {"kendall_tau": tau, "kendall_tau_ci": ci, "candidates": rows,
             "kendall_tau_predicted": tau_p, "kendall_tau_predicted_ci": ci_p,
+            "kendall_tau_final_val": tau_v, "kendall_tau_final_val_ci": ci_v,
             "estimate": "inherited val accuracy (no predictor)",
             "predicted": "the search's predictor of finalised val accuracy, fitted on the "
                          "other candidates (leave one out)",

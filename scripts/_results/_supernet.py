@@ -77,6 +77,7 @@ def _supernet_honest(b: Bench, d: dict[str, Any]) -> list[str]:
         f" (target >= {TARGETS['supernet_kendall_tau']:g}:"
         f" {_met(d['kendall_tau'] >= TARGETS['supernet_kendall_tau'])})."
         + _top_band(u.get("candidates", []))
+        + _ceiling(u)
         + _predicted_tau(d),
         "",
         *_levers(d.get("inherited_by_width_levers")),
@@ -246,6 +247,18 @@ def _levers(lev: dict[str, Any] | None) -> list[str]:
         ),
         "",
     ]
+
+
+def _ceiling(u: dict[str, Any]) -> str:
+    """How well the finalised network's own val accuracy ranks its test accuracy: the
+    most an estimate on the same 500 val images can be expected to reach."""
+    if "kendall_tau_final_val" not in u:
+        return ""
+    return (
+        " The noise of the figures bounds it: each finalised network's own val accuracy"
+        " ranks its test accuracy at tau"
+        f" {_tau(u['kendall_tau_final_val'], u['kendall_tau_final_val_ci'])}."
+    )
 
 
 def _top_band(rows: list[dict[str, Any]], floor: float = 0.95) -> str:
