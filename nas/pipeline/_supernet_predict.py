@@ -22,8 +22,9 @@ one lands:
   believer).
 
 Per second, because the budget ends by the clock, not by a count: a finalist 0.25 wide
-took 4-25 s, one 0.75 or 1.0 wide 13-83 s (docs/bench/search_supernet.json at 13ca037),
-and 64% of seed 0's finalising time went to the 9 of its 24 finalists over 30 KB. Expected
+took 3-25 s (median 8), one 0.75 or 1.0 wide 8-83 s (median 25) over the three seeds of
+docs/bench/search_supernet.json at 13ca037, and 73% of seed 0's finalising time went to
+the 9 of its 24 finalists over 30 KB. Expected
 improvement per second (Snoek, Larochelle and Adams, 2012) is the usual answer when
 evaluations differ in cost.
 """
