@@ -301,13 +301,19 @@ def test_killed_then_interrupted_driver_resumes(tmp_path: Path, ray_fast, mlflow
     it again. (One search for both faults: each start of Ray costs ~20 s.) The search
     resumes the study each time, keeps every finished trial, leaves the ones cut short
     FAILED (interrupted, uncounted) and finishes the requested number of trials."""
-    args = ("search.n_trials=5", "search.study_name=killed", "train.epochs=2")
+    # Trials of a few seconds each: at 2 epochs one takes ~0.3 s, and a poll of the journal
+    # could miss the moment one has finished while another runs.
+    args = ("search.n_trials=5", "search.study_name=killed", "train.epochs=20")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     journal = tmp_path / "killed.journal"
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
 
     def trials() -> list[optuna.trial.FrozenTrial]:
-        return _journal(tmp_path, "killed").trials if journal.exists() else []
+        # The journal file appears before the search appends the study's record to it.
+        try:
+            return _journal(tmp_path, "killed").trials if journal.exists() else []
+        except KeyError:
+            return []
 
     proc = _cli(ray_fast, tmp_path, env, *args)
     _wait_for(
