@@ -88,8 +88,10 @@ class Job:
         def child() -> None:
             # A terminal's foreground job: Ctrl-C stops it (a shell's `cmd &` ignores it).
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            if sighup_ignored:  # what nohup does
-                signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            # SIGHUP as a terminal's job has it: ignored under nohup, else its default
+            # (stopping), whatever this process inherited (a bench run under nohup
+            # would otherwise pass its own SIG_IGN on to every job).
+            signal.signal(signal.SIGHUP, signal.SIG_IGN if sighup_ignored else signal.SIG_DFL)
 
         self.proc = subprocess.Popen(
             self.cmd(), env=self.env, cwd=self.work, text=True, stdout=subprocess.PIPE,
