@@ -151,6 +151,10 @@ def main() -> int:
     )
     meta = {
         "only": args.only,
+        # The top-level commit is this run's; the part kept says where it was measured.
+        "kept": _kept_provenance(kept, "rows" if args.only == "latency" else "latency")
+        if args.only
+        else None,
         "quick": args.quick,
         "seconds": round(time.monotonic() - start, 1),
         "load_average": os.getloadavg(),
@@ -170,6 +174,15 @@ def main() -> int:
         bench.write(record, args.out, markdown=md, indent=1)
         print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return 0
+
+
+def _kept_provenance(kept: dict[str, Any], part: str) -> dict[str, Any]:
+    """Where ``part`` of the record ``kept`` was measured: its own note when that record
+    kept the part too, else that record's commit and date."""
+    prior = (kept.get("meta") or {}).get("kept")
+    if prior and prior.get("part") == part:
+        return dict(prior)
+    return {"part": part, "commit": kept.get("commit"), "date": kept.get("date")}
 
 
 # --- Deep Compression-style table ----------------------------------------------------
