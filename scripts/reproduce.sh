@@ -144,7 +144,7 @@ PARTS=(baseline_lenet compress int8 latency_quick latency distill distill_mid ru
   search_long search_supernet search_supernet_proxy supernet supernet_shift devices faults
   stream_floor
   stream default_run energy adaptive gpu_cpu_side cpu_default_run gpu)
-total_start=$(date +%s)
+total_start=$(date +%s) failed=()
 for name in "${PARTS[@]}"; do
   if [ ${#only[@]} -gt 0 ] && [[ ! " ${only[*]} " == *" $name "* ]]; then continue; fi
   out="$bench/$name.json" marker="$base/done/$name"
@@ -153,8 +153,14 @@ for name in "${PARTS[@]}"; do
   fi
   echo "== $name"
   start=$(date +%s)
-  "part_$name" "$out" "$base/work/$name"
+  # A part that exits non-zero (a crash, or a benchmark whose target is missed) does not
+  # stop the others; it is not marked done, so a rerun tries it again.
+  # (In a subshell outside any `||`, so that set -e still stops a part at its first error.)
+  set +e; ( set -e; "part_$name" "$out" "$base/work/$name" ); rc=$?; set -e
   [ "$dry" = 1 ] && continue
+  if [ "$rc" -ne 0 ]; then
+    failed+=("$name (exit $rc)"); echo "== $name: exit $rc after $(( $(date +%s) - start )) s"; continue
+  fi
   echo "$commit" >"$marker"
   echo "== $name: $(( $(date +%s) - start )) s"
 done
@@ -166,3 +172,4 @@ if [ "$mode" = quick ] && [ ${#only[@]} -eq 0 ]; then
 fi
 [ "$mode" = quick ] && run "$PY" scripts/make_results.py --check
 echo "== all parts: $(( $(date +%s) - total_start )) s"
+if [ ${#failed[@]} -gt 0 ]; then echo "== parts that exited non-zero: ${failed[*]}" >&2; exit 1; fi
